@@ -1,0 +1,325 @@
+"""Accounts and sessions: registration, login, refresh, request authentication, logout.
+
+Every credential failure raises a precise error for logs and events; the web layer
+turns them all into one opaque answer (STYLE principle 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bastion.accounts._emails import normalize_email
+from bastion.clock import Clock, SystemClock
+from bastion.errors import (
+    ConflictError,
+    InvalidCredentialsError,
+    InvalidTokenError,
+    TokenReuseError,
+)
+from bastion.events import EventLog, RequestContext
+from bastion.passwords import PasswordHasher, PasswordPolicy
+from bastion.stores import Account, AuthSession, Stores, UserState
+from bastion.tokens import AccessClaims, AccessTokens
+from bastion.tokens.refresh import new_refresh_token, refresh_digest
+
+__all__ = ["AccountService", "Principal", "TokenPair"]
+
+ROLES = ("viewer", "member", "admin")
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    token_type: str = "bearer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request: role from the stored state, not the token."""
+
+    user_id: uuid.UUID
+    role: str
+    session_id: str
+    claims: AccessClaims
+
+
+class AccountService:
+    def __init__(
+        self,
+        stores: Stores,
+        *,
+        hasher: PasswordHasher,
+        policy: PasswordPolicy,
+        access_tokens: AccessTokens,
+        events: EventLog,
+        clock: Clock | None = None,
+        refresh_idle_ttl: timedelta = timedelta(days=14),
+        refresh_absolute_ttl: timedelta = timedelta(days=30),
+    ) -> None:
+        self._stores = stores
+        self._hasher = hasher
+        self._policy = policy
+        self._access = access_tokens
+        self._events = events
+        self._clock = clock or SystemClock()
+        self._idle_ttl = refresh_idle_ttl
+        self._absolute_ttl = refresh_absolute_ttl
+
+    @property
+    def access_ttl(self) -> timedelta:
+        return self._access.ttl
+
+    async def check_password(self, password: str, *, email: str, display_name: str | None) -> None:
+        """Raise PasswordPolicyError with the reasons; zxcvbn runs off the event loop."""
+        local = email.partition("@")[0]
+        context = [email, local, *([display_name] if display_name else [])]
+        await asyncio.to_thread(self._policy.check, password, user_inputs=context)
+
+    async def register(
+        self,
+        email: str,
+        password: str,
+        *,
+        display_name: str | None = None,
+        role: str = "member",
+        context: RequestContext | None = None,
+    ) -> Account | None:
+        """Create an account; None when the email is taken (the caller answers the same).
+
+        Both paths hash the password, so the answer's timing does not tell them apart.
+
+        Raises:
+            InvalidEmailError, PasswordPolicyError, ServiceBusyError.
+        """
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        email, key = normalize_email(email)
+        await self.check_password(password, email=email, display_name=display_name)
+        password_hash = await self._hasher.hash(password)
+        now = self._clock.now()
+        account = Account(
+            id=uuid.uuid4(),
+            email=email,
+            email_key=key,
+            password_hash=password_hash,
+            display_name=display_name,
+            role=role,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await self._stores.accounts.add(account)
+        except ConflictError:
+            await self._events.emit(
+                "registration_conflict", context=context, details="email already registered",
+                severity="low",
+            )
+            return None
+        await self._events.emit("user_registered", context=context, user_id=str(account.id))
+        return account
+
+    async def login(
+        self, email: str, password: str, *, context: RequestContext, user_agent: str | None
+    ) -> TokenPair:
+        """Check the credentials and open a session.
+
+        Raises:
+            InvalidCredentialsError: unknown email, wrong password, disabled account.
+            ServiceBusyError: the hashing pool is saturated.
+        """
+        try:
+            _, key = normalize_email(email)
+        except ValueError:
+            key = None
+        account = await self._stores.accounts.get_by_email(key) if key else None
+        # An unknown email verifies against a dummy hash: same cost as a wrong password.
+        ok = await self._hasher.verify(account.password_hash if account else None, password)
+        reason = (
+            "unknown account" if account is None
+            else "invalid password" if not ok
+            else "account disabled" if not account.is_active
+            else ""
+        )
+        if reason or account is None:
+            await self._events.emit(
+                "auth_failure", context=context,
+                user_id=str(account.id) if account else None, details=reason,
+            )
+            raise InvalidCredentialsError(reason)
+        if account.password_hash and self._hasher.needs_rehash(account.password_hash):
+            # Upgrade on successful login (STYLE principle 9): new profile, or legacy bcrypt.
+            new_hash = await self._hasher.hash(password)
+            account = await self._stores.accounts.update(account.id, password_hash=new_hash) or account
+        pair = await self._open_session(account, context=context, user_agent=user_agent)
+        await self._events.emit("auth_success", context=context, user_id=str(account.id))
+        return pair
+
+    async def _open_session(
+        self, account: Account, *, context: RequestContext, user_agent: str | None
+    ) -> TokenPair:
+        now = self._clock.now()
+        session = AuthSession(
+            id=uuid.uuid4(),
+            user_id=account.id,
+            created_at=now,
+            last_used_at=now,
+            absolute_expires_at=now + self._absolute_ttl,
+            ip_address=context.ip_address,
+            user_agent=_clip(user_agent),
+        )
+        refresh_token = new_refresh_token()
+        await self._stores.sessions.create(session, refresh_digest(refresh_token))
+        await self._cache_state(account)
+        return self._pair(account, session, refresh_token, now)
+
+    def _pair(
+        self, account: Account, session: AuthSession, refresh_token: str, now: datetime
+    ) -> TokenPair:
+        access_token, _ = self._access.issue(
+            subject=str(account.id),
+            role=account.role,
+            session_id=str(session.id),
+            token_version=account.token_version,
+        )
+        refresh_left = min(now + self._idle_ttl, session.absolute_expires_at) - now
+        return TokenPair(
+            access_token=access_token,
+            expires_in=int(self._access.ttl.total_seconds()),
+            refresh_token=refresh_token,
+            refresh_expires_in=max(0, int(refresh_left.total_seconds())),
+        )
+
+    async def refresh(
+        self, refresh_token: str, *, context: RequestContext, user_agent: str | None
+    ) -> TokenPair:
+        """Rotate the refresh token: the presented one is used up, a new pair is issued.
+
+        Raises:
+            TokenReuseError: the token had already been rotated; its family is revoked.
+            InvalidTokenError: unknown, revoked or expired token, or disabled account.
+        """
+        new_token = new_refresh_token()
+        now = self._clock.now()
+        outcome = await self._stores.sessions.rotate(
+            refresh_digest(refresh_token),
+            refresh_digest(new_token),
+            now=now,
+            idle_ttl_seconds=int(self._idle_ttl.total_seconds()),
+            ip_address=context.ip_address,
+            user_agent=_clip(user_agent),
+        )
+        session = outcome.session
+        if outcome.status == "reused" and session is not None:
+            await self._deny_session(session.id)
+            await self._events.emit(
+                "token_reuse_detected", context=context, user_id=str(session.user_id),
+                details="a rotated refresh token was presented; its session was revoked",
+            )
+            raise TokenReuseError(session_id=str(session.id), user_id=str(session.user_id))
+        if outcome.status != "rotated" or session is None:
+            await self._events.emit(
+                "auth_failure", context=context,
+                user_id=str(session.user_id) if session else None,
+                details=f"refresh token {outcome.status}",
+            )
+            raise InvalidTokenError(f"refresh token {outcome.status}")
+        account = await self._stores.accounts.get(session.user_id)
+        if account is None or not account.is_active:
+            await self._stores.sessions.revoke(session.id, now=now, reason="account disabled")
+            raise InvalidTokenError("account disabled")
+        await self._events.emit("token_refreshed", context=context, user_id=str(account.id))
+        return self._pair(account, session, new_token, now)
+
+    async def authenticate(self, access_token: str) -> Principal:
+        """Verify an access token and check it against the revocation state.
+
+        One revocation-store round trip: the token's ``jti`` and session, and the user's
+        cached state (token version, role, active); a miss reads the account once.
+
+        Raises:
+            InvalidTokenError: forged, expired, revoked, or the account is disabled.
+        """
+        claims = self._access.verify(access_token)
+        state, revoked = await self._stores.revocation.check(
+            claims.sub, (claims.jti, f"sid:{claims.sid}")
+        )
+        if revoked:
+            raise InvalidTokenError("token revoked")
+        if state is None:
+            try:
+                account = await self._stores.accounts.get(uuid.UUID(claims.sub))
+            except ValueError:
+                account = None
+            if account is None:
+                raise InvalidTokenError("unknown subject")
+            state = await self._cache_state(account)
+        if not state.is_active:
+            raise InvalidTokenError("account disabled")
+        if claims.tv != state.token_version:
+            raise InvalidTokenError("token version revoked")
+        return Principal(uuid.UUID(claims.sub), state.role, claims.sid, claims)
+
+    async def logout(
+        self, principal: Principal, refresh_token: str | None, *, context: RequestContext
+    ) -> None:
+        """End this session: its refresh family and every access token issued for it."""
+        now = self._clock.now()
+        session_ids = {principal.session_id}
+        if refresh_token:
+            other = await self._stores.sessions.find_by_token(refresh_digest(refresh_token))
+            if other is not None and other.user_id == principal.user_id:
+                session_ids.add(str(other.id))
+        for session_id in session_ids:
+            await self._stores.sessions.revoke(uuid.UUID(session_id), now=now, reason="logout")
+            await self._deny_session(session_id)
+        await self._stores.revocation.revoke(
+            principal.claims.jti, _from_ts(principal.claims.exp) + timedelta(seconds=60)
+        )
+        await self._events.emit("logout", context=context, user_id=str(principal.user_id))
+
+    async def logout_all(self, user_id: uuid.UUID, *, context: RequestContext,
+                         reason: str = "logout-all") -> None:
+        """Every session and every access token of the user, at once (token version bump)."""
+        await self._stores.sessions.revoke_all(user_id, now=self._clock.now(), reason=reason)
+        await self._stores.accounts.bump_token_version(user_id)
+        account = await self._stores.accounts.get(user_id)
+        if account is not None:
+            await self._cache_state(account)
+        await self._events.emit(
+            "logout", context=context, user_id=str(user_id), details="all sessions"
+        )
+
+    async def get_account(self, user_id: uuid.UUID) -> Account | None:
+        return await self._stores.accounts.get(user_id)
+
+    async def update_profile(self, user_id: uuid.UUID, *, display_name: str | None) -> Account:
+        account = await self._stores.accounts.update(user_id, display_name=display_name)
+        if account is None:
+            raise InvalidTokenError("unknown subject")
+        return account
+
+    async def _cache_state(self, account: Account) -> UserState:
+        state = UserState(account.token_version, account.role, account.is_active)
+        await self._stores.revocation.put_user_state(str(account.id), state)
+        return state
+
+    async def _deny_session(self, session_id: uuid.UUID | str) -> None:
+        # Access tokens of this session stay denied until the longest of them expires.
+        until = self._clock.now() + self._access.ttl + timedelta(seconds=60)
+        await self._stores.revocation.revoke(f"sid:{session_id}", until)
+
+
+def _clip(value: str | None, limit: int = 512) -> str | None:
+    return value[:limit] if value else None
+
+
+def _from_ts(seconds: int) -> datetime:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(seconds, UTC)

@@ -1,0 +1,161 @@
+"""Settings, read from ``BASTION_``-prefixed environment variables or a ``.env`` file.
+
+Nothing here runs at import time: only ``create_app`` and the command line construct
+:class:`Settings` (STYLE principle 13). :func:`check_settings` is the start-up gate:
+in production it refuses every insecure setting and names it (ASVS 13.x, OWASP
+"Security Misconfiguration"); in development it only reports.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bastion.errors import ConfigurationError
+from bastion.passwords import PROFILES, Argon2Profile, is_below_owasp_floor
+
+__all__ = ["Finding", "Settings", "check_settings"]
+
+_SECRET_MIN_BYTES = 32  # RFC 7518 §3.2: an HS256 key is at least the hash output size.
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; the names are part of the contract (API.md)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BASTION_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    env: Literal["development", "production"] = "development"
+    debug: bool = False
+    database_url: str = "sqlite+aiosqlite:///./var/bastion.db"
+    redis_url: SecretStr | None = None
+    redis_key_prefix: str = "bastion:"
+    data_dir: Path = Path("./var")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cookie_secure: bool = True
+
+    # Tokens
+    jwt_algorithm: Literal["EdDSA", "ES256", "HS256"] = "EdDSA"
+    jwt_secret: SecretStr | None = None
+    signing_keys_file: Path | None = None
+    jwt_issuer: str = "bastion"
+    jwt_audience: str = "bastion-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    refresh_idle_ttl_seconds: int = Field(default=14 * 86400, ge=300)
+    refresh_absolute_ttl_seconds: int = Field(default=30 * 86400, ge=300)
+
+    # Passwords
+    password_profile: str = "rfc9106-low-memory"
+    password_min_length: int = Field(default=15, ge=12)
+    hash_max_concurrency: int | None = Field(default=None, ge=1)
+    hash_queue_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    # Requests
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    docs_enabled: bool = True
+    log_events_to_stdout: bool = True
+
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # raises ValueError, naming the value
+        return value
+
+    @field_validator("password_profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        if value not in PROFILES:
+            raise ValueError(f"unknown profile {value!r}; one of {sorted(PROFILES)}")
+        return value
+
+    @property
+    def argon2_profile(self) -> Argon2Profile:
+        return PROFILES[self.password_profile]
+
+    @property
+    def keys_path(self) -> Path:
+        return self.signing_keys_file or self.data_dir / "signing-keys.json"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One insecure setting: ``fatal`` findings stop a production start."""
+
+    setting: str
+    message: str
+    fatal: bool = True
+
+
+def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
+    """List what is insecure about ``settings``; raise in production on the first fatal one.
+
+    ``keys_exist`` says whether the signing keys were provisioned before start
+    (``bastion keys rotate``): production never generates keys at start, because keys
+    made on one instance's start are not shared with the others and vanish with it.
+
+    Raises:
+        ConfigurationError: in production, naming the first insecure setting.
+    """
+    findings: list[Finding] = []
+    if settings.debug:
+        findings.append(Finding("BASTION_DEBUG", "debug mode must be off"))
+    if "*" in settings.cors_origins:
+        findings.append(Finding("BASTION_CORS_ORIGINS", "'*' allows every origin"))
+    if not settings.cookie_secure:
+        findings.append(Finding("BASTION_COOKIE_SECURE", "cookies must be Secure"))
+    if settings.jwt_algorithm == "HS256":
+        secret = settings.jwt_secret.get_secret_value().encode() if settings.jwt_secret else b""
+        if len(secret) < _SECRET_MIN_BYTES:
+            findings.append(
+                Finding("BASTION_JWT_SECRET", "HS256 needs a secret of at least 32 bytes")
+            )
+    elif not keys_exist:
+        findings.append(
+            Finding(
+                "BASTION_SIGNING_KEYS_FILE",
+                f"no signing keys at {settings.keys_path}; run 'bastion keys rotate' first",
+            )
+        )
+    if is_below_owasp_floor(settings.argon2_profile):
+        findings.append(
+            Finding(
+                "BASTION_PASSWORD_PROFILE",
+                f"{settings.password_profile!r} is below the OWASP floor (m=19456 KiB, t=2, p=1)",
+            )
+        )
+    if settings.database_url.startswith("sqlite"):
+        findings.append(
+            Finding(
+                "BASTION_DATABASE_URL",
+                "SQLite serves one machine only; use PostgreSQL in production",
+                fatal=False,
+            )
+        )
+    if settings.is_production:
+        for finding in findings:
+            if finding.fatal:
+                raise ConfigurationError(finding.setting, finding.message)
+    return findings

@@ -1,0 +1,126 @@
+"""The error tree of the security core.
+
+Every error carries a stable ``code`` (the slug of its RFC 9457 problem type,
+``/problems/<code>``) and the HTTP ``status`` the web layer answers with::
+
+    BastionError                      internal-error        500
+    ├── ConfigurationError            insecure-configuration 500
+    ├── AuthenticationError           invalid-credentials   401
+    │   ├── InvalidCredentialsError   invalid-credentials   401
+    │   └── InvalidTokenError         invalid-token         401
+    │       └── TokenReuseError       invalid-token         401
+    ├── PermissionDeniedError         forbidden             403
+    ├── NotFoundError                 not-found             404
+    ├── ConflictError                 conflict              409
+    ├── PasswordPolicyError           weak-password         422
+    └── ServiceBusyError              service-busy          503
+
+Inside the core, errors are precise (``InvalidTokenError("expired")``); at the HTTP
+edge every credential failure becomes one opaque response (OWASP Authentication
+Cheat Sheet, "Authentication and Error Messages"), so the precise ``reason`` is for
+logs and security events only and is never sent to a client.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BastionError",
+    "ConfigurationError",
+    "ConflictError",
+    "InvalidCredentialsError",
+    "InvalidTokenError",
+    "NotFoundError",
+    "PasswordPolicyError",
+    "PermissionDeniedError",
+    "ServiceBusyError",
+    "TokenReuseError",
+]
+
+
+class BastionError(Exception):
+    """Root of every error raised by Bastion."""
+
+    code: str = "internal-error"
+    title: str = "Internal server error"
+    status: int = 500
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason or self.title)
+        self.reason = reason or self.title
+
+
+class ConfigurationError(BastionError):
+    """A setting is missing or insecure; ``setting`` names it."""
+
+    code = "insecure-configuration"
+    title = "Insecure configuration"
+
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(f"{setting}: {reason}")
+        self.setting = setting
+
+
+class AuthenticationError(BastionError):
+    code = "invalid-credentials"
+    title = "Invalid credentials"
+    status = 401
+
+
+class InvalidCredentialsError(AuthenticationError):
+    """Unknown account, wrong password, disabled or locked account: all look alike."""
+
+
+class InvalidTokenError(AuthenticationError):
+    """A token is missing, malformed, expired, revoked or forged."""
+
+    code = "invalid-token"
+    title = "Invalid token"
+
+
+class TokenReuseError(InvalidTokenError):
+    """An already-rotated refresh token was presented (RFC 9700 §4.14.2)."""
+
+    def __init__(self, reason: str = "refresh token reuse", *, session_id: str = "",
+                 user_id: str = "") -> None:
+        super().__init__(reason)
+        self.session_id = session_id
+        self.user_id = user_id
+
+
+class PermissionDeniedError(BastionError):
+    code = "forbidden"
+    title = "Forbidden"
+    status = 403
+
+
+class NotFoundError(BastionError):
+    code = "not-found"
+    title = "Not found"
+    status = 404
+
+
+class ConflictError(BastionError):
+    code = "conflict"
+    title = "Conflict"
+    status = 409
+
+
+class PasswordPolicyError(BastionError):
+    """The password breaks the policy; ``reasons`` say why, for the user."""
+
+    code = "weak-password"
+    title = "Password does not meet the policy"
+    status = 422
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+class ServiceBusyError(BastionError):
+    """A bounded resource (the hashing pool) is saturated; try again shortly."""
+
+    code = "service-busy"
+    title = "Service busy"
+    status = 503

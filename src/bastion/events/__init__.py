@@ -1,0 +1,164 @@
+"""Security events: typed records through a pipeline of plain callables.
+
+``EventLog.emit`` builds a :class:`~bastion.stores.SecurityEvent` in the contract's
+shape, runs it through the processors (redaction first, then any added ones, after
+structlog's processor model) and hands it to every sink: JSON lines on stdout and rows
+in the event store by default. ``bastion.testing.capture_events()`` sees every event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any, Literal, Protocol
+
+from bastion.clock import Clock, SystemClock
+from bastion.events._redact import REDACTED, redact_mapping, redact_text
+from bastion.stores.base import EventStore, SecurityEvent
+
+__all__ = [
+    "REDACTED",
+    "EventLog",
+    "EventSink",
+    "JSONLinesSink",
+    "RequestContext",
+    "StoreSink",
+    "event_to_dict",
+    "redact_event",
+]
+
+Severity = Literal["info", "low", "medium", "high", "critical"]
+Processor = Callable[[SecurityEvent], SecurityEvent | None]
+
+_logger = logging.getLogger("bastion.events")
+
+DEFAULT_SEVERITY: dict[str, Severity] = {
+    "auth_success": "info",
+    "auth_failure": "medium",
+    "token_refreshed": "info",
+    "token_reuse_detected": "critical",
+    "logout": "info",
+    "user_registered": "info",
+    "password_changed": "medium",
+    "permission_denied": "medium",
+    "rate_limit_exceeded": "low",
+    "suspicious_activity": "high",
+    "role_changed": "high",
+    "account_locked": "high",
+    "account_unlocked": "medium",
+}
+
+# Hooks that tests install through bastion.testing.capture_events().
+_capture_hooks: list[list[SecurityEvent]] = []
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where an event happened: filled by the web layer, plain data here."""
+
+    ip_address: str | None = None
+    endpoint: str | None = None
+    method: str | None = None
+    request_id: str | None = None
+
+
+class EventSink(Protocol):
+    async def write(self, event: SecurityEvent) -> None: ...
+
+
+def event_to_dict(event: SecurityEvent) -> dict[str, Any]:
+    """The contract's JSON shape: UTC timestamps with ``Z``, millisecond precision."""
+    data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "extra"}
+    data["timestamp"] = _rfc3339(event.timestamp)
+    data.update(event.extra)
+    return data
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def redact_event(event: SecurityEvent) -> SecurityEvent:
+    return dataclasses.replace(
+        event, details=redact_text(event.details), extra=redact_mapping(event.extra)
+    )
+
+
+class JSONLinesSink:
+    """One JSON object a line, to stdout by default."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream
+
+    async def write(self, event: SecurityEvent) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(json.dumps(event_to_dict(event), separators=(",", ":")) + "\n")
+        stream.flush()
+
+
+class StoreSink:
+    """Rows in the event store (the durable record admins query)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def write(self, event: SecurityEvent) -> None:
+        await self._store.append([event])
+
+
+class EventLog:
+    """Builds, redacts and fans out security events; a failing sink never fails a request."""
+
+    def __init__(
+        self,
+        sinks: Sequence[EventSink] = (),
+        *,
+        processors: Sequence[Processor] = (),
+        clock: Clock | None = None,
+    ) -> None:
+        self._sinks = list(sinks)
+        self._processors: list[Processor] = [redact_event, *processors]
+        self._clock = clock or SystemClock()
+
+    async def emit(
+        self,
+        event_type: str,
+        *,
+        context: RequestContext | None = None,
+        user_id: str | None = None,
+        details: str = "",
+        severity: Severity | None = None,
+        **extra: Any,
+    ) -> SecurityEvent | None:
+        context = context or RequestContext()
+        event: SecurityEvent | None = SecurityEvent(
+            event_type=event_type,
+            timestamp=self._clock.now(),
+            severity=severity or DEFAULT_SEVERITY.get(event_type, "info"),
+            user_id=user_id,
+            ip_address=context.ip_address,
+            endpoint=context.endpoint,
+            method=context.method,
+            details=details,
+            request_id=context.request_id,
+            extra=extra,
+        )
+        for processor in self._processors:
+            assert event is not None
+            event = processor(event)
+            if event is None:
+                return None
+        assert event is not None
+        for hook in _capture_hooks:
+            hook.append(event)
+        for sink in self._sinks:
+            try:
+                await sink.write(event)
+            except Exception:  # a broken sink must not turn into a failed login
+                _logger.exception("security event sink %s failed", type(sink).__name__)
+        return event

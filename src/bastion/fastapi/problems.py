@@ -1,0 +1,115 @@
+"""RFC 9457 problem responses from every layer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from bastion.errors import BastionError, PasswordPolicyError
+
+__all__ = ["PROBLEM_JSON", "install_problem_handlers", "problem", "problem_body"]
+
+PROBLEM_JSON = "application/problem+json"
+_logger = logging.getLogger("bastion.errors")
+
+_HTTP_SLUGS = {
+    400: ("bad-request", "Bad request"),
+    401: ("invalid-token", "Invalid token"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-error", "Validation error"),
+    429: ("rate-limited", "Too many requests"),
+    500: ("internal-error", "Internal server error"),
+    503: ("service-unavailable", "Service unavailable"),
+}
+_SECRET_FIELDS = {"password", "new_password", "current_password", "refresh_token", "token"}
+
+
+def problem_body(
+    status: int, slug: str, title: str, detail: str | None, request_id: str | None, **extra: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": f"/problems/{slug}", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["request_id"] = request_id
+    body.update(extra)
+    return body
+
+
+def problem(
+    request: Request,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    return JSONResponse(
+        problem_body(status, slug, title, detail, request_id, **extra),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+_PUBLIC_DETAIL = {
+    "invalid-credentials": "Email or password is incorrect.",
+    "invalid-token": "The access or refresh token is missing, invalid, expired or revoked.",
+    "service-busy": "The service is busy; try again shortly.",
+}
+
+
+async def _bastion_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BastionError)
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    detail = _PUBLIC_DETAIL.get(exc.code)
+    if exc.status == 401 and exc.code == "invalid-token":
+        headers["WWW-Authenticate"] = 'Bearer realm="bastion", error="invalid_token"'
+    if exc.status == 503:
+        headers["Retry-After"] = "1"
+    if isinstance(exc, PasswordPolicyError):
+        detail = "The password was refused."
+        extra["errors"] = [{"loc": ["body", "password"], "msg": r} for r in exc.reasons]
+    elif detail is None and exc.status < 500:
+        detail = exc.reason
+    return problem(request, exc.status, exc.code, exc.title, detail, headers=headers, **extra)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        # Never echo a submitted secret: pydantic's messages may quote the input.
+        message = "invalid value" if _SECRET_FIELDS & set(loc) else str(error.get("msg", ""))
+        errors.append({"loc": loc, "msg": message, "type": error.get("type")})
+    return problem(
+        request, 422, "validation-error", "Validation error",
+        "The request is not valid; see errors.", errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    slug, title = _HTTP_SLUGS.get(exc.status_code, ("error", "Error"))
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    return problem(request, exc.status_code, slug, title, detail, headers=exc.headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(BastionError, _bastion_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,126 @@
+"""The ``/auth`` routes and the JWK set, as a factory that takes its dependencies."""
+
+# No ``from __future__ import annotations`` here: FastAPI must resolve the local
+# ``Authenticated`` alias of each factory at definition time.
+
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Form, Request, Response, status
+
+from bastion.accounts import InvalidEmailError, Principal, TokenPair
+from bastion.errors import InvalidCredentialsError
+from bastion.fastapi.dependencies import Guard
+from bastion.fastapi.problems import problem
+from bastion.fastapi.schemas import LoginIn, LogoutIn, RefreshIn, RegisteredOut, RegisterIn, TokenPairOut
+from bastion.tokens import KeySet
+
+__all__ = ["auth_router", "jwks_router"]
+
+_CREDENTIAL_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Invalid credentials (the same answer for every reason)"},
+    422: {"description": "Validation error"},
+    503: {"description": "The password-hashing pool is saturated"},
+}
+
+
+def _out(pair: TokenPair) -> TokenPairOut:
+    return TokenPairOut(
+        access_token=pair.access_token,
+        token_type=pair.token_type,
+        expires_in=pair.expires_in,
+        refresh_token=pair.refresh_token,
+        refresh_expires_in=pair.refresh_expires_in,
+    )
+
+
+def auth_router(guard: Guard) -> APIRouter:
+    router = APIRouter(prefix="/auth", tags=["auth"])
+    service = guard.service
+    Authenticated = Annotated[Principal, Depends(guard.principal)]
+
+    @router.post(
+        "/register",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=RegisteredOut,
+        summary="Register an account",
+        responses={422: {"description": "Invalid email or refused password"}},
+    )
+    async def register(body: RegisterIn, request: Request) -> Any:
+        """202 whether or not the email is already registered: no account enumeration."""
+        try:
+            await service.register(
+                body.email, body.password, display_name=body.display_name,
+                context=guard.context(request),
+            )
+        except InvalidEmailError:
+            return problem(
+                request, 422, "validation-error", "Validation error",
+                "The request is not valid; see errors.",
+                errors=[{"loc": ["body", "email"], "msg": "not a valid email address"}],
+            )
+        return RegisteredOut()
+
+    async def _login(request: Request, email: str, password: str) -> TokenPairOut:
+        pair = await service.login(
+            email, password, context=guard.context(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+        return _out(pair)
+
+    @router.post("/login", response_model=TokenPairOut, summary="Log in with email and password",
+                 responses=_CREDENTIAL_ERRORS)
+    async def login(body: LoginIn, request: Request) -> TokenPairOut:
+        return await _login(request, body.email, body.password)
+
+    @router.post(
+        "/token", response_model=TokenPairOut, responses=_CREDENTIAL_ERRORS,
+        summary="Log in with the OAuth2 password form (the docs' Authorize button)",
+    )
+    async def token(
+        request: Request,
+        username: Annotated[str, Form(max_length=320)],
+        password: Annotated[str, Form(max_length=4096)],
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    ) -> TokenPairOut:
+        if not username or not password:
+            raise InvalidCredentialsError("empty form field")
+        return await _login(request, username, password)
+
+    @router.post("/refresh", response_model=TokenPairOut, summary="Rotate a refresh token",
+                 responses={401: {"description": "Invalid, expired, revoked or reused token"}})
+    async def refresh(body: RefreshIn, request: Request) -> TokenPairOut:
+        pair = await service.refresh(
+            body.refresh_token, context=guard.context(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+        return _out(pair)
+
+    @router.post("/logout", status_code=204, summary="End this session",
+                 responses={401: {"description": "Invalid token"}})
+    async def logout(
+        principal: Authenticated, request: Request,
+        body: Annotated[LogoutIn | None, Body()] = None,
+    ) -> Response:
+        await service.logout(
+            principal, body.refresh_token if body else None, context=guard.context(request)
+        )
+        return Response(status_code=204)
+
+    @router.post("/logout-all", status_code=204, summary="End every session of the caller",
+                 responses={401: {"description": "Invalid token"}})
+    async def logout_all(principal: Authenticated, request: Request) -> Response:
+        await service.logout_all(principal.user_id, context=guard.context(request))
+        return Response(status_code=204)
+
+    return router
+
+
+def jwks_router(keys: KeySet) -> APIRouter:
+    router = APIRouter(tags=["auth"])
+
+    @router.get("/.well-known/jwks.json", summary="Public signing keys (JWK set)")
+    async def jwks() -> dict[str, Any]:
+        return keys.public_jwks()
+
+    return router

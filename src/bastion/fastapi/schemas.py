@@ -1,0 +1,95 @@
+"""Request and response models of the auth and user routes.
+
+Input models forbid unknown fields (mass assignment, OWASP API3:2023) and use strict
+string types (no coercion); responses are explicit models that never carry a hash,
+secret or internal flag.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+
+__all__ = [
+    "LoginIn",
+    "LogoutIn",
+    "RefreshIn",
+    "RegisterIn",
+    "RegisteredOut",
+    "SafeText",
+    "TokenPairOut",
+    "UserOut",
+    "UserPatch",
+    "safe_text",
+]
+
+
+def safe_text(value: str) -> str:
+    """NFC, no control or format characters (bidi overrides, NUL), trimmed, not empty."""
+    value = unicodedata.normalize("NFC", value).strip()
+    if any(unicodedata.category(ch) in {"Cc", "Cf"} for ch in value):
+        raise ValueError("control characters are not allowed")
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+SafeText = Annotated[StrictStr, AfterValidator(safe_text)]
+Email = Annotated[StrictStr, Field(min_length=3, max_length=320)]
+# Long enough for the policy to explain a refusal; the policy caps passwords at 1024 bytes.
+Password = Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+OpaqueToken = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterIn(_In):
+    email: Email
+    password: Password
+    display_name: Annotated[SafeText, Field(max_length=100)] | None = None
+
+
+class RegisteredOut(BaseModel):
+    status: str = "accepted"
+    detail: str = "If the address can be registered, the account is ready to sign in."
+
+
+class LoginIn(_In):
+    email: Email
+    password: Password
+
+
+class RefreshIn(_In):
+    refresh_token: OpaqueToken
+
+
+class LogoutIn(_In):
+    refresh_token: OpaqueToken | None = None
+
+
+class TokenPairOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class UserOut(BaseModel):
+    id: UUID
+    email: str
+    display_name: str | None
+    role: str
+    email_verified: bool
+    mfa_enabled: bool
+    created_at: datetime
+
+
+class UserPatch(_In):
+    display_name: Annotated[SafeText, Field(max_length=100)] | None

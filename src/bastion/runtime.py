@@ -1,0 +1,101 @@
+"""Assemble the security core from settings: stores, keys, hashing, tokens, events.
+
+``create_app`` and the command line call :func:`open_security`; nothing else reads
+settings (STYLE principle 13).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bastion.accounts import AccountService
+from bastion.clock import Clock, SystemClock
+from bastion.config import Finding, Settings, check_settings
+from bastion.events import EventLog, EventSink, JSONLinesSink, StoreSink
+from bastion.passwords import PasswordHasher, PasswordPolicy
+from bastion.stores import Stores, open_stores
+from bastion.tokens import AccessTokens, KeySet, ensure_key_file, load_key_file
+
+__all__ = ["Security", "load_keys", "open_security"]
+
+_logger = logging.getLogger("bastion")
+
+
+@dataclass
+class Security:
+    settings: Settings
+    stores: Stores
+    keys: KeySet
+    access_tokens: AccessTokens
+    hasher: PasswordHasher
+    policy: PasswordPolicy
+    events: EventLog
+    accounts: AccountService
+    findings: list[Finding] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        self.hasher.close()
+        await self.stores.aclose()
+
+
+def load_keys(settings: Settings, *, clock: Clock | None = None) -> tuple[KeySet, bool]:
+    """The signing keys and whether they were generated now.
+
+    Production never generates keys (``check_settings`` has refused that already); in
+    development, keys are made on first start into the data folder with mode 0600.
+    """
+    if settings.jwt_algorithm == "HS256":
+        assert settings.jwt_secret is not None
+        return KeySet.from_secret(settings.jwt_secret.get_secret_value().encode()), False
+    if settings.is_production:
+        return load_key_file(settings.keys_path), False
+    return ensure_key_file(settings.keys_path, settings.jwt_algorithm, clock=clock)
+
+
+def open_security(settings: Settings, *, clock: Clock | None = None) -> Security:
+    """Check the settings (raising ConfigurationError in production) and build the core."""
+    clock = clock or SystemClock()
+    findings = check_settings(settings, keys_exist=settings.keys_path.exists())
+    for finding in findings:
+        _logger.warning("insecure setting %s: %s", finding.setting, finding.message)
+    keys, generated = load_keys(settings, clock=clock)
+    if generated:
+        _logger.warning("generated development signing keys at %s", settings.keys_path)
+    stores = open_stores(
+        settings.database_url,
+        settings.redis_url.get_secret_value() if settings.redis_url else None,
+        redis_prefix=settings.redis_key_prefix,
+    )
+    access_tokens = AccessTokens(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        clock=clock,
+    )
+    hasher = PasswordHasher(
+        settings.argon2_profile,
+        max_concurrency=settings.hash_max_concurrency or os.cpu_count() or 1,
+        queue_timeout=settings.hash_queue_timeout_seconds,
+    )
+    policy = PasswordPolicy(min_length=settings.password_min_length)
+    sinks: list[EventSink] = [StoreSink(stores.events)]
+    if settings.log_events_to_stdout:
+        sinks.insert(0, JSONLinesSink())
+    events = EventLog(sinks, clock=clock)
+    accounts = AccountService(
+        stores,
+        hasher=hasher,
+        policy=policy,
+        access_tokens=access_tokens,
+        events=events,
+        clock=clock,
+        refresh_idle_ttl=timedelta(seconds=settings.refresh_idle_ttl_seconds),
+        refresh_absolute_ttl=timedelta(seconds=settings.refresh_absolute_ttl_seconds),
+    )
+    return Security(
+        settings, stores, keys, access_tokens, hasher, policy, events, accounts, findings
+    )

@@ -1,0 +1,107 @@
+"""Stores behind small protocols, with backends chosen by URL.
+
+``open_stores(database_url, redis_url)``:
+
+- ``memory://`` as the database URL keeps accounts, sessions and events in process
+  (for tests and library use);
+- ``sqlite+aiosqlite://...`` and ``postgresql+asyncpg://...`` keep them in SQL;
+- revocation state is in process unless ``redis_url`` (``redis://``, ``rediss://``) is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.stores.base import (
+    Account,
+    AccountStore,
+    AuthSession,
+    EventQuery,
+    EventStore,
+    RevocationStore,
+    RotateOutcome,
+    SecurityEvent,
+    SessionStore,
+    UserState,
+)
+from bastion.stores.memory import (
+    MemoryAccountStore,
+    MemoryEventStore,
+    MemoryRevocationStore,
+    MemorySessionStore,
+)
+
+__all__ = [
+    "Account",
+    "AccountStore",
+    "AuthSession",
+    "EventQuery",
+    "EventStore",
+    "RevocationStore",
+    "RotateOutcome",
+    "SecurityEvent",
+    "SessionStore",
+    "Stores",
+    "UserState",
+    "open_stores",
+]
+
+
+@dataclass
+class Stores:
+    accounts: AccountStore
+    sessions: SessionStore
+    revocation: RevocationStore
+    events: EventStore
+    engine: AsyncEngine | None = None
+
+    async def aclose(self) -> None:
+        await self.revocation.aclose()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+
+def open_stores(
+    database_url: str,
+    redis_url: str | None = None,
+    *,
+    redis_prefix: str = "bastion:",
+    engine: AsyncEngine | None = None,
+) -> Stores:
+    """Build the stores for these URLs; raise ValueError on an unknown scheme."""
+    revocation: RevocationStore
+    if redis_url:
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("BASTION_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        from bastion.stores.redis import RedisRevocationStore
+
+        revocation = RedisRevocationStore.from_url(redis_url, prefix=redis_prefix)
+    else:
+        revocation = MemoryRevocationStore()
+
+    if database_url.startswith("memory://"):
+        return Stores(
+            MemoryAccountStore(), MemorySessionStore(), revocation, MemoryEventStore()
+        )
+    if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ValueError(
+            "BASTION_DATABASE_URL must start with sqlite+aiosqlite://, "
+            "postgresql+asyncpg:// or memory://"
+        )
+    from bastion.stores.sql import (
+        SQLAccountStore,
+        SQLEventStore,
+        SQLSessionStore,
+        create_engine,
+    )
+
+    engine = engine or create_engine(database_url)
+    return Stores(
+        SQLAccountStore(engine),
+        SQLSessionStore(engine),
+        revocation,
+        SQLEventStore(engine),
+        engine=engine,
+    )

@@ -1,0 +1,193 @@
+"""Store protocols: one small async interface per concern.
+
+Backends are chosen by URL (:func:`bastion.stores.open_stores`): ``memory://``,
+``sqlite+aiosqlite://``, ``postgresql+asyncpg://`` and ``redis://``. Every backend of a
+protocol passes the same contract suite (``tests/contract``).
+
+Records are plain frozen dataclasses so that no ORM state leaks out of a store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+__all__ = [
+    "Account",
+    "AccountStore",
+    "AuthSession",
+    "EventQuery",
+    "EventStore",
+    "RevocationStore",
+    "RotateOutcome",
+    "SecurityEvent",
+    "SessionStore",
+    "UserState",
+]
+
+Role = str
+
+
+@dataclass(frozen=True)
+class Account:
+    """An identity the core owns: credentials, role and state."""
+
+    id: UUID
+    email: str
+    email_key: str  # the case-insensitive uniqueness key
+    password_hash: str | None
+    created_at: datetime
+    updated_at: datetime
+    display_name: str | None = None
+    role: Role = "member"
+    is_active: bool = True
+    email_verified: bool = False
+    mfa_enabled: bool = False
+    token_version: int = 0
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What every request checks against a token: cached in the revocation store."""
+
+    token_version: int
+    role: Role
+    is_active: bool
+
+
+@dataclass(frozen=True)
+class AuthSession:
+    """A refresh-token family (one login on one device)."""
+
+    id: UUID
+    user_id: UUID
+    created_at: datetime
+    last_used_at: datetime
+    absolute_expires_at: datetime
+    ip_address: str | None = None
+    user_agent: str | None = None
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+    def is_live(self, now: datetime, idle_ttl_seconds: int) -> bool:
+        if self.revoked_at is not None or now >= self.absolute_expires_at:
+            return False
+        return (now - self.last_used_at).total_seconds() < idle_ttl_seconds
+
+
+@dataclass(frozen=True)
+class RotateOutcome:
+    """Result of presenting a refresh token.
+
+    ``rotated``: the token was current; it is now used and ``new_digest`` is current.
+    ``reused``: the token had already been rotated: the family is now revoked.
+    ``unknown``, ``revoked``, ``expired``: refused without side effects.
+    """
+
+    status: Literal["rotated", "reused", "unknown", "revoked", "expired"]
+    session: AuthSession | None = None
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    """The contract's security-event shape (API.md, "Security event")."""
+
+    event_type: str
+    timestamp: datetime
+    severity: Literal["info", "low", "medium", "high", "critical"] = "info"
+    user_id: str | None = None
+    ip_address: str | None = None
+    endpoint: str | None = None
+    method: str | None = None
+    details: str = ""
+    request_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    event_type: str | None = None
+    user_id: str | None = None
+    ip_address: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+
+
+class AccountStore(Protocol):
+    async def add(self, account: Account) -> None:
+        """Store a new account; raise ConflictError when ``email_key`` is taken."""
+        ...
+
+    async def get(self, account_id: UUID) -> Account | None: ...
+
+    async def get_by_email(self, email_key: str) -> Account | None: ...
+
+    async def update(self, account_id: UUID, **changes: Any) -> Account | None:
+        """Change the named fields (and ``updated_at``); None when there is no such account."""
+        ...
+
+    async def bump_token_version(self, account_id: UUID) -> int:
+        """Atomically increment and return the token version (revokes every access token)."""
+        ...
+
+
+class SessionStore(Protocol):
+    async def create(self, session: AuthSession, token_digest: str) -> None: ...
+
+    async def rotate(
+        self,
+        old_digest: str,
+        new_digest: str,
+        *,
+        now: datetime,
+        idle_ttl_seconds: int,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> RotateOutcome:
+        """Atomic compare-and-set: of two concurrent calls with one digest, one rotates."""
+        ...
+
+    async def get(self, session_id: UUID) -> AuthSession | None: ...
+
+    async def find_by_token(self, digest: str) -> AuthSession | None: ...
+
+    async def list_live(
+        self, user_id: UUID, *, now: datetime, idle_ttl_seconds: int
+    ) -> list[AuthSession]: ...
+
+    async def revoke(self, session_id: UUID, *, now: datetime, reason: str) -> bool: ...
+
+    async def revoke_all(
+        self, user_id: UUID, *, now: datetime, reason: str, keep: UUID | None = None
+    ) -> int: ...
+
+
+class RevocationStore(Protocol):
+    """Per-request revocation state, shared by every instance when backed by Redis."""
+
+    async def check(
+        self, user_id: str, token_ids: Sequence[str]
+    ) -> tuple[UserState | None, bool]:
+        """The cached user state (None on a miss) and whether any of ``token_ids`` (a
+        token's ``jti``, its session id) is revoked: one round trip."""
+        ...
+
+    async def put_user_state(self, user_id: str, state: UserState) -> None: ...
+
+    async def revoke(self, token_id: str, expires_at: datetime) -> None:
+        """Deny ``token_id`` until ``expires_at`` (when every token carrying it has expired)."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+class EventStore(Protocol):
+    async def append(self, events: Sequence[SecurityEvent]) -> None: ...
+
+    async def query(self, query: EventQuery) -> list[SecurityEvent]: ...

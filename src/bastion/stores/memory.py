@@ -1,0 +1,203 @@
+"""In-process stores: the embedded default for revocation state, and test doubles' equal.
+
+They keep everything in dictionaries of one process: with several workers or
+instances, use Redis for revocation state (every instance must see a logout at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from bastion.errors import ConflictError
+from bastion.stores.base import (
+    Account,
+    AuthSession,
+    EventQuery,
+    RotateOutcome,
+    SecurityEvent,
+    UserState,
+)
+
+__all__ = [
+    "MemoryAccountStore",
+    "MemoryEventStore",
+    "MemoryRevocationStore",
+    "MemorySessionStore",
+]
+
+_ACCOUNT_FIELDS = {f.name for f in dataclasses.fields(Account)} - {"id", "created_at"}
+
+
+class MemoryAccountStore:
+    def __init__(self) -> None:
+        self._by_id: dict[UUID, Account] = {}
+
+    async def add(self, account: Account) -> None:
+        if any(a.email_key == account.email_key for a in self._by_id.values()):
+            raise ConflictError("email already registered")
+        self._by_id[account.id] = account
+
+    async def get(self, account_id: UUID) -> Account | None:
+        return self._by_id.get(account_id)
+
+    async def get_by_email(self, email_key: str) -> Account | None:
+        return next((a for a in self._by_id.values() if a.email_key == email_key), None)
+
+    async def update(self, account_id: UUID, **changes: Any) -> Account | None:
+        unknown = set(changes) - _ACCOUNT_FIELDS
+        if unknown:
+            raise ValueError(f"not account fields: {sorted(unknown)}")
+        current = self._by_id.get(account_id)
+        if current is None:
+            return None
+        changes.setdefault("updated_at", datetime.now(UTC))
+        self._by_id[account_id] = updated = dataclasses.replace(current, **changes)
+        return updated
+
+    async def bump_token_version(self, account_id: UUID) -> int:
+        current = self._by_id[account_id]
+        self._by_id[account_id] = dataclasses.replace(
+            current, token_version=current.token_version + 1
+        )
+        return current.token_version + 1
+
+
+class MemorySessionStore:
+    def __init__(self) -> None:
+        self._sessions: dict[UUID, AuthSession] = {}
+        self._tokens: dict[str, tuple[UUID, bool]] = {}  # digest -> (session id, used)
+        self._lock = asyncio.Lock()
+
+    async def create(self, session: AuthSession, token_digest: str) -> None:
+        self._sessions[session.id] = session
+        self._tokens[token_digest] = (session.id, False)
+
+    async def rotate(
+        self,
+        old_digest: str,
+        new_digest: str,
+        *,
+        now: datetime,
+        idle_ttl_seconds: int,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> RotateOutcome:
+        async with self._lock:
+            entry = self._tokens.get(old_digest)
+            if entry is None:
+                return RotateOutcome("unknown")
+            session_id, used = entry
+            session = self._sessions[session_id]
+            if session.revoked_at is not None:
+                return RotateOutcome("revoked", session)
+            if used:
+                revoked = dataclasses.replace(
+                    session, revoked_at=now, revoked_reason="refresh token reuse"
+                )
+                self._sessions[session_id] = revoked
+                return RotateOutcome("reused", revoked)
+            if not session.is_live(now, idle_ttl_seconds):
+                return RotateOutcome("expired", session)
+            self._tokens[old_digest] = (session_id, True)
+            self._tokens[new_digest] = (session_id, False)
+            session = dataclasses.replace(
+                session, last_used_at=now, ip_address=ip_address, user_agent=user_agent
+            )
+            self._sessions[session_id] = session
+            return RotateOutcome("rotated", session)
+
+    async def get(self, session_id: UUID) -> AuthSession | None:
+        return self._sessions.get(session_id)
+
+    async def find_by_token(self, digest: str) -> AuthSession | None:
+        entry = self._tokens.get(digest)
+        return self._sessions.get(entry[0]) if entry else None
+
+    async def list_live(
+        self, user_id: UUID, *, now: datetime, idle_ttl_seconds: int
+    ) -> list[AuthSession]:
+        live = [
+            s
+            for s in self._sessions.values()
+            if s.user_id == user_id and s.is_live(now, idle_ttl_seconds)
+        ]
+        return sorted(live, key=lambda s: s.created_at, reverse=True)
+
+    async def revoke(self, session_id: UUID, *, now: datetime, reason: str) -> bool:
+        session = self._sessions.get(session_id)
+        if session is None or session.revoked_at is not None:
+            return False
+        self._sessions[session_id] = dataclasses.replace(
+            session, revoked_at=now, revoked_reason=reason
+        )
+        return True
+
+    async def revoke_all(
+        self, user_id: UUID, *, now: datetime, reason: str, keep: UUID | None = None
+    ) -> int:
+        ids = [
+            s.id
+            for s in self._sessions.values()
+            if s.user_id == user_id and s.revoked_at is None and s.id != keep
+        ]
+        for session_id in ids:
+            await self.revoke(session_id, now=now, reason=reason)
+        return len(ids)
+
+
+class MemoryRevocationStore:
+    def __init__(self) -> None:
+        self._users: dict[str, UserState] = {}
+        self._denied: dict[str, datetime] = {}
+
+    async def check(
+        self, user_id: str, token_ids: Sequence[str]
+    ) -> tuple[UserState | None, bool]:
+        now = datetime.now(UTC)
+        revoked = any(
+            (expires := self._denied.get(token_id)) is not None and expires > now
+            for token_id in token_ids
+        )
+        return self._users.get(user_id), revoked
+
+    async def put_user_state(self, user_id: str, state: UserState) -> None:
+        self._users[user_id] = state
+
+    async def revoke(self, token_id: str, expires_at: datetime) -> None:
+        self._denied[token_id] = expires_at
+        if len(self._denied) > 10_000:  # bound memory: drop entries whose tokens expired anyway
+            now = datetime.now(UTC)
+            for key in [k for k, v in self._denied.items() if v <= now]:
+                del self._denied[key]
+
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+class MemoryEventStore:
+    def __init__(self) -> None:
+        self.events: list[SecurityEvent] = []
+
+    async def append(self, events: Sequence[SecurityEvent]) -> None:
+        self.events.extend(events)
+
+    async def query(self, query: EventQuery) -> list[SecurityEvent]:
+        def keep(e: SecurityEvent) -> bool:
+            return (
+                (query.event_type is None or e.event_type == query.event_type)
+                and (query.user_id is None or e.user_id == query.user_id)
+                and (query.ip_address is None or e.ip_address == query.ip_address)
+                and (query.since is None or e.timestamp >= query.since)
+                and (query.until is None or e.timestamp < query.until)
+            )
+
+        matching = [e for e in self.events if keep(e)]
+        return list(reversed(matching))[: query.limit]

@@ -1,0 +1,68 @@
+"""Redis revocation store: every instance sees a logout or demotion at once.
+
+One request costs one round trip: the user's state and the token's ``jti`` are read in
+one pipeline. Keys live under a configurable prefix so tenants and test runs never
+collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from bastion.stores.base import UserState
+
+__all__ = ["RedisRevocationStore"]
+
+_USER_STATE_TTL_SECONDS = 3600  # a miss falls back to the database, so this bounds memory only
+
+
+class RedisRevocationStore:
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "bastion:") -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "bastion:") -> RedisRevocationStore:
+        client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        return cls(client, prefix=prefix)
+
+    def _user_key(self, user_id: str) -> str:
+        return f"{self._prefix}user:{user_id}"
+
+    def _denied_key(self, token_id: str) -> str:
+        return f"{self._prefix}denied:{token_id}"
+
+    async def check(
+        self, user_id: str, token_ids: Sequence[str]
+    ) -> tuple[UserState | None, bool]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._user_key(user_id))
+            pipe.exists(*[self._denied_key(t) for t in token_ids])
+            raw_state, revoked = await pipe.execute()
+        return (_decode(raw_state) if raw_state else None), bool(revoked)
+
+    async def put_user_state(self, user_id: str, state: UserState) -> None:
+        encoded = f"{state.token_version}|{state.role}|{int(state.is_active)}"
+        await self._redis.set(self._user_key(user_id), encoded, ex=_USER_STATE_TTL_SECONDS)
+
+    async def revoke(self, token_id: str, expires_at: datetime) -> None:
+        ttl_ms = int((expires_at - datetime.now(UTC)).total_seconds() * 1000)
+        if ttl_ms > 0:
+            await self._redis.set(self._denied_key(token_id), b"1", px=ttl_ms)
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def _decode(raw: bytes) -> UserState | None:
+    try:
+        version, role, active = raw.decode().split("|")
+        return UserState(token_version=int(version), role=role, is_active=active == "1")
+    except ValueError:
+        return None  # unreadable entry: treat as a miss, the database decides

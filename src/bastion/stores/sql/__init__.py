@@ -1,0 +1,14 @@
+"""SQL backends (SQLite through aiosqlite, PostgreSQL through asyncpg)."""
+
+from bastion.stores.sql.engine import create_engine, session_factory
+from bastion.stores.sql.stores import SQLAccountStore, SQLEventStore, SQLSessionStore
+from bastion.stores.sql.tables import UTCDateTime
+
+__all__ = [
+    "SQLAccountStore",
+    "SQLEventStore",
+    "SQLSessionStore",
+    "UTCDateTime",
+    "create_engine",
+    "session_factory",
+]

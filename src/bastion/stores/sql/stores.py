@@ -1,0 +1,247 @@
+"""SQL implementations of the account, session and event stores."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.errors import ConflictError
+from bastion.stores.base import (
+    Account,
+    AuthSession,
+    EventQuery,
+    RotateOutcome,
+    SecurityEvent,
+)
+from bastion.stores.sql.engine import session_factory
+from bastion.stores.sql.tables import (
+    AccountRow,
+    AuthSessionRow,
+    RefreshTokenRow,
+    SecurityEventRow,
+)
+
+__all__ = ["SQLAccountStore", "SQLEventStore", "SQLSessionStore"]
+
+_ACCOUNT_FIELDS = [f.name for f in dataclasses.fields(Account)]
+_SESSION_FIELDS = [f.name for f in dataclasses.fields(AuthSession)]
+_EVENT_FIELDS = [f.name for f in dataclasses.fields(SecurityEvent) if f.name != "extra"]
+
+_accounts = AccountRow.__table__  # type: ignore[attr-defined]
+_sessions = AuthSessionRow.__table__  # type: ignore[attr-defined]
+_tokens = RefreshTokenRow.__table__  # type: ignore[attr-defined]
+_events = SecurityEventRow.__table__  # type: ignore[attr-defined]
+
+
+def _account(row: Any) -> Account:
+    return Account(**{name: getattr(row, name) for name in _ACCOUNT_FIELDS})
+
+
+def _session(row: Any) -> AuthSession:
+    return AuthSession(**{name: getattr(row, name) for name in _SESSION_FIELDS})
+
+
+class _SQLStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = session_factory(engine)
+
+
+class SQLAccountStore(_SQLStore):
+    async def add(self, account: Account) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(_accounts.insert().values(**dataclasses.asdict(account)))
+        except IntegrityError as exc:
+            raise ConflictError("email already registered") from exc
+
+    async def get(self, account_id: UUID) -> Account | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_accounts.select().where(_accounts.c.id == account_id))).first()
+        return _account(row) if row else None
+
+    async def get_by_email(self, email_key: str) -> Account | None:
+        query = _accounts.select().where(_accounts.c.email_key == email_key)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _account(row) if row else None
+
+    async def update(self, account_id: UUID, **changes: Any) -> Account | None:
+        unknown = set(changes) - set(_ACCOUNT_FIELDS) | ({"id", "created_at"} & set(changes))
+        if unknown:
+            raise ValueError(f"not updatable account fields: {sorted(unknown)}")
+        changes.setdefault("updated_at", datetime.now(UTC))
+        statement = (
+            _accounts.update()
+            .where(_accounts.c.id == account_id)
+            .values(**changes)
+            .returning(*_accounts.c)
+        )
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(statement)).first()
+        return _account(row) if row else None
+
+    async def bump_token_version(self, account_id: UUID) -> int:
+        statement = (
+            _accounts.update()
+            .where(_accounts.c.id == account_id)
+            .values(token_version=_accounts.c.token_version + 1)
+            .returning(_accounts.c.token_version)
+        )
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(statement)).scalar_one())
+
+
+class SQLSessionStore(_SQLStore):
+    async def create(self, session: AuthSession, token_digest: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(_sessions.insert().values(**dataclasses.asdict(session)))
+            await conn.execute(
+                _tokens.insert().values(
+                    digest=token_digest, session_id=session.id, created_at=session.created_at
+                )
+            )
+
+    async def rotate(
+        self,
+        old_digest: str,
+        new_digest: str,
+        *,
+        now: datetime,
+        idle_ttl_seconds: int,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> RotateOutcome:
+        find = (
+            sa.select(_sessions, _tokens.c.used_at.label("token_used_at"))
+            .join(_tokens, _tokens.c.session_id == _sessions.c.id)
+            .where(_tokens.c.digest == old_digest)
+        )
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(find)).first()
+            if row is None:
+                return RotateOutcome("unknown")
+            session = _session(row)
+            if session.revoked_at is not None:
+                return RotateOutcome("revoked", session)
+            # The compare-and-set: only the caller whose UPDATE flips used_at from NULL
+            # wins. On PostgreSQL a concurrent UPDATE of the same row waits for this
+            # transaction and then re-checks the WHERE clause, finding used_at set.
+            claimed = await conn.execute(
+                _tokens.update()
+                .where(_tokens.c.digest == old_digest, _tokens.c.used_at.is_(None))
+                .values(used_at=now)
+            )
+            if claimed.rowcount != 1:
+                # RFC 9700 §4.14.2: a rotated token came back, so it leaked: end the family.
+                await conn.execute(
+                    _sessions.update()
+                    .where(_sessions.c.id == session.id, _sessions.c.revoked_at.is_(None))
+                    .values(revoked_at=now, revoked_reason="refresh token reuse")
+                )
+                revoked = dataclasses.replace(
+                    session, revoked_at=now, revoked_reason="refresh token reuse"
+                )
+                return RotateOutcome("reused", revoked)
+            if not session.is_live(now, idle_ttl_seconds):
+                await conn.rollback()
+                return RotateOutcome("expired", session)
+            await conn.execute(
+                _tokens.insert().values(digest=new_digest, session_id=session.id, created_at=now)
+            )
+            await conn.execute(
+                _sessions.update()
+                .where(_sessions.c.id == session.id)
+                .values(last_used_at=now, ip_address=ip_address, user_agent=user_agent)
+            )
+        return RotateOutcome(
+            "rotated",
+            dataclasses.replace(
+                session, last_used_at=now, ip_address=ip_address, user_agent=user_agent
+            ),
+        )
+
+    async def get(self, session_id: UUID) -> AuthSession | None:
+        async with self._engine.connect() as conn:
+            query = _sessions.select().where(_sessions.c.id == session_id)
+            row = (await conn.execute(query)).first()
+        return _session(row) if row else None
+
+    async def find_by_token(self, digest: str) -> AuthSession | None:
+        query = (
+            sa.select(_sessions)
+            .join(_tokens, _tokens.c.session_id == _sessions.c.id)
+            .where(_tokens.c.digest == digest)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _session(row) if row else None
+
+    async def list_live(
+        self, user_id: UUID, *, now: datetime, idle_ttl_seconds: int
+    ) -> list[AuthSession]:
+        query = (
+            _sessions.select()
+            .where(
+                _sessions.c.user_id == user_id,
+                _sessions.c.revoked_at.is_(None),
+                _sessions.c.absolute_expires_at > now,
+            )
+            .order_by(_sessions.c.created_at.desc())
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [s for s in map(_session, rows) if s.is_live(now, idle_ttl_seconds)]
+
+    async def revoke(self, session_id: UUID, *, now: datetime, reason: str) -> bool:
+        statement = (
+            _sessions.update()
+            .where(_sessions.c.id == session_id, _sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(statement)).rowcount == 1
+
+    async def revoke_all(
+        self, user_id: UUID, *, now: datetime, reason: str, keep: UUID | None = None
+    ) -> int:
+        condition = [_sessions.c.user_id == user_id, _sessions.c.revoked_at.is_(None)]
+        if keep is not None:
+            condition.append(_sessions.c.id != keep)
+        statement = _sessions.update().where(*condition).values(revoked_at=now, revoked_reason=reason)
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(statement)).rowcount)
+
+
+class SQLEventStore(_SQLStore):
+    async def append(self, events: Sequence[SecurityEvent]) -> None:
+        if not events:
+            return
+        rows = [{name: getattr(e, name) for name in _EVENT_FIELDS} for e in events]
+        async with self._engine.begin() as conn:
+            await conn.execute(_events.insert(), rows)
+
+    async def query(self, query: EventQuery) -> list[SecurityEvent]:
+        statement = sa.select(*[_events.c[name] for name in _EVENT_FIELDS])
+        for column, value in (
+            ("event_type", query.event_type),
+            ("user_id", query.user_id),
+            ("ip_address", query.ip_address),
+        ):
+            if value is not None:
+                statement = statement.where(_events.c[column] == value)
+        if query.since is not None:
+            statement = statement.where(_events.c.timestamp >= query.since)
+        if query.until is not None:
+            statement = statement.where(_events.c.timestamp < query.until)
+        statement = statement.order_by(_events.c.id.desc()).limit(query.limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [SecurityEvent(**row._mapping) for row in rows]

@@ -1,0 +1,106 @@
+"""SQLModel tables of the security core (accounts, sessions, refresh tokens, events).
+
+The task service adds its own tables to the same ``SQLModel.metadata``; Alembic
+migrations in ``bastion_tasks/migrations`` create both, and a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "AccountRow",
+    "AuthSessionRow",
+    "RefreshTokenRow",
+    "SecurityEventRow",
+    "UTCDateTime",
+]
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+class AccountRow(SQLModel, table=True):
+    __tablename__ = "accounts"
+
+    id: UUID = Field(primary_key=True)
+    email: str = Field(max_length=320)
+    email_key: str = Field(max_length=320, unique=True)
+    display_name: str | None = Field(default=None, max_length=100)
+    password_hash: str | None = Field(default=None, max_length=512)
+    role: str = Field(default="member", max_length=16)
+    is_active: bool = True
+    email_verified: bool = False
+    mfa_enabled: bool = False
+    token_version: int = 0
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class AuthSessionRow(SQLModel, table=True):
+    __tablename__ = "auth_sessions"
+
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = Field(foreign_key="accounts.id", index=True, ondelete="CASCADE")
+    created_at: datetime = _utc()
+    last_used_at: datetime = _utc()
+    absolute_expires_at: datetime = _utc()
+    ip_address: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=512)
+    revoked_at: datetime | None = _utc(default=None)
+    revoked_reason: str | None = Field(default=None, max_length=64)
+
+
+class RefreshTokenRow(SQLModel, table=True):
+    """Only the SHA-256 digest of a refresh token is kept: the table holds no usable token."""
+
+    __tablename__ = "refresh_tokens"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    session_id: UUID = Field(foreign_key="auth_sessions.id", index=True, ondelete="CASCADE")
+    created_at: datetime = _utc()
+    used_at: datetime | None = _utc(default=None)
+
+
+class SecurityEventRow(SQLModel, table=True):
+    __tablename__ = "security_events"
+    __table_args__ = (sa.Index("ix_security_events_type_time", "event_type", "timestamp"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    timestamp: datetime = _utc(index=True)
+    event_type: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    user_id: str | None = Field(default=None, max_length=64, index=True)
+    ip_address: str | None = Field(default=None, max_length=45, index=True)
+    endpoint: str | None = Field(default=None, max_length=512)
+    method: str | None = Field(default=None, max_length=16)
+    details: str = Field(default="", max_length=1024)
+    request_id: str | None = Field(default=None, max_length=64)

@@ -1,0 +1,28 @@
+"""Credentials as values: signing keys and JWT access tokens.
+
+``AccessTokens`` is the recipe to use; ``KeySet`` is the key ring behind it, kept in a private
+key file by ``ensure_key_file`` / ``load_key_file`` / ``save_key_file``. Failures raise
+:class:`bastion.errors.InvalidTokenError` (a bad token) or
+:class:`bastion.errors.ConfigurationError` (bad keys or key file).
+"""
+
+from __future__ import annotations
+
+from bastion.tokens.access import AccessClaims, AccessTokens
+from bastion.tokens.keys import (
+    KeySet,
+    SigningKey,
+    ensure_key_file,
+    load_key_file,
+    save_key_file,
+)
+
+__all__ = [
+    "AccessClaims",
+    "AccessTokens",
+    "KeySet",
+    "SigningKey",
+    "ensure_key_file",
+    "load_key_file",
+    "save_key_file",
+]

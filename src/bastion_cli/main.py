@@ -1,0 +1,185 @@
+"""Operators' commands. Settings come from ``BASTION_*`` variables or ``.env``, as for the service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bastion.accounts import ROLES, InvalidEmailError
+from bastion.clock import SystemClock
+from bastion.config import Settings, check_settings
+from bastion.errors import BastionError, ConfigurationError, PasswordPolicyError
+from bastion.runtime import open_security
+from bastion.tokens import KeySet, ensure_key_file, load_key_file, save_key_file
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Bastion: the security layer and task service.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage the token signing keys.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True)
+_KEY_LEEWAY = timedelta(seconds=60)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        console.print(f"[red]Invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]{message}[/red]")
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Start the task service (migrating the embedded SQLite database first)."""
+    import uvicorn
+
+    from bastion_tasks.migrate import upgrade
+
+    settings = _settings()
+    try:
+        check_settings(settings, keys_exist=settings.keys_path.exists())
+    except ConfigurationError as exc:
+        raise _fail(f"Refusing to start: {exc}", 2) from exc
+    if settings.jwt_algorithm != "HS256" and not settings.is_production:
+        # Make the development keys once, before any worker starts, so all share them.
+        _, generated = ensure_key_file(settings.keys_path, settings.jwt_algorithm)
+        if generated:
+            console.print(f"Generated development signing keys in {settings.keys_path}")
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url)
+    if workers > 1 and settings.redis_url is None:
+        console.print(
+            "[yellow]Several workers without BASTION_REDIS_URL: revocation state is per "
+            "process, so a logout reaches only one worker until tokens expire.[/yellow]"
+        )
+    console.print(f"Bastion task service on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(
+        "bastion_tasks:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        server_header=False,
+        proxy_headers=False,  # the client IP is decided by BASTION_TRUSTED_PROXIES only
+        log_level="info",
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    from bastion_tasks.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    console.print("Database is up to date.")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The account's email address.")],
+    role: Annotated[str, typer.Option(help="viewer, member or admin.")] = "member",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an account. The password is prompted for (or read from stdin), never an argument."""
+    if role not in ROLES:
+        raise _fail(f"Unknown role {role!r}; one of {', '.join(ROLES)}.", 2)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    settings = _settings()
+
+    async def create() -> bool:
+        security = open_security(settings)
+        try:
+            account = await security.accounts.register(email, password, role=role)
+            return account is not None
+        finally:
+            await security.aclose()
+
+    try:
+        created = asyncio.run(create())
+    except PasswordPolicyError as exc:
+        raise _fail("Password refused: " + " ".join(exc.reasons)) from exc
+    except InvalidEmailError as exc:
+        raise _fail(f"Invalid email: {exc}") from exc
+    except BastionError as exc:
+        raise _fail(str(exc)) from exc
+    if not created:
+        raise _fail("An account with this email already exists.")
+    console.print(f"Created {role} account {email}.")
+
+
+def _keys_settings() -> Settings:
+    settings = _settings()
+    if settings.jwt_algorithm == "HS256":
+        raise _fail("BASTION_JWT_ALGORITHM is HS256: the key is BASTION_JWT_SECRET, not a key file.")
+    return settings
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new signing key; old keys keep verifying until their tokens have expired."""
+    settings = _keys_settings()
+    clock = SystemClock()
+    path = settings.keys_path
+    if not path.exists():
+        ensure_key_file(path, settings.jwt_algorithm, clock=clock)
+        keys = load_key_file(path)
+        console.print(f"Created {path} with signing key {keys.signing_key.kid}.")
+        return
+    keys = load_key_file(path)
+    new_key = keys.rotate(clock=clock, alg=settings.jwt_algorithm)
+    removed = keys.prune(
+        clock=clock, keep_for=timedelta(seconds=settings.access_token_ttl_seconds) + _KEY_LEEWAY
+    )
+    save_key_file(path, keys)
+    console.print(f"New signing key {new_key.kid}; removed expired keys: {removed or 'none'}.")
+    console.print("Restart the service instances to sign with the new key.")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Show the signing keys (never their private material)."""
+    settings = _keys_settings()
+    try:
+        keys: KeySet = load_key_file(settings.keys_path)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from exc
+    table = Table("kid", "alg", "created", "retired", "signs")
+    signing = keys.signing_key.kid
+    for key in keys.keys:
+        table.add_row(
+            key.kid, key.alg, key.created_at.isoformat(),
+            key.retired_at.isoformat() if key.retired_at else "-",
+            "yes" if key.kid == signing else "",
+        )
+    Console().print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app()

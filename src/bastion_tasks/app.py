@@ -1,0 +1,111 @@
+"""``create_app(settings)``: the Bastion task service, assembled from the public security API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+from bastion.clock import Clock
+from bastion.config import Settings
+from bastion.fastapi import (
+    BodyLimitMiddleware,
+    Guard,
+    RequestContextMiddleware,
+    auth_router,
+    install_problem_handlers,
+    jwks_router,
+    users_router,
+)
+from bastion.net import TrustedProxies
+from bastion.runtime import Security, open_security
+from bastion_tasks.routes import tasks_router
+from bastion_tasks.services import TaskService
+
+__all__ = ["create_app", "create_app_from_env"]
+
+_logger = logging.getLogger("bastion_tasks")
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """Build the service; raises ConfigurationError on an insecure production setting."""
+    settings = settings or Settings()
+    security = open_security(settings, clock=clock)
+    engine = security.stores.engine
+    if engine is None:
+        raise ValueError("the task service needs a SQL database (BASTION_DATABASE_URL)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await security.aclose()
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="Bastion task service",
+        version="0.1.0",
+        lifespan=lifespan,
+        debug=False,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        swagger_ui_parameters={"persistAuthorization": False},
+    )
+    app.state.security = security
+    guard = Guard(security.accounts, security.events, TrustedProxies(settings.trusted_proxies))
+    install_problem_handlers(app)
+
+    app.include_router(auth_router(guard))
+    app.include_router(jwks_router(security.keys))
+    app.include_router(users_router(guard))
+    app.include_router(tasks_router(guard, TaskService(engine, clock=clock)))
+    _add_operations(app, security)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        docs_paths=("/docs", "/redoc") if docs else (),
+        hsts=settings.is_production,
+    )
+    return app
+
+
+def _add_operations(app: FastAPI, security: Security) -> None:
+    @app.get("/healthz", tags=["operations"], summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz", tags=["operations"], summary="The database (and Redis) answer",
+        responses={503: {"description": "A dependency does not answer"}},
+    )
+    async def readyz() -> Any:
+        checks: dict[str, str] = {}
+        try:
+            assert security.stores.engine is not None
+            async with security.stores.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception:
+            _logger.exception("readiness: database")
+            checks["database"] = "unavailable"
+        try:
+            checks["revocation_store"] = "ok" if await security.stores.revocation.ping() else "unavailable"
+        except Exception:
+            _logger.exception("readiness: revocation store")
+            checks["revocation_store"] = "unavailable"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
+                            status_code=200 if ready else 503)
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,29 @@
+"""The task table: tasks belong to accounts of the security core, by id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from bastion.stores.sql import UTCDateTime
+
+__all__ = ["TaskRow"]
+
+
+class TaskRow(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (sa.Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),)
+
+    id: UUID = Field(primary_key=True)
+    owner_id: UUID = Field(foreign_key="accounts.id", ondelete="CASCADE")
+    title: str = Field(max_length=200)
+    description: str = Field(default="", sa_type=sa.Text)
+    status: str = Field(default="todo", max_length=16)
+    priority: str = Field(default="medium", max_length=8)
+    due_date: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    tags: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)

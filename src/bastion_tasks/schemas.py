@@ -1,0 +1,83 @@
+"""Task input and output models: one input model per operation, explicit output."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    model_validator,
+)
+
+from bastion.fastapi import SafeText
+
+__all__ = ["TaskCreate", "TaskList", "TaskOut", "TaskUpdate"]
+
+Status = Literal["todo", "in_progress", "done"]
+Priority = Literal["low", "medium", "high"]
+Title = Annotated[SafeText, Field(min_length=1, max_length=200)]
+Tag = Annotated[SafeText, Field(min_length=1, max_length=32)]
+Description = Annotated[StrictStr, Field(max_length=10_000)]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+DueDate = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskCreate(_In):
+    title: Title
+    description: Description = ""
+    status: Status = "todo"
+    priority: Priority = "medium"
+    due_date: DueDate | None = None
+    tags: Annotated[list[Tag], Field(max_length=20)] = Field(default_factory=list)
+
+
+class TaskUpdate(_In):
+    """Only the fields sent are changed; ``id``, ``owner_id`` and timestamps are refused."""
+
+    title: Title | None = None
+    description: Description | None = None
+    status: Status | None = None
+    priority: Priority | None = None
+    due_date: DueDate | None = None
+    tags: Annotated[list[Tag], Field(max_length=20)] | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> TaskUpdate:
+        for name in self.model_fields_set - {"due_date"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class TaskOut(BaseModel):
+    id: UUID
+    owner_id: UUID
+    title: str
+    description: str
+    status: Status
+    priority: Priority
+    due_date: datetime | None
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskList(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None
