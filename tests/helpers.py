@@ -9,12 +9,15 @@ import httpx
 STRONG_PASSWORD = "correct horse battery staple 42"
 
 
-async def register(client: httpx.AsyncClient, email: str, password: str = STRONG_PASSWORD,
-                   **extra: Any) -> httpx.Response:
+async def register(
+    client: httpx.AsyncClient, email: str, password: str = STRONG_PASSWORD, **extra: Any
+) -> httpx.Response:
     return await client.post("/auth/register", json={"email": email, "password": password, **extra})
 
 
-async def login(client: httpx.AsyncClient, email: str, password: str = STRONG_PASSWORD) -> dict[str, Any]:
+async def login(
+    client: httpx.AsyncClient, email: str, password: str = STRONG_PASSWORD
+) -> dict[str, Any]:
     response = await client.post("/auth/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.text
     return dict(response.json())

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     refresh_absolute_ttl_seconds: int = Field(default=30 * 86400, ge=300)
 
     # Passwords
-    password_profile: str = "rfc9106-low-memory"
+    password_profile: str = "rfc9106-low-memory"  # noqa: S105  (a profile name)
     password_min_length: int = Field(default=15, ge=12)
     hash_max_concurrency: int | None = Field(default=None, ge=1)
     hash_queue_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -81,8 +81,9 @@ class InvalidTokenError(AuthenticationError):
 class TokenReuseError(InvalidTokenError):
     """An already-rotated refresh token was presented (RFC 9700 §4.14.2)."""
 
-    def __init__(self, reason: str = "refresh token reuse", *, session_id: str = "",
-                 user_id: str = "") -> None:
+    def __init__(
+        self, reason: str = "refresh token reuse", *, session_id: str = "", user_id: str = ""
+    ) -> None:
         super().__init__(reason)
         self.session_id = session_id
         self.user_id = user_id

@@ -11,8 +11,23 @@ import nh3
 
 __all__ = ["sanitize_html"]
 
-_TAGS = {"p", "br", "strong", "em", "b", "i", "u", "s", "ul", "ol", "li", "code", "pre",
-         "blockquote", "a"}
+_TAGS = {
+    "p",
+    "br",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "u",
+    "s",
+    "ul",
+    "ol",
+    "li",
+    "code",
+    "pre",
+    "blockquote",
+    "a",
+}
 _ATTRIBUTES = {"a": {"href", "title"}}
 _SCHEMES = {"http", "https", "mailto"}
 

@@ -1,4 +1,7 @@
-"""Operators' commands. Settings come from ``BASTION_*`` variables or ``.env``, as for the service."""
+"""Operators' commands.
+
+Settings come from ``BASTION_*`` variables or ``.env``, as for the service.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +47,14 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _migrate_embedded(settings: Settings) -> None:
+    """The embedded SQLite database is migrated on use; PostgreSQL only by ``bastion migrate``."""
+    if settings.database_url.startswith("sqlite"):
+        from bastion_tasks.migrate import upgrade
+
+        upgrade(settings.database_url)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -52,8 +63,6 @@ def serve(
 ) -> None:
     """Start the task service (migrating the embedded SQLite database first)."""
     import uvicorn
-
-    from bastion_tasks.migrate import upgrade
 
     settings = _settings()
     try:
@@ -65,8 +74,7 @@ def serve(
         _, generated = ensure_key_file(settings.keys_path, settings.jwt_algorithm)
         if generated:
             console.print(f"Generated development signing keys in {settings.keys_path}")
-    if settings.database_url.startswith("sqlite"):
-        upgrade(settings.database_url)
+    _migrate_embedded(settings)
     if workers > 1 and settings.redis_url is None:
         console.print(
             "[yellow]Several workers without BASTION_REDIS_URL: revocation state is per "
@@ -111,6 +119,7 @@ def users_create(
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     settings = _settings()
+    _migrate_embedded(settings)
 
     async def create() -> bool:
         security = open_security(settings)
@@ -136,7 +145,9 @@ def users_create(
 def _keys_settings() -> Settings:
     settings = _settings()
     if settings.jwt_algorithm == "HS256":
-        raise _fail("BASTION_JWT_ALGORITHM is HS256: the key is BASTION_JWT_SECRET, not a key file.")
+        raise _fail(
+            "BASTION_JWT_ALGORITHM is HS256: the key is BASTION_JWT_SECRET, not a key file."
+        )
     return settings
 
 
@@ -173,7 +184,9 @@ def keys_list() -> None:
     signing = keys.signing_key.kid
     for key in keys.keys:
         table.add_row(
-            key.kid, key.alg, key.created_at.isoformat(),
+            key.kid,
+            key.alg,
+            key.created_at.isoformat(),
             key.retired_at.isoformat() if key.retired_at else "-",
             "yes" if key.kid == signing else "",
         )

@@ -83,7 +83,9 @@ def _add_operations(app: FastAPI, security: Security) -> None:
         return {"status": "ok"}
 
     @app.get(
-        "/readyz", tags=["operations"], summary="The database (and Redis) answer",
+        "/readyz",
+        tags=["operations"],
+        summary="The database (and Redis) answer",
         responses={503: {"description": "A dependency does not answer"}},
     )
     async def readyz() -> Any:
@@ -97,13 +99,17 @@ def _add_operations(app: FastAPI, security: Security) -> None:
             _logger.exception("readiness: database")
             checks["database"] = "unavailable"
         try:
-            checks["revocation_store"] = "ok" if await security.stores.revocation.ping() else "unavailable"
+            checks["revocation_store"] = (
+                "ok" if await security.stores.revocation.ping() else "unavailable"
+            )
         except Exception:
             _logger.exception("readiness: revocation store")
             checks["revocation_store"] = "unavailable"
         ready = all(value == "ok" for value in checks.values())
-        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
 
 
 def create_app_from_env() -> FastAPI:

@@ -3,7 +3,6 @@
 # No ``from __future__ import annotations`` here: FastAPI must resolve the local
 # ``Authenticated`` alias of each factory at definition time.
 
-
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -46,7 +45,10 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
             )
         except InvalidCursorError:
             return problem(
-                request, 422, "validation-error", "Validation error",
+                request,
+                422,
+                "validation-error",
+                "Validation error",
                 "The request is not valid; see errors.",
                 errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 
 from bastion.testing import capture_events
 from tests.helpers import STRONG_PASSWORD, login, register, signed_up
@@ -69,7 +68,13 @@ async def test_users_me_returns_the_contract_fields(client: httpx.AsyncClient) -
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {
-        "id", "email", "display_name", "role", "email_verified", "mfa_enabled", "created_at"
+        "id",
+        "email",
+        "display_name",
+        "role",
+        "email_verified",
+        "mfa_enabled",
+        "created_at",
     }
     assert body["email"] == "alice@example.com"
     assert body["role"] == "member"

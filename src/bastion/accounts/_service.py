@@ -36,7 +36,7 @@ class TokenPair:
     expires_in: int
     refresh_token: str
     refresh_expires_in: int
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105  (a token type, not a secret)
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,9 @@ class AccountService:
             await self._stores.accounts.add(account)
         except ConflictError:
             await self._events.emit(
-                "registration_conflict", context=context, details="email already registered",
+                "registration_conflict",
+                context=context,
+                details="email already registered",
                 severity="low",
             )
             return None
@@ -141,21 +143,28 @@ class AccountService:
         # An unknown email verifies against a dummy hash: same cost as a wrong password.
         ok = await self._hasher.verify(account.password_hash if account else None, password)
         reason = (
-            "unknown account" if account is None
-            else "invalid password" if not ok
-            else "account disabled" if not account.is_active
+            "unknown account"
+            if account is None
+            else "invalid password"
+            if not ok
+            else "account disabled"
+            if not account.is_active
             else ""
         )
         if reason or account is None:
             await self._events.emit(
-                "auth_failure", context=context,
-                user_id=str(account.id) if account else None, details=reason,
+                "auth_failure",
+                context=context,
+                user_id=str(account.id) if account else None,
+                details=reason,
             )
             raise InvalidCredentialsError(reason)
         if account.password_hash and self._hasher.needs_rehash(account.password_hash):
             # Upgrade on successful login (STYLE principle 9): new profile, or legacy bcrypt.
             new_hash = await self._hasher.hash(password)
-            account = await self._stores.accounts.update(account.id, password_hash=new_hash) or account
+            account = (
+                await self._stores.accounts.update(account.id, password_hash=new_hash) or account
+            )
         pair = await self._open_session(account, context=context, user_agent=user_agent)
         await self._events.emit("auth_success", context=context, user_id=str(account.id))
         return pair
@@ -218,13 +227,16 @@ class AccountService:
         if outcome.status == "reused" and session is not None:
             await self._deny_session(session.id)
             await self._events.emit(
-                "token_reuse_detected", context=context, user_id=str(session.user_id),
+                "token_reuse_detected",
+                context=context,
+                user_id=str(session.user_id),
                 details="a rotated refresh token was presented; its session was revoked",
             )
             raise TokenReuseError(session_id=str(session.id), user_id=str(session.user_id))
         if outcome.status != "rotated" or session is None:
             await self._events.emit(
-                "auth_failure", context=context,
+                "auth_failure",
+                context=context,
                 user_id=str(session.user_id) if session else None,
                 details=f"refresh token {outcome.status}",
             )
@@ -283,8 +295,9 @@ class AccountService:
         )
         await self._events.emit("logout", context=context, user_id=str(principal.user_id))
 
-    async def logout_all(self, user_id: uuid.UUID, *, context: RequestContext,
-                         reason: str = "logout-all") -> None:
+    async def logout_all(
+        self, user_id: uuid.UUID, *, context: RequestContext, reason: str = "logout-all"
+    ) -> None:
         """Every session and every access token of the user, at once (token version bump)."""
         await self._stores.sessions.revoke_all(user_id, now=self._clock.now(), reason=reason)
         await self._stores.accounts.bump_token_version(user_id)

@@ -97,16 +97,23 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         message = "invalid value" if _SECRET_FIELDS & set(loc) else str(error.get("msg", ""))
         errors.append({"loc": loc, "msg": message, "type": error.get("type")})
     return problem(
-        request, 422, "validation-error", "Validation error",
-        "The request is not valid; see errors.", errors=errors,
+        request,
+        422,
+        "validation-error",
+        "Validation error",
+        "The request is not valid; see errors.",
+        errors=errors,
     )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("error", "Error"))
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-    return problem(request, exc.status_code, slug, title, detail, headers=exc.headers)
+    detail = (
+        exc.detail if isinstance(exc.detail, str) and exc.detail.lower() != title.lower() else None
+    )
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(request, exc.status_code, slug, title, detail, headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -75,7 +75,7 @@ class LogoutIn(_In):
 
 class TokenPairOut(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105  (a token type, not a secret)
     expires_in: int
     refresh_token: str
     refresh_expires_in: int

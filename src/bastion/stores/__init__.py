@@ -82,9 +82,7 @@ def open_stores(
         revocation = MemoryRevocationStore()
 
     if database_url.startswith("memory://"):
-        return Stores(
-            MemoryAccountStore(), MemorySessionStore(), revocation, MemoryEventStore()
-        )
+        return Stores(MemoryAccountStore(), MemorySessionStore(), revocation, MemoryEventStore())
     if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError(
             "BASTION_DATABASE_URL must start with sqlite+aiosqlite://, "

@@ -169,9 +169,7 @@ class SessionStore(Protocol):
 class RevocationStore(Protocol):
     """Per-request revocation state, shared by every instance when backed by Redis."""
 
-    async def check(
-        self, user_id: str, token_ids: Sequence[str]
-    ) -> tuple[UserState | None, bool]:
+    async def check(self, user_id: str, token_ids: Sequence[str]) -> tuple[UserState | None, bool]:
         """The cached user state (None on a miss) and whether any of ``token_ids`` (a
         token's ``jti``, its session id) is revoked: one round trip."""
         ...

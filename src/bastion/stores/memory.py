@@ -155,9 +155,7 @@ class MemoryRevocationStore:
         self._users: dict[str, UserState] = {}
         self._denied: dict[str, datetime] = {}
 
-    async def check(
-        self, user_id: str, token_ids: Sequence[str]
-    ) -> tuple[UserState | None, bool]:
+    async def check(self, user_id: str, token_ids: Sequence[str]) -> tuple[UserState | None, bool]:
         now = datetime.now(UTC)
         revoked = any(
             (expires := self._denied.get(token_id)) is not None and expires > now

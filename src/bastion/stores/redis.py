@@ -35,9 +35,7 @@ class RedisRevocationStore:
     def _denied_key(self, token_id: str) -> str:
         return f"{self._prefix}denied:{token_id}"
 
-    async def check(
-        self, user_id: str, token_ids: Sequence[str]
-    ) -> tuple[UserState | None, bool]:
+    async def check(self, user_id: str, token_ids: Sequence[str]) -> tuple[UserState | None, bool]:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(self._user_key(user_id))
             pipe.exists(*[self._denied_key(t) for t in token_ids])

@@ -70,15 +70,22 @@ class BodyLimitMiddleware:
         request_id = scope.get("state", {}).get("request_id")
         body = json.dumps(
             problem_body(
-                413, "payload-too-large", "Payload too large",
-                f"The request body exceeds {self.max_bytes} bytes.", request_id,
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"The request body exceeds {self.max_bytes} bytes.",
+                request_id,
             )
         ).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", PROBLEM_JSON.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

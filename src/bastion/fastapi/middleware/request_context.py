@@ -79,7 +79,8 @@ class RequestContextMiddleware:
                 started = True
                 own = {name for name, _ in extra}
                 headers = [
-                    (k, v) for k, v in message.get("headers", [])
+                    (k, v)
+                    for k, v in message.get("headers", [])
                     if k.lower() not in own and k.lower() != b"server"
                 ]
                 message["headers"] = headers + extra
@@ -94,10 +95,14 @@ class RequestContextMiddleware:
             body = json.dumps(
                 problem_body(500, "internal-error", "Internal server error", None, request_id)
             ).encode()
-            await send_with_headers({
-                "type": "http.response.start",
-                "status": 500,
-                "headers": [(b"content-type", PROBLEM_JSON.encode()),
-                            (b"content-length", str(len(body)).encode())],
-            })
+            await send_with_headers(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", PROBLEM_JSON.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await send_with_headers({"type": "http.response.body", "body": body})

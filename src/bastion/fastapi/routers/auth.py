@@ -3,7 +3,6 @@
 # No ``from __future__ import annotations`` here: FastAPI must resolve the local
 # ``Authenticated`` alias of each factory at definition time.
 
-
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Form, Request, Response, status
@@ -12,7 +11,14 @@ from bastion.accounts import InvalidEmailError, Principal, TokenPair
 from bastion.errors import InvalidCredentialsError
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.problems import problem
-from bastion.fastapi.schemas import LoginIn, LogoutIn, RefreshIn, RegisteredOut, RegisterIn, TokenPairOut
+from bastion.fastapi.schemas import (
+    LoginIn,
+    LogoutIn,
+    RefreshIn,
+    RegisteredOut,
+    RegisterIn,
+    TokenPairOut,
+)
 from bastion.tokens import KeySet
 
 __all__ = ["auth_router", "jwks_router"]
@@ -50,12 +56,17 @@ def auth_router(guard: Guard) -> APIRouter:
         """202 whether or not the email is already registered: no account enumeration."""
         try:
             await service.register(
-                body.email, body.password, display_name=body.display_name,
+                body.email,
+                body.password,
+                display_name=body.display_name,
                 context=guard.context(request),
             )
         except InvalidEmailError:
             return problem(
-                request, 422, "validation-error", "Validation error",
+                request,
+                422,
+                "validation-error",
+                "Validation error",
                 "The request is not valid; see errors.",
                 errors=[{"loc": ["body", "email"], "msg": "not a valid email address"}],
             )
@@ -63,18 +74,26 @@ def auth_router(guard: Guard) -> APIRouter:
 
     async def _login(request: Request, email: str, password: str) -> TokenPairOut:
         pair = await service.login(
-            email, password, context=guard.context(request),
+            email,
+            password,
+            context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
         )
         return _out(pair)
 
-    @router.post("/login", response_model=TokenPairOut, summary="Log in with email and password",
-                 responses=_CREDENTIAL_ERRORS)
+    @router.post(
+        "/login",
+        response_model=TokenPairOut,
+        summary="Log in with email and password",
+        responses=_CREDENTIAL_ERRORS,
+    )
     async def login(body: LoginIn, request: Request) -> TokenPairOut:
         return await _login(request, body.email, body.password)
 
     @router.post(
-        "/token", response_model=TokenPairOut, responses=_CREDENTIAL_ERRORS,
+        "/token",
+        response_model=TokenPairOut,
+        responses=_CREDENTIAL_ERRORS,
         summary="Log in with the OAuth2 password form (the docs' Authorize button)",
     )
     async def token(
@@ -87,19 +106,29 @@ def auth_router(guard: Guard) -> APIRouter:
             raise InvalidCredentialsError("empty form field")
         return await _login(request, username, password)
 
-    @router.post("/refresh", response_model=TokenPairOut, summary="Rotate a refresh token",
-                 responses={401: {"description": "Invalid, expired, revoked or reused token"}})
+    @router.post(
+        "/refresh",
+        response_model=TokenPairOut,
+        summary="Rotate a refresh token",
+        responses={401: {"description": "Invalid, expired, revoked or reused token"}},
+    )
     async def refresh(body: RefreshIn, request: Request) -> TokenPairOut:
         pair = await service.refresh(
-            body.refresh_token, context=guard.context(request),
+            body.refresh_token,
+            context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
         )
         return _out(pair)
 
-    @router.post("/logout", status_code=204, summary="End this session",
-                 responses={401: {"description": "Invalid token"}})
+    @router.post(
+        "/logout",
+        status_code=204,
+        summary="End this session",
+        responses={401: {"description": "Invalid token"}},
+    )
     async def logout(
-        principal: Authenticated, request: Request,
+        principal: Authenticated,
+        request: Request,
         body: Annotated[LogoutIn | None, Body()] = None,
     ) -> Response:
         await service.logout(
@@ -107,8 +136,12 @@ def auth_router(guard: Guard) -> APIRouter:
         )
         return Response(status_code=204)
 
-    @router.post("/logout-all", status_code=204, summary="End every session of the caller",
-                 responses={401: {"description": "Invalid token"}})
+    @router.post(
+        "/logout-all",
+        status_code=204,
+        summary="End every session of the caller",
+        responses={401: {"description": "Invalid token"}},
+    )
     async def logout_all(principal: Authenticated, request: Request) -> Response:
         await service.logout_all(principal.user_id, context=guard.context(request))
         return Response(status_code=204)

@@ -3,8 +3,7 @@
 # No ``from __future__ import annotations`` here: FastAPI must resolve the local
 # ``Authenticated`` alias of each factory at definition time.
 
-
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
@@ -32,7 +31,7 @@ def _user_out(account: Account) -> UserOut:
 def users_router(guard: Guard) -> APIRouter:
     router = APIRouter(prefix="/users", tags=["users"])
     Authenticated = Annotated[Principal, Depends(guard.principal)]
-    errors = {401: {"description": "Invalid token"}}
+    errors: dict[int | str, dict[str, Any]] = {401: {"description": "Invalid token"}}
 
     @router.get("/me", response_model=UserOut, summary="The caller's account", responses=errors)
     async def me(principal: Authenticated) -> UserOut:
@@ -42,7 +41,9 @@ def users_router(guard: Guard) -> APIRouter:
         return _user_out(account)
 
     @router.patch(
-        "/me", response_model=UserOut, summary="Change the caller's display name",
+        "/me",
+        response_model=UserOut,
+        summary="Change the caller's display name",
         responses={**errors, 422: {"description": "Unknown or forbidden field"}},
     )
     async def patch_me(body: UserPatch, principal: Authenticated) -> UserOut:

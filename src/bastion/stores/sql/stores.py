@@ -64,7 +64,9 @@ class SQLAccountStore(_SQLStore):
 
     async def get(self, account_id: UUID) -> Account | None:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(_accounts.select().where(_accounts.c.id == account_id))).first()
+            row = (
+                await conn.execute(_accounts.select().where(_accounts.c.id == account_id))
+            ).first()
         return _account(row) if row else None
 
     async def get_by_email(self, email_key: str) -> Account | None:
@@ -215,7 +217,9 @@ class SQLSessionStore(_SQLStore):
         condition = [_sessions.c.user_id == user_id, _sessions.c.revoked_at.is_(None)]
         if keep is not None:
             condition.append(_sessions.c.id != keep)
-        statement = _sessions.update().where(*condition).values(revoked_at=now, revoked_reason=reason)
+        statement = (
+            _sessions.update().where(*condition).values(revoked_at=now, revoked_reason=reason)
+        )
         async with self._engine.begin() as conn:
             return int((await conn.execute(statement)).rowcount)
 

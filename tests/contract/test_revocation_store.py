@@ -1,0 +1,166 @@
+"""The RevocationStore contract, in process and on Redis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+import redis.asyncio as aioredis
+
+from bastion.stores import RevocationStore, UserState
+from bastion.stores.redis import RedisRevocationStore
+
+MEMBER = UserState(token_version=3, role="member", is_active=True)
+DISABLED_ADMIN = UserState(token_version=0, role="admin", is_active=False)
+
+
+def in_a_minute() -> datetime:
+    return datetime.now(UTC) + timedelta(minutes=1)
+
+
+async def test_check_on_an_empty_store_is_a_miss(revocation_store: RevocationStore) -> None:
+    result = await revocation_store.check(str(uuid4()), ["jti-1", "sid:1"])
+
+    assert result == (None, False)
+
+
+@pytest.mark.parametrize("state", [MEMBER, DISABLED_ADMIN], ids=["member", "disabled-admin"])
+async def test_check_returns_the_stored_user_state(
+    revocation_store: RevocationStore, state: UserState
+) -> None:
+    user = str(uuid4())
+    await revocation_store.put_user_state(user, state)
+
+    result = await revocation_store.check(user, ["jti-1"])
+
+    assert result == (state, False)
+
+
+async def test_put_user_state_replaces_the_previous_state(
+    revocation_store: RevocationStore,
+) -> None:
+    user = str(uuid4())
+    await revocation_store.put_user_state(user, MEMBER)
+    await revocation_store.put_user_state(user, DISABLED_ADMIN)
+
+    state, _ = await revocation_store.check(user, ["jti-1"])
+
+    assert state == DISABLED_ADMIN
+
+
+async def test_user_state_belongs_to_its_user(revocation_store: RevocationStore) -> None:
+    await revocation_store.put_user_state(str(uuid4()), MEMBER)
+
+    state, _ = await revocation_store.check(str(uuid4()), ["jti-1"])
+
+    assert state is None
+
+
+async def test_revoked_token_id_is_revoked(revocation_store: RevocationStore) -> None:
+    await revocation_store.revoke("jti-1", in_a_minute())
+
+    _, revoked = await revocation_store.check(str(uuid4()), ["jti-1"])
+
+    assert revoked is True
+
+
+async def test_other_token_ids_are_not_revoked(revocation_store: RevocationStore) -> None:
+    await revocation_store.revoke("jti-1", in_a_minute())
+
+    _, revoked = await revocation_store.check(str(uuid4()), ["other"])
+
+    assert revoked is False
+
+
+@pytest.mark.parametrize(
+    "token_ids",
+    [["jti-2", "sid:1"], ["jti-1", "sid:2"], ["jti-2", "sid:2"]],
+    ids=["second-revoked", "first-revoked", "both-revoked"],
+)
+async def test_any_revoked_token_id_revokes(
+    revocation_store: RevocationStore, token_ids: list[str]
+) -> None:
+    await revocation_store.revoke("jti-2", in_a_minute())
+    await revocation_store.revoke("sid:2", in_a_minute())
+
+    _, revoked = await revocation_store.check(str(uuid4()), token_ids)
+
+    assert revoked is True
+
+
+async def test_revocation_does_not_hide_the_user_state(
+    revocation_store: RevocationStore,
+) -> None:
+    user = str(uuid4())
+    await revocation_store.put_user_state(user, MEMBER)
+    await revocation_store.revoke("jti-1", in_a_minute())
+
+    result = await revocation_store.check(user, ["jti-1"])
+
+    assert result == (MEMBER, True)
+
+
+async def test_revocation_that_already_expired_revokes_nothing(
+    revocation_store: RevocationStore,
+) -> None:
+    await revocation_store.revoke("jti-1", datetime.now(UTC) - timedelta(seconds=1))
+
+    _, revoked = await revocation_store.check(str(uuid4()), ["jti-1"])
+
+    assert revoked is False
+
+
+async def test_ping_answers(revocation_store: RevocationStore) -> None:
+    answered = await revocation_store.ping()
+
+    assert answered is True
+
+
+async def test_redis_keys_are_all_under_the_prefix(
+    redis_revocation_store: RedisRevocationStore,
+    redis_client: aioredis.Redis,
+    redis_key_prefix: str,
+) -> None:
+    user, token_id = f"user-{uuid4()}", f"jti-{uuid4()}"
+    await redis_revocation_store.put_user_state(user, MEMBER)
+    await redis_revocation_store.revoke(token_id, in_a_minute())
+
+    under_prefix = [key async for key in redis_client.scan_iter(match=f"{redis_key_prefix}*")]
+    naming_them = [
+        key
+        for pattern in (f"*{user}*", f"*{token_id}*")
+        async for key in redis_client.scan_iter(match=pattern)
+    ]
+
+    assert len(under_prefix) == 2
+    assert len(naming_them) == 2
+    assert all(key.startswith(redis_key_prefix.encode()) for key in naming_them)
+
+
+async def test_redis_denial_expires_with_the_token(
+    redis_revocation_store: RedisRevocationStore,
+    redis_client: aioredis.Redis,
+    redis_key_prefix: str,
+) -> None:
+    await redis_revocation_store.revoke("jti-1", datetime.now(UTC) + timedelta(minutes=1))
+
+    keys = [key async for key in redis_client.scan_iter(match=f"{redis_key_prefix}*")]
+    ttl_ms = await redis_client.pttl(keys[0])
+
+    assert len(keys) == 1
+    assert 50_000 < ttl_ms <= 60_000
+
+
+async def test_redis_user_state_is_kept_for_a_bounded_time(
+    redis_revocation_store: RedisRevocationStore,
+    redis_client: aioredis.Redis,
+    redis_key_prefix: str,
+) -> None:
+    await redis_revocation_store.put_user_state(str(uuid4()), MEMBER)
+
+    keys = [key async for key in redis_client.scan_iter(match=f"{redis_key_prefix}*")]
+    ttl_ms = await redis_client.pttl(keys[0])
+
+    assert len(keys) == 1
+    assert ttl_ms > 0

@@ -1,0 +1,117 @@
+"""The start-up gate: production refuses each insecure setting and names it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bastion.config import Settings, check_settings
+from bastion.errors import ConfigurationError
+from bastion_tasks import create_app
+
+SECURE: dict[str, Any] = {
+    "env": "production",
+    "database_url": "postgresql+asyncpg://db/bastion",
+    "password_profile": "rfc9106-low-memory",
+}
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **{**SECURE, **values})  # type: ignore[call-arg]
+
+
+def test_secure_production_settings_pass() -> None:
+    findings = check_settings(_settings(), keys_exist=True)
+
+    assert findings == []
+
+
+@pytest.mark.parametrize(
+    ("values", "keys_exist", "setting"),
+    [
+        pytest.param({}, False, "BASTION_SIGNING_KEYS_FILE", id="no-signing-keys"),
+        pytest.param(
+            {"jwt_algorithm": "HS256", "jwt_secret": "x" * 31},
+            True,
+            "BASTION_JWT_SECRET",
+            id="short-hs256-secret",
+        ),
+        pytest.param({"jwt_algorithm": "HS256"}, True, "BASTION_JWT_SECRET", id="no-hs256-secret"),
+        pytest.param({"debug": True}, True, "BASTION_DEBUG", id="debug"),
+        pytest.param({"cors_origins": "*"}, True, "BASTION_CORS_ORIGINS", id="cors-star"),
+        pytest.param({"cookie_secure": False}, True, "BASTION_COOKIE_SECURE", id="insecure-cookie"),
+        pytest.param(
+            {"password_profile": "test-only-insecure"},
+            True,
+            "BASTION_PASSWORD_PROFILE",
+            id="weak-argon2",
+        ),
+    ],
+)
+def test_production_refuses_insecure_setting(
+    values: dict[str, Any], keys_exist: bool, setting: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        check_settings(_settings(**values), keys_exist=keys_exist)
+
+    assert caught.value.setting == setting
+    assert setting in str(caught.value)
+
+
+def test_hs256_with_a_long_secret_passes() -> None:
+    findings = check_settings(
+        _settings(jwt_algorithm="HS256", jwt_secret="k" * 32), keys_exist=False
+    )
+
+    assert findings == []
+
+
+def test_sqlite_in_production_only_warns() -> None:
+    findings = check_settings(_settings(database_url="sqlite+aiosqlite:///x.db"), keys_exist=True)
+
+    assert [(f.setting, f.fatal) for f in findings] == [("BASTION_DATABASE_URL", False)]
+
+
+def test_development_reports_without_raising() -> None:
+    findings = check_settings(
+        _settings(env="development", debug=True, cors_origins="*"), keys_exist=False
+    )
+
+    assert {f.setting for f in findings} == {
+        "BASTION_DEBUG",
+        "BASTION_CORS_ORIGINS",
+        "BASTION_SIGNING_KEYS_FILE",
+    }
+
+
+def test_password_min_length_cannot_go_below_12() -> None:
+    with pytest.raises(ValueError, match="password_min_length"):
+        _settings(password_min_length=11)
+
+
+def test_trusted_proxies_must_be_networks() -> None:
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        _settings(trusted_proxies="10.0.0.0/8,not-a-network")
+
+
+def test_settings_read_prefixed_environment(
+    monkeypatch: pytest.MonkeyPatch, clean_environment: None
+) -> None:
+    monkeypatch.setenv("BASTION_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("BASTION_ACCESS_TOKEN_TTL_SECONDS", "600")
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.access_token_ttl_seconds == 600
+
+
+def test_create_app_refuses_production_without_keys(tmp_path: Path) -> None:
+    settings = _settings(data_dir=tmp_path)
+
+    with pytest.raises(ConfigurationError, match="BASTION_SIGNING_KEYS_FILE"):
+        create_app(settings)
+
+    assert not (tmp_path / "signing-keys.json").exists()
