@@ -8,6 +8,7 @@ revocation store runs on ``memory`` and ``redis`` (a fresh key prefix per test).
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -35,9 +36,19 @@ SQL_BACKENDS = ["memory", "sqlite", "postgres"]
 REVOCATION_BACKENDS = ["memory", "redis"]
 
 
+@pytest.fixture(scope="session")
+async def migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database migrated once per run, for each test to copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "migrated.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await upgrade_connection(engine)
+    await engine.dispose()  # the last connection to close checkpoints the WAL into the file
+    return path
+
+
 @pytest.fixture(params=SQL_BACKENDS, ids=SQL_BACKENDS)
 async def store_database_url(
-    request: pytest.FixtureRequest, pg_database: str, tmp_path: Path
+    request: pytest.FixtureRequest, pg_database: str, migrated_sqlite_file: Path, tmp_path: Path
 ) -> str:
     """The URL of an empty, migrated database of this backend (``memory://`` for memory)."""
     if request.param == "memory":
@@ -45,11 +56,9 @@ async def store_database_url(
     if request.param == "postgres":
         await _truncate(pg_database)
         return pg_database
-    url = f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
-    engine = create_engine(url)
-    await upgrade_connection(engine)
-    await engine.dispose()
-    return url
+    path = tmp_path / "contract.db"
+    shutil.copyfile(migrated_sqlite_file, path)
+    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture

@@ -208,3 +208,17 @@ async def test_bump_token_version_touches_only_that_account(
     await account_store.bump_token_version(bumped.id)
 
     assert await account_store.get(other.id) == other
+
+
+async def test_update_to_a_taken_email_key_raises_conflict(account_store: AccountStore) -> None:
+    first = make_account(email="a@example.com")
+    second = make_account(email="b@example.com")
+    await account_store.add(first)
+    await account_store.add(second)
+
+    with pytest.raises(ConflictError):
+        await account_store.update(second.id, email_key=first.email_key)
+
+    stored = await account_store.get(second.id)
+    assert stored is not None
+    assert stored.email_key == second.email_key

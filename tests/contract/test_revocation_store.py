@@ -164,3 +164,14 @@ async def test_redis_user_state_is_kept_for_a_bounded_time(
 
     assert len(keys) == 1
     assert ttl_ms > 0
+
+
+async def test_check_with_no_token_ids_reads_only_the_user_state(
+    revocation_store: RevocationStore,
+) -> None:
+    state = UserState(token_version=3, role="viewer", is_active=True)
+    await revocation_store.put_user_state("user-1", state)
+
+    result = await revocation_store.check("user-1", [])
+
+    assert result == (state, False)

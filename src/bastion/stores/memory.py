@@ -55,6 +55,11 @@ class MemoryAccountStore:
         current = self._by_id.get(account_id)
         if current is None:
             return None
+        key = changes.get("email_key")
+        if key is not None and any(
+            a.email_key == key and a.id != account_id for a in self._by_id.values()
+        ):
+            raise ConflictError("email already registered")
         changes.setdefault("updated_at", datetime.now(UTC))
         self._by_id[account_id] = updated = dataclasses.replace(current, **changes)
         return updated

@@ -8,7 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-__all__ = ["create_engine", "session_factory"]
+__all__ = ["create_engine", "session_factory", "write_locking"]
+
+_IMMEDIATE = "bastion_sqlite_immediate"
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -31,14 +33,21 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             dbapi_connection.isolation_level = None
 
         @sa.event.listens_for(engine.sync_engine, "begin")
-        def _begin_immediate(conn: Any) -> None:
-            # Take the write lock up front: a read-then-write transaction (refresh-token
-            # rotation) would otherwise fail with SQLITE_BUSY when two race in WAL mode.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn: Any) -> None:
+            # Read-then-write transactions (refresh-token rotation) take the write lock up
+            # front: otherwise two racing in WAL mode fail with SQLITE_BUSY. Everything
+            # else begins deferred, so readers never wait for each other.
+            immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def write_locking(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine, but its transactions lock for writing at BEGIN (SQLite only)."""
+    return engine.execution_options(**{_IMMEDIATE: True})
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:

@@ -20,7 +20,7 @@ from bastion.stores.base import (
     RotateOutcome,
     SecurityEvent,
 )
-from bastion.stores.sql.engine import session_factory
+from bastion.stores.sql.engine import session_factory, write_locking
 from bastion.stores.sql.tables import (
     AccountRow,
     AuthSessionRow,
@@ -86,8 +86,11 @@ class SQLAccountStore(_SQLStore):
             .values(**changes)
             .returning(*_accounts.c)
         )
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(statement)).first()
+        try:
+            async with self._engine.begin() as conn:
+                row = (await conn.execute(statement)).first()
+        except IntegrityError as exc:
+            raise ConflictError("email already registered") from exc
         return _account(row) if row else None
 
     async def bump_token_version(self, account_id: UUID) -> int:
@@ -126,7 +129,7 @@ class SQLSessionStore(_SQLStore):
             .join(_tokens, _tokens.c.session_id == _sessions.c.id)
             .where(_tokens.c.digest == old_digest)
         )
-        async with self._engine.begin() as conn:
+        async with write_locking(self._engine).begin() as conn:
             row = (await conn.execute(find)).first()
             if row is None:
                 return RotateOutcome("unknown")
