@@ -200,13 +200,17 @@ def _bearer(token: str) -> Request:
     return {"headers": {"Authorization": f"Bearer {token}"}}
 
 
-def _attacker_signed(forger: Forger, *, real_kid: bool, **extra_header: Any) -> Request:
+def _attacker_signed(
+    forger: Forger, *, real_kid: bool, embed_jwk: bool = False, **extra_header: str
+) -> Request:
+    """Signed with a key the attacker made, announced by kid, ``jku``, ``x5u`` or ``jwk``."""
     attacker = Ed25519PrivateKey.generate()
-    raw = attacker.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    attacker_jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw), "kid": "attacker"}
-    header = forger.header(kid=forger.kid if real_kid else "attacker", **extra_header)
-    if header.get("jwk") == "ATTACKER":
-        header["jwk"] = attacker_jwk
+    header: dict[str, Any] = forger.header(
+        kid=forger.kid if real_kid else "attacker", **extra_header
+    )
+    if embed_jwk:
+        raw = attacker.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        header["jwk"] = {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw), "kid": "attacker"}
     return _bearer(_compact(header, forger.payload(role="admin"), attacker.sign))
 
 
@@ -266,8 +270,8 @@ FORGERIES: dict[str, Callable[[Forger], Request]] = {
     "x5u-to-attacker": lambda f: _attacker_signed(
         f, real_kid=False, x5u="https://attacker.example/cert.pem"
     ),
-    "embedded-jwk": lambda f: _attacker_signed(f, real_kid=False, jwk="ATTACKER"),
-    "embedded-jwk-with-real-kid": lambda f: _attacker_signed(f, real_kid=True, jwk="ATTACKER"),
+    "embedded-jwk": lambda f: _attacker_signed(f, real_kid=False, embed_jwk=True),
+    "embedded-jwk-with-real-kid": lambda f: _attacker_signed(f, real_kid=True, embed_jwk=True),
 }
 KEY_SOURCE_HEADERS = [
     "jku-to-attacker",
