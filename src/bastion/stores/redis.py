@@ -61,9 +61,10 @@ class RedisRevocationStore:
         await self._redis.aclose()
 
 
-def _decode(raw: bytes) -> UserState | None:
+def _decode(raw: bytes | str) -> UserState | None:
     try:
-        version, role, active = raw.decode().split("|")
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        version, role, active = text.split("|")
         return UserState(token_version=int(version), role=role, is_active=active == "1")
     except ValueError:
         return None  # unreadable entry: treat as a miss, the database decides
