@@ -22,35 +22,34 @@ async def _stored_hash(app: Any, email: str) -> str:
     return str(account.password_hash)
 
 
-async def test_imported_bcrypt_hash_is_upgraded_to_argon2id(
-    app: Any, client: httpx.AsyncClient
-) -> None:
+@pytest.fixture
+async def legacy_hash(app: Any, client: httpx.AsyncClient) -> str:
+    """An account whose stored hash is an imported bcrypt hash of STRONG_PASSWORD."""
     await register(client, "legacy@example.com")
     accounts = app.state.security.stores.accounts
     account = await accounts.get_by_email("legacy@example.com")
     legacy = bcrypt.hashpw(STRONG_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     await accounts.update(account.id, password_hash=legacy)
+    return legacy
 
+
+async def test_imported_bcrypt_hash_is_upgraded_to_argon2id(
+    app: Any, client: httpx.AsyncClient, legacy_hash: str
+) -> None:
     await login(client, "legacy@example.com")
 
     assert (await _stored_hash(app, "legacy@example.com")).startswith("$argon2id$")
 
 
 async def test_wrong_password_leaves_a_bcrypt_hash_alone(
-    app: Any, client: httpx.AsyncClient
+    app: Any, client: httpx.AsyncClient, legacy_hash: str
 ) -> None:
-    await register(client, "legacy@example.com")
-    accounts = app.state.security.stores.accounts
-    account = await accounts.get_by_email("legacy@example.com")
-    legacy = bcrypt.hashpw(STRONG_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    await accounts.update(account.id, password_hash=legacy)
-
     response = await client.post(
         "/auth/login", json={"email": "legacy@example.com", "password": STRONG_PASSWORD + "x"}
     )
 
     assert response.status_code == 401
-    assert await _stored_hash(app, "legacy@example.com") == legacy
+    assert await _stored_hash(app, "legacy@example.com") == legacy_hash
 
 
 @pytest.fixture

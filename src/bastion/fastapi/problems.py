@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,10 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.types import Send
 
 from bastion.errors import BastionError, PasswordPolicyError
 
-__all__ = ["PROBLEM_JSON", "install_problem_handlers", "problem", "problem_body"]
+__all__ = ["PROBLEM_JSON", "install_problem_handlers", "problem", "problem_body", "send_problem"]
 
 PROBLEM_JSON = "application/problem+json"
 _logger = logging.getLogger("bastion.errors")
@@ -43,6 +45,28 @@ def problem_body(
     body["request_id"] = request_id
     body.update(extra)
     return body
+
+
+async def send_problem(
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    request_id: str | None,
+    *,
+    close: bool = False,
+) -> None:
+    """Send a problem response from ASGI middleware, below the framework's handlers."""
+    body = json.dumps(problem_body(status, slug, title, detail, request_id)).encode()
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def problem(

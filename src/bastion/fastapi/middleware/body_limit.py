@@ -6,12 +6,10 @@ without one (chunked) is counted as it arrives and cut off at the cap (OWASP API
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.fastapi.problems import PROBLEM_JSON, problem_body
+from bastion.fastapi.problems import send_problem
 
 __all__ = ["BodyLimitMiddleware"]
 
@@ -67,25 +65,12 @@ class BodyLimitMiddleware:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        request_id = scope.get("state", {}).get("request_id")
-        body = json.dumps(
-            problem_body(
-                413,
-                "payload-too-large",
-                "Payload too large",
-                f"The request body exceeds {self.max_bytes} bytes.",
-                request_id,
-            )
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_problem(
+            send,
+            413,
+            "payload-too-large",
+            "Payload too large",
+            f"The request body exceeds {self.max_bytes} bytes.",
+            scope.get("state", {}).get("request_id"),
+            close=True,
         )
-        await send({"type": "http.response.body", "body": body})

@@ -8,7 +8,6 @@ leaks nothing: the traceback goes to the server log under the same request id
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -16,7 +15,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.fastapi.problems import PROBLEM_JSON, problem_body
+from bastion.fastapi.problems import send_problem
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -92,17 +91,11 @@ class RequestContextMiddleware:
             _logger.exception("unhandled error (request_id=%s)", request_id)
             if started:
                 raise
-            body = json.dumps(
-                problem_body(500, "internal-error", "Internal server error", None, request_id)
-            ).encode()
-            await send_with_headers(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", PROBLEM_JSON.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
+            await send_problem(
+                send_with_headers,
+                500,
+                "internal-error",
+                "Internal server error",
+                None,
+                request_id,
             )
-            await send_with_headers({"type": "http.response.body", "body": body})
