@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
 from bastion.testing import capture_events
 from tests.helpers import STRONG_PASSWORD, login, register, signed_up
-
-
-def _without_request_id(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k != "request_id"}
 
 
 async def test_register_answers_202(client: httpx.AsyncClient) -> None:

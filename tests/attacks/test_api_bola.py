@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import signed_up
+from tests.helpers import signed_up, without_request_id
 
 TITLE = "Quarterly payroll for Alice only"
 
@@ -22,10 +22,6 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "PATCH": ("PATCH", {"title": "pwned", "status": "done"}),
     "DELETE": ("DELETE", None),
 }
-
-
-def _without_request_id(body: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in body.items() if name != "request_id"}
 
 
 @pytest.fixture
@@ -78,7 +74,7 @@ async def test_other_users_task_looks_like_a_missing_one(
     response = await _call(client, operation, alice["task"]["id"], bob)
 
     assert response.status_code == missing.status_code == 404
-    assert _without_request_id(response.json()) == _without_request_id(missing.json())
+    assert without_request_id(response.json()) == without_request_id(missing.json())
     assert set(response.headers) == set(missing.headers)
 
 

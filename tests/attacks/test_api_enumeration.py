@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import STRONG_PASSWORD, register
+from tests.helpers import STRONG_PASSWORD, register, without_request_id
 
 WRONG_PASSWORD = "not the right passphrase at all 9"
 
@@ -31,10 +31,6 @@ async def _form_login(client: httpx.AsyncClient, email: str, password: str) -> h
 
 
 LOGINS: dict[str, Attempt] = {"json-login": _json_login, "form-token": _form_login}
-
-
-def _without_request_id(body: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in body.items() if name != "request_id"}
 
 
 def _header_names(response: httpx.Response) -> set[str]:
@@ -72,7 +68,7 @@ async def test_failed_login_looks_like_a_wrong_password(
     response = await log_in(client, *CASES[case])
 
     assert baseline.status_code == response.status_code == 401
-    assert _without_request_id(response.json()) == _without_request_id(baseline.json())
+    assert without_request_id(response.json()) == without_request_id(baseline.json())
     assert _header_names(response) == _header_names(baseline)
 
 
@@ -132,4 +128,4 @@ async def test_weak_password_on_a_taken_email_answers_like_on_a_new_one(
     response = await register(client, "alice@example.com", "short pw 1")
 
     assert fresh.status_code == response.status_code == 422
-    assert _without_request_id(response.json()) == _without_request_id(fresh.json())
+    assert without_request_id(response.json()) == without_request_id(fresh.json())

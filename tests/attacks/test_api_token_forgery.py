@@ -8,9 +8,6 @@ aud, exp), RFC 6750 §2-3 (header only, ``error="invalid_token"``), ASVS 9.1.1-9
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import ipaddress
 import json
 import socket
@@ -29,38 +26,10 @@ from bastion.config import Settings
 from bastion.stores import Account
 from bastion.testing import FrozenClock, capture_events
 from bastion.tokens import AccessTokens
-from tests.helpers import signed_up
+from tests.helpers import signed_up, without_request_id
+from tests.jws import b64, b64decode, b64json, compact, hmac_signer
 
 ATTACKER_URL = "https://attacker.example/.well-known/jwks.json"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64json(value: Any) -> str:
-    return _b64(json.dumps(value, separators=(",", ":")).encode())
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _compact(
-    header: dict[str, Any], payload: dict[str, Any], sign: Callable[[bytes], bytes] | None = None
-) -> str:
-    """Hand-made JWS compact serialization, so no library guard hides a missing check."""
-    signing_input = f"{_b64json(header)}.{_b64json(payload)}"
-    signature = sign(signing_input.encode("ascii")) if sign else b""
-    return f"{signing_input}.{_b64(signature)}"
-
-
-def _hmac(secret: bytes) -> Callable[[bytes], bytes]:
-    return lambda message: hmac.new(secret, message, hashlib.sha256).digest()
-
-
-def _without_request_id(body: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in body.items() if name != "request_id"}
 
 
 @dataclass
@@ -159,7 +128,7 @@ class Forger:
 
     def signed(self, header: dict[str, Any], payload: dict[str, Any]) -> str:
         """Signed with the service's real key: only the chosen header or claim is wrong."""
-        return _compact(header, payload, self.private_key.sign)
+        return compact(header, payload, self.private_key.sign)
 
     def tokens(self, *, at: datetime | None = None, **overrides: str) -> AccessTokens:
         return AccessTokens(
@@ -210,13 +179,13 @@ def _attacker_signed(
     )
     if embed_jwk:
         raw = attacker.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        header["jwk"] = {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw), "kid": "attacker"}
-    return _bearer(_compact(header, forger.payload(role="admin"), attacker.sign))
+        header["jwk"] = {"kty": "OKP", "crv": "Ed25519", "x": b64(raw), "kid": "attacker"}
+    return _bearer(compact(header, forger.payload(role="admin"), attacker.sign))
 
 
 def _tampered_payload(forger: Forger) -> Request:
     header, _, signature = forger.pair["access_token"].split(".")
-    return _bearer(f"{header}.{_b64json(forger.payload(role='admin'))}.{signature}")
+    return _bearer(f"{header}.{b64json(forger.payload(role='admin'))}.{signature}")
 
 
 def _in_an_hour() -> int:
@@ -225,26 +194,28 @@ def _in_an_hour() -> int:
 
 FORGERIES: dict[str, Callable[[Forger], Request]] = {
     "no-token": lambda f: {},
-    "alg-none": lambda f: _bearer(_compact(f.header(alg="none"), f.payload(role="admin"))),
-    "alg-NONE": lambda f: _bearer(_compact(f.header(alg="NONE"), f.payload(role="admin"))),
-    "unsigned-with-real-alg": lambda f: _bearer(_compact(f.header(), f.payload(role="admin"))),
+    "alg-none": lambda f: _bearer(compact(f.header(alg="none"), f.payload(role="admin"))),
+    "alg-NONE": lambda f: _bearer(compact(f.header(alg="NONE"), f.payload(role="admin"))),
+    "unsigned-with-real-alg": lambda f: _bearer(compact(f.header(), f.payload(role="admin"))),
     "hs256-with-jwks-public-key": lambda f: _bearer(
-        _compact(
-            f.header(alg="HS256"), f.payload(role="admin"), _hmac(_b64decode(f.public_jwk()["x"]))
+        compact(
+            f.header(alg="HS256"),
+            f.payload(role="admin"),
+            hmac_signer(b64decode(f.public_jwk()["x"])),
         )
     ),
     "hs256-with-jwks-jwk-json": lambda f: _bearer(
-        _compact(
+        compact(
             f.header(alg="HS256"),
             f.payload(role="admin"),
-            _hmac(json.dumps(f.public_jwk()).encode()),
+            hmac_signer(json.dumps(f.public_jwk()).encode()),
         )
     ),
     "hs256-with-keyset-public-pem": lambda f: _bearer(
-        _compact(f.header(alg="HS256"), f.payload(role="admin"), _hmac(f.public_pem()))
+        compact(f.header(alg="HS256"), f.payload(role="admin"), hmac_signer(f.public_pem()))
     ),
     "hs256-with-keyset-public-raw": lambda f: _bearer(
-        _compact(f.header(alg="HS256"), f.payload(role="admin"), _hmac(f.public_raw()))
+        compact(f.header(alg="HS256"), f.payload(role="admin"), hmac_signer(f.public_raw()))
     ),
     "payload-role-admin": _tampered_payload,
     "signed-by-another-key-with-real-kid": lambda f: _attacker_signed(f, real_kid=True),
@@ -336,7 +307,7 @@ async def test_every_forgery_gets_one_identical_answer(
     answers: dict[str, tuple[str, str]] = {}
     for attack, build in FORGERIES.items():
         response = await client.get("/users/me", **build(forger))
-        body = json.dumps(_without_request_id(response.json()), sort_keys=True)
+        body = json.dumps(without_request_id(response.json()), sort_keys=True)
         answers[attack] = (body, response.headers["www-authenticate"])
 
     assert len(set(answers.values())) == 1, answers

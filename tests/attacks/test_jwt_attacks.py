@@ -8,16 +8,11 @@ own guards on encoding cannot hide a missing check on decoding.
 
 from __future__ import annotations
 
-import base64
 import builtins
-import hashlib
-import hmac
 import io
-import json
 import os
 import socket
 import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -30,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from bastion.clock import FrozenClock
 from bastion.errors import InvalidTokenError
 from bastion.tokens import AccessClaims, AccessTokens, KeySet, SigningKey
+from tests.jws import b64, b64json, compact, hmac_signer
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 ISSUER = "https://bastion.test"
@@ -62,29 +58,7 @@ class Env:
 
     def sign(self, header: dict[str, Any], payload: dict[str, Any]) -> str:
         """A token signed with the real key: only the chosen header or claim is wrong."""
-        return _compact(header, payload, self.private.sign)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64json(value: Any) -> str:
-    return _b64(json.dumps(value, separators=(",", ":")).encode())
-
-
-def _compact(
-    header: dict[str, Any],
-    payload: dict[str, Any],
-    sign: Callable[[bytes], bytes] | None = None,
-) -> str:
-    signing_input = f"{_b64json(header)}.{_b64json(payload)}"
-    signature = sign(signing_input.encode("ascii")) if sign else b""
-    return f"{signing_input}.{_b64(signature)}"
-
-
-def _hmac_signer(secret: bytes) -> Callable[[bytes], bytes]:
-    return lambda message: hmac.new(secret, message, hashlib.sha256).digest()
+        return compact(header, payload, self.private.sign)
 
 
 @pytest.fixture
@@ -138,13 +112,13 @@ def test_claims_carry_client_id_and_unique_jti(env: Env) -> None:
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE"], ids=["none", "None", "NONE"])
 def test_alg_none_is_rejected(env: Env, alg: str) -> None:
-    token = _compact(env.header(alg=alg), env.payload(role="admin"))
+    token = compact(env.header(alg=alg), env.payload(role="admin"))
 
     _reject(env.tokens, token, "unsigned token")
 
 
 def test_unsigned_token_with_the_right_kid_is_rejected(env: Env) -> None:
-    token = _compact(env.header(), env.payload(role="admin"))
+    token = compact(env.header(), env.payload(role="admin"))
 
     _reject(env.tokens, token, "bad signature")
 
@@ -157,21 +131,21 @@ def test_hs256_signed_with_the_public_key_is_rejected(env: Env, form: str) -> No
         if form == "pem"
         else public.public_bytes(Encoding.Raw, PublicFormat.Raw)
     )
-    token = _compact(env.header(alg="HS256"), env.payload(role="admin"), _hmac_signer(secret))
+    token = compact(env.header(alg="HS256"), env.payload(role="admin"), hmac_signer(secret))
 
     _reject(env.tokens, token, "algorithm mismatch")
 
 
 def test_modified_payload_is_rejected(env: Env) -> None:
     header, _, signature = env.token.split(".")
-    token = f"{header}.{_b64json(env.payload(role='admin'))}.{signature}"
+    token = f"{header}.{b64json(env.payload(role='admin'))}.{signature}"
 
     _reject(env.tokens, token, "bad signature")
 
 
 def test_token_signed_by_another_key_reusing_the_real_kid_is_rejected(env: Env) -> None:
     attacker = Ed25519PrivateKey.generate()
-    token = _compact(env.header(), env.payload(role="admin"), attacker.sign)
+    token = compact(env.header(), env.payload(role="admin"), attacker.sign)
 
     _reject(env.tokens, token, "bad signature")
 
@@ -332,17 +306,17 @@ def test_key_from_jku_x5u_jwk_headers_is_never_used(env: Env, kid_of: str) -> No
         kid=kid,
         jku="https://attacker.example/jwks.json",
         x5u="https://attacker.example/cert.pem",
-        jwk={"kty": "OKP", "crv": "Ed25519", "x": _b64(raw), "kid": kid},
-        x5c=[_b64(b"not a certificate")],
+        jwk={"kty": "OKP", "crv": "Ed25519", "x": b64(raw), "kid": kid},
+        x5c=[b64(b"not a certificate")],
     )
-    token = _compact(header, env.payload(role="admin"), attacker.sign)
+    token = compact(header, env.payload(role="admin"), attacker.sign)
 
     _reject(env.tokens, token, "unknown kid" if kid_of == "attacker" else "bad signature")
 
 
 @pytest.mark.parametrize(
     "token",
-    ["", "abc", "a.b", "a.b.c.d", "!!!.e30.", f"{_b64json([1])}.e30.", f"{'a' * 9000}.e30.sig"],
+    ["", "abc", "a.b", "a.b.c.d", "!!!.e30.", f"{b64json([1])}.e30.", f"{'a' * 9000}.e30.sig"],
     ids=["empty", "one-part", "two-parts", "four-parts", "bad-base64", "header-list", "huge"],
 )
 def test_malformed_token_is_rejected(env: Env, token: str) -> None:
@@ -356,7 +330,7 @@ def test_hs256_key_set_rejects_token_signed_with_another_secret() -> None:
     )
     token, claims = tokens.issue(subject="u", role="user", session_id="s", token_version=0)
     header = jwt.get_unverified_header(token)
-    forged = _compact(header, {**asdict(claims), "role": "admin"}, _hmac_signer(os.urandom(32)))
+    forged = compact(header, {**asdict(claims), "role": "admin"}, hmac_signer(os.urandom(32)))
 
     assert tokens.verify(token).role == "user"
     _reject(tokens, forged, "bad signature")
