@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from bastion.accounts import Principal
-from bastion.fastapi import Guard, problem
+from bastion.fastapi import Guard, validation_problem
 from bastion_tasks.schemas import TaskCreate, TaskList, TaskOut, TaskUpdate
 from bastion_tasks.services import InvalidCursorError, TaskService
 
@@ -44,13 +44,8 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
                 principal.user_id, status=status, q=q, limit=limit, cursor=cursor
             )
         except InvalidCursorError:
-            return problem(
-                request,
-                422,
-                "validation-error",
-                "Validation error",
-                "The request is not valid; see errors.",
-                errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+            return validation_problem(
+                request, [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
             )
         return TaskList(items=items, next_cursor=next_cursor)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bastion.accounts._emails import normalize_email
 from bastion.clock import Clock, SystemClock
@@ -333,6 +333,4 @@ def _clip(value: str | None, limit: int = 512) -> str | None:
 
 
 def _from_ts(seconds: int) -> datetime:
-    from datetime import UTC
-
     return datetime.fromtimestamp(seconds, UTC)

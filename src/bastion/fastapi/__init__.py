@@ -2,7 +2,12 @@
 
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from bastion.fastapi.problems import PROBLEM_JSON, install_problem_handlers, problem
+from bastion.fastapi.problems import (
+    PROBLEM_JSON,
+    install_problem_handlers,
+    problem,
+    validation_problem,
+)
 from bastion.fastapi.routers import auth_router, jwks_router, users_router
 from bastion.fastapi.schemas import SafeText, safe_text
 
@@ -18,4 +23,5 @@ __all__ = [
     "problem",
     "safe_text",
     "users_router",
+    "validation_problem",
 ]

@@ -14,7 +14,14 @@ from starlette.types import Send
 
 from bastion.errors import BastionError, PasswordPolicyError
 
-__all__ = ["PROBLEM_JSON", "install_problem_handlers", "problem", "problem_body", "send_problem"]
+__all__ = [
+    "PROBLEM_JSON",
+    "install_problem_handlers",
+    "problem",
+    "problem_body",
+    "send_problem",
+    "validation_problem",
+]
 
 PROBLEM_JSON = "application/problem+json"
 _logger = logging.getLogger("bastion.errors")
@@ -88,6 +95,18 @@ def problem(
     )
 
 
+def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONResponse:
+    """The 422 ``validation-error`` problem; each error has ``loc`` and ``msg``."""
+    return problem(
+        request,
+        422,
+        "validation-error",
+        "Validation error",
+        "The request is not valid; see errors.",
+        errors=errors,
+    )
+
+
 _PUBLIC_DETAIL = {
     "invalid-credentials": "Email or password is incorrect.",
     "invalid-token": "The access or refresh token is missing, invalid, expired or revoked.",
@@ -120,14 +139,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         # Never echo a submitted secret: pydantic's messages may quote the input.
         message = "invalid value" if _SECRET_FIELDS & set(loc) else str(error.get("msg", ""))
         errors.append({"loc": loc, "msg": message, "type": error.get("type")})
-    return problem(
-        request,
-        422,
-        "validation-error",
-        "Validation error",
-        "The request is not valid; see errors.",
-        errors=errors,
-    )
+    return validation_problem(request, errors)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

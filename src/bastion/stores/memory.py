@@ -37,9 +37,13 @@ class MemoryAccountStore:
     def __init__(self) -> None:
         self._by_id: dict[UUID, Account] = {}
 
-    async def add(self, account: Account) -> None:
-        if any(a.email_key == account.email_key for a in self._by_id.values()):
+    def _check_free(self, email_key: str, owner: UUID | None = None) -> None:
+        """Raise ConflictError when another account than ``owner`` holds ``email_key``."""
+        if any(a.email_key == email_key and a.id != owner for a in self._by_id.values()):
             raise ConflictError("email already registered")
+
+    async def add(self, account: Account) -> None:
+        self._check_free(account.email_key)
         self._by_id[account.id] = account
 
     async def get(self, account_id: UUID) -> Account | None:
@@ -55,11 +59,8 @@ class MemoryAccountStore:
         current = self._by_id.get(account_id)
         if current is None:
             return None
-        key = changes.get("email_key")
-        if key is not None and any(
-            a.email_key == key and a.id != account_id for a in self._by_id.values()
-        ):
-            raise ConflictError("email already registered")
+        if "email_key" in changes:
+            self._check_free(changes["email_key"], account_id)
         changes.setdefault("updated_at", datetime.now(UTC))
         self._by_id[account_id] = updated = dataclasses.replace(current, **changes)
         return updated

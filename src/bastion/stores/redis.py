@@ -36,14 +36,12 @@ class RedisRevocationStore:
         return f"{self._prefix}denied:{token_id}"
 
     async def check(self, user_id: str, token_ids: Sequence[str]) -> tuple[UserState | None, bool]:
-        if not token_ids:
-            raw_state = await self._redis.get(self._user_key(user_id))
-            return (_decode(raw_state) if raw_state else None), False
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(self._user_key(user_id))
-            pipe.exists(*[self._denied_key(t) for t in token_ids])
-            raw_state, revoked = await pipe.execute()
-        return (_decode(raw_state) if raw_state else None), bool(revoked)
+            if token_ids:  # EXISTS takes at least one key
+                pipe.exists(*[self._denied_key(t) for t in token_ids])
+            raw_state, *revoked = await pipe.execute()
+        return (_decode(raw_state) if raw_state else None), any(revoked)
 
     async def put_user_state(self, user_id: str, state: UserState) -> None:
         encoded = f"{state.token_version}|{state.role}|{int(state.is_active)}"

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Form, Request, Response, status
 from bastion.accounts import InvalidEmailError, Principal, TokenPair
 from bastion.errors import InvalidCredentialsError
 from bastion.fastapi.dependencies import Guard
-from bastion.fastapi.problems import problem
+from bastion.fastapi.problems import validation_problem
 from bastion.fastapi.schemas import (
     LoginIn,
     LogoutIn,
@@ -62,13 +62,8 @@ def auth_router(guard: Guard) -> APIRouter:
                 context=guard.context(request),
             )
         except InvalidEmailError:
-            return problem(
-                request,
-                422,
-                "validation-error",
-                "Validation error",
-                "The request is not valid; see errors.",
-                errors=[{"loc": ["body", "email"], "msg": "not a valid email address"}],
+            return validation_problem(
+                request, [{"loc": ["body", "email"], "msg": "not a valid email address"}]
             )
         return RegisteredOut()
 

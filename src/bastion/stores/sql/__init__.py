@@ -1,6 +1,6 @@
 """SQL backends (SQLite through aiosqlite, PostgreSQL through asyncpg)."""
 
-from bastion.stores.sql.engine import create_engine, session_factory
+from bastion.stores.sql.engine import create_engine
 from bastion.stores.sql.stores import SQLAccountStore, SQLEventStore, SQLSessionStore
 from bastion.stores.sql.tables import UTCDateTime
 
@@ -10,5 +10,4 @@ __all__ = [
     "SQLSessionStore",
     "UTCDateTime",
     "create_engine",
-    "session_factory",
 ]

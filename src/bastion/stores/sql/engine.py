@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["create_engine", "session_factory", "write_locking"]
+__all__ = ["create_engine", "write_locking"]
 
 _IMMEDIATE = "bastion_sqlite_immediate"
 
@@ -48,7 +48,3 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 def write_locking(engine: AsyncEngine) -> AsyncEngine:
     """The same engine, but its transactions lock for writing at BEGIN (SQLite only)."""
     return engine.execution_options(**{_IMMEDIATE: True})
-
-
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False)

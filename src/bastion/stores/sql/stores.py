@@ -20,7 +20,7 @@ from bastion.stores.base import (
     RotateOutcome,
     SecurityEvent,
 )
-from bastion.stores.sql.engine import session_factory, write_locking
+from bastion.stores.sql.engine import write_locking
 from bastion.stores.sql.tables import (
     AccountRow,
     AuthSessionRow,
@@ -51,7 +51,6 @@ def _session(row: Any) -> AuthSession:
 class _SQLStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._sessions = session_factory(engine)
 
 
 class SQLAccountStore(_SQLStore):
@@ -105,6 +104,10 @@ class SQLAccountStore(_SQLStore):
 
 
 class SQLSessionStore(_SQLStore):
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self._locking_engine = write_locking(engine)
+
     async def create(self, session: AuthSession, token_digest: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(_sessions.insert().values(**dataclasses.asdict(session)))
@@ -129,7 +132,7 @@ class SQLSessionStore(_SQLStore):
             .join(_tokens, _tokens.c.session_id == _sessions.c.id)
             .where(_tokens.c.digest == old_digest)
         )
-        async with write_locking(self._engine).begin() as conn:
+        async with self._locking_engine.begin() as conn:
             row = (await conn.execute(find)).first()
             if row is None:
                 return RotateOutcome("unknown")
