@@ -80,7 +80,15 @@ async def redis_prefix() -> AsyncIterator[str]:
         await client.aclose()
 
 
-_TABLES = ["refresh_tokens", "auth_sessions", "tasks", "security_events", "accounts"]
+_TABLES = [
+    "refresh_tokens",
+    "auth_sessions",
+    "task_shares",
+    "tasks",
+    "security_events",
+    "account_reservations",
+    "accounts",
+]
 
 
 async def _truncate(url: str) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import httpx
+
+from bastion.accounts import normalize_email
+from bastion.stores import Account
 
 STRONG_PASSWORD = "correct horse battery staple 42"
 
@@ -33,4 +38,39 @@ async def signed_up(client: httpx.AsyncClient, email: str) -> dict[str, Any]:
     assert (await register(client, email)).status_code == 202
     pair = await login(client, email)
     pair["auth"] = {"Authorization": f"Bearer {pair['access_token']}"}
+    return pair
+
+
+_HASHES: dict[str, str] = {}
+
+
+async def add_user(app: Any, email: str, role: str = "member", **fields: Any) -> Account:
+    """An account stored directly (no sign-up round trip), with STRONG_PASSWORD."""
+    security = app.state.security
+    profile = security.settings.password_profile
+    if profile not in _HASHES:
+        _HASHES[profile] = await security.hasher.hash(STRONG_PASSWORD)
+    shown, key = normalize_email(email)
+    now = datetime.now(UTC)
+    account = Account(
+        id=uuid4(),
+        email=shown,
+        email_key=key,
+        password_hash=_HASHES[profile],
+        created_at=now,
+        updated_at=now,
+        role=role,
+        **fields,
+    )
+    await security.stores.accounts.add(account)
+    return account
+
+
+async def user(client: httpx.AsyncClient, app: Any, email: str, role: str = "member") -> Any:
+    """A stored account of ``role``, logged in: the token pair plus ``auth`` and ``id``."""
+    account = await add_user(app, email, role)
+    pair = await login(client, email)
+    pair["auth"] = {"Authorization": f"Bearer {pair['access_token']}"}
+    pair["id"] = str(account.id)
+    pair["email"] = email
     return pair

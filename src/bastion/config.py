@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bastion.authz import DEFAULT_GRANTS, Permission, RolePermissions
 from bastion.errors import ConfigurationError
 from bastion.passwords import PROFILES, Argon2Profile, is_below_owasp_floor
 
@@ -63,6 +64,12 @@ class Settings(BaseSettings):
     hash_max_concurrency: int | None = Field(default=None, ge=1)
     hash_queue_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    # Authorization: what each role adds to the roles before it (viewer < member < admin),
+    # as JSON, e.g. {"viewer": ["READ"], "member": ["CREATE", "UPDATE"], "admin": ["ADMIN"]}.
+    role_permissions: dict[str, list[Permission]] = Field(
+        default_factory=lambda: {role: sorted(p) for role, p in DEFAULT_GRANTS.items()}
+    )
+
     # Requests
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     docs_enabled: bool = True
@@ -79,6 +86,18 @@ class Settings(BaseSettings):
         for item in value:
             ipaddress.ip_network(item, strict=False)  # raises ValueError, naming the value
         return value
+
+    @field_validator("role_permissions")
+    @classmethod
+    def _role_map(cls, value: dict[str, list[Permission]]) -> dict[str, list[Permission]]:
+        roles = RolePermissions(value)  # raises ValueError on an unknown role
+        if not roles.allows("admin", Permission.ADMIN):
+            raise ValueError("the admin role must hold ADMIN, or nobody can administer")
+        return value
+
+    @property
+    def roles(self) -> RolePermissions:
+        return RolePermissions(self.role_permissions)
 
     @field_validator("password_profile")
     @classmethod
@@ -145,6 +164,11 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
                 "BASTION_PASSWORD_PROFILE",
                 f"{settings.password_profile!r} is below the OWASP floor (m=19456 KiB, t=2, p=1)",
             )
+        )
+    holders = [r for r in ("viewer", "member") if Permission.ADMIN in settings.roles.permissions(r)]
+    if holders:
+        findings.append(
+            Finding("BASTION_ROLE_PERMISSIONS", f"ADMIN granted to non-admin role {holders[0]!r}")
         )
     if settings.database_url.startswith("sqlite"):
         findings.append(

@@ -12,6 +12,7 @@ Every error carries a stable ``code`` (the slug of its RFC 9457 problem type,
     ├── PermissionDeniedError         forbidden             403
     ├── NotFoundError                 not-found             404
     ├── ConflictError                 conflict              409
+    │   └── LastAdminError            last-admin            409
     ├── PasswordPolicyError           weak-password         422
     └── ServiceBusyError              service-busy          503
 
@@ -30,6 +31,7 @@ __all__ = [
     "ConflictError",
     "InvalidCredentialsError",
     "InvalidTokenError",
+    "LastAdminError",
     "NotFoundError",
     "PasswordPolicyError",
     "PermissionDeniedError",
@@ -90,9 +92,15 @@ class TokenReuseError(InvalidTokenError):
 
 
 class PermissionDeniedError(BastionError):
+    """The caller may not do this; ``decision`` (a ``bastion.authz.Decision``) says why."""
+
     code = "forbidden"
     title = "Forbidden"
     status = 403
+
+    def __init__(self, reason: str = "", *, decision: object = None) -> None:
+        super().__init__(reason)
+        self.decision = decision
 
 
 class NotFoundError(BastionError):
@@ -105,6 +113,13 @@ class ConflictError(BastionError):
     code = "conflict"
     title = "Conflict"
     status = 409
+
+
+class LastAdminError(ConflictError):
+    """The change would leave no active admin."""
+
+    code = "last-admin"
+    title = "The last admin cannot be removed"
 
 
 class PasswordPolicyError(BastionError):

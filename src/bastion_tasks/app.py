@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.responses import JSONResponse
 
 from bastion.clock import Clock
@@ -17,7 +17,9 @@ from bastion.fastapi import (
     BodyLimitMiddleware,
     Guard,
     RequestContextMiddleware,
+    admin_router,
     auth_router,
+    docs_router,
     install_problem_handlers,
     jwks_router,
     users_router,
@@ -48,25 +50,39 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await security.aclose()
 
     docs = settings.docs_enabled
+    guard = Guard(
+        security.accounts,
+        security.events,
+        TrustedProxies(settings.trusted_proxies),
+        roles=settings.roles,
+    )
+    title = "Bastion task service"
     app = FastAPI(
-        title="Bastion task service",
+        title=title,
         version="0.1.0",
         lifespan=lifespan,
         debug=False,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        openapi_url="/openapi.json" if docs else None,
-        swagger_ui_parameters={"persistAuthorization": False},
+        # The docs routes come from docs_router, declared public like every other route.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # Deny by default: a route that declares no requirement refuses every request.
+        dependencies=[Depends(guard.gate)],
     )
+    # An exact path or nothing: no redirect from /tasks/ to /tasks (nor any other).
+    app.router.redirect_slashes = False
     app.state.security = security
-    guard = Guard(security.accounts, security.events, TrustedProxies(settings.trusted_proxies))
+    app.state.guard = guard
     install_problem_handlers(app)
 
     app.include_router(auth_router(guard))
-    app.include_router(jwks_router(security.keys))
+    app.include_router(jwks_router(guard, security.keys))
     app.include_router(users_router(guard))
     app.include_router(tasks_router(guard, TaskService(engine, clock=clock)))
-    _add_operations(app, security)
+    app.include_router(admin_router(guard))
+    if docs:
+        app.include_router(docs_router(guard, title=title))
+    _add_operations(app, guard, security)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
@@ -77,8 +93,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     return app
 
 
-def _add_operations(app: FastAPI, security: Security) -> None:
-    @app.get("/healthz", tags=["operations"], summary="The process is up")
+def _add_operations(app: FastAPI, guard: Guard, security: Security) -> None:
+    probe = [guard.public("liveness and readiness probes")]
+
+    @app.get("/healthz", tags=["operations"], summary="The process is up", dependencies=probe)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -87,6 +105,7 @@ def _add_operations(app: FastAPI, security: Security) -> None:
         tags=["operations"],
         summary="The database (and Redis) answer",
         responses={503: {"description": "A dependency does not answer"}},
+        dependencies=probe,
     )
     async def readyz() -> Any:
         checks: dict[str, str] = {}

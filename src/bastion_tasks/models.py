@@ -1,4 +1,4 @@
-"""The task table: tasks belong to accounts of the security core, by id."""
+"""The task tables: tasks belong to accounts of the security core, by id."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from bastion.stores.sql import UTCDateTime
 
-__all__ = ["TaskRow"]
+__all__ = ["TaskRow", "TaskShareRow"]
 
 
 class TaskRow(SQLModel, table=True):
@@ -27,3 +27,20 @@ class TaskRow(SQLModel, table=True):
     tags: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class TaskShareRow(SQLModel, table=True):
+    """A task shared with one user, ``read`` or ``edit``.
+
+    ``user_id`` is an account id, or the id reserved for an email that has no account
+    yet (no foreign key: the share then waits for that account).
+    """
+
+    __tablename__ = "task_shares"
+    __table_args__ = (sa.Index("ix_task_shares_user_task", "user_id", "task_id"),)
+
+    task_id: UUID = Field(foreign_key="tasks.id", primary_key=True, ondelete="CASCADE")
+    user_id: UUID = Field(primary_key=True)
+    permission: str = Field(max_length=8)
+    created_by: UUID
+    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,47 +1,83 @@
-"""The ``/tasks`` routes: owner-only access; another user's task answers 404."""
+"""The ``/tasks`` routes. Each declares its requirement; object routes name the rule of
+:mod:`bastion_tasks.policies` that the guard checks before the handler runs."""
 
 # No ``from __future__ import annotations`` here: FastAPI must resolve the local
-# ``Authenticated`` alias of each factory at definition time.
+# aliases of each factory at definition time.
 
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from bastion.accounts import Principal
-from bastion.fastapi import Guard, validation_problem
-from bastion_tasks.schemas import TaskCreate, TaskList, TaskOut, TaskUpdate
-from bastion_tasks.services import InvalidCursorError, TaskService
+from bastion.accounts import InvalidEmailError, Principal
+from bastion.authz import Permission
+from bastion.cursors import InvalidCursorError
+from bastion.fastapi import Authorized, Guard, validation_problem
+from bastion_tasks.policies import (
+    DELETE,
+    EDIT,
+    MANAGE_SHARES,
+    VIEW,
+    VIEW_SHARES,
+    TaskResolver,
+)
+from bastion_tasks.schemas import (
+    ShareIn,
+    ShareOut,
+    TaskAdminUpdate,
+    TaskCreate,
+    TaskList,
+    TaskOut,
+    TaskUpdate,
+)
+from bastion_tasks.services import Scope, TaskService, UnknownOwnerError
 
 __all__ = ["tasks_router"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Invalid token"},
-    404: {"description": "No such task, or not the caller's"},
+    403: {"description": "The caller may see the task but not do this"},
+    404: {"description": "No such task, or one the caller may not see"},
     422: {"description": "Validation error"},
 }
 
 
 def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
     router = APIRouter(prefix="/tasks", tags=["tasks"], responses=_ERRORS)
-    Authenticated = Annotated[Principal, Depends(guard.principal)]
+    resolver = TaskResolver(tasks)
+    Reader = Annotated[Principal, guard.require(Permission.READ)]
+    Creator = Annotated[Principal, guard.require(Permission.CREATE)]
+    CanView = Annotated[Authorized[TaskOut], guard.require_object(VIEW, resolver)]
+    CanEdit = Annotated[Authorized[TaskOut], guard.require_object(EDIT, resolver)]
+    CanDelete = Annotated[Authorized[TaskOut], guard.require_object(DELETE, resolver)]
+    CanViewShares = Annotated[Authorized[TaskOut], guard.require_object(VIEW_SHARES, resolver)]
+    CanShare = Annotated[Authorized[TaskOut], guard.require_object(MANAGE_SHARES, resolver)]
+
+    def scope(principal: Principal) -> Scope:
+        return Scope(
+            principal.user_id, every_task=guard.roles.allows(principal.role, Permission.ADMIN)
+        )
 
     @router.post("", status_code=201, response_model=TaskOut, summary="Create a task")
-    async def create_task(body: TaskCreate, principal: Authenticated) -> TaskOut:
+    async def create_task(body: TaskCreate, principal: Creator) -> TaskOut:
         return await tasks.create(principal.user_id, body)
 
-    @router.get("", response_model=TaskList, summary="List the caller's tasks")
+    @router.get(
+        "",
+        response_model=TaskList,
+        summary="List the tasks the caller may see (own and shared; every task for admins)",
+    )
     async def list_tasks(
         request: Request,
-        principal: Authenticated,
+        principal: Reader,
         status: Literal["todo", "in_progress", "done"] | None = None,
         q: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
     ) -> Any:
         try:
-            items, next_cursor = await tasks.list(
-                principal.user_id, status=status, q=q, limit=limit, cursor=cursor
+            items, next_cursor = await tasks.page(
+                scope(principal), status=status, q=q, limit=limit, cursor=cursor
             )
         except InvalidCursorError:
             return validation_problem(
@@ -50,16 +86,94 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
         return TaskList(items=items, next_cursor=next_cursor)
 
     @router.get("/{task_id}", response_model=TaskOut, summary="Read a task")
-    async def get_task(task_id: UUID, principal: Authenticated) -> TaskOut:
-        return await tasks.get(principal.user_id, task_id)
+    async def get_task(task_id: UUID, access: CanView) -> TaskOut:
+        return access.resource
 
-    @router.patch("/{task_id}", response_model=TaskOut, summary="Change a task")
-    async def update_task(task_id: UUID, body: TaskUpdate, principal: Authenticated) -> TaskOut:
-        return await tasks.update(principal.user_id, task_id, body)
+    @router.patch(
+        "/{task_id}",
+        response_model=TaskOut,
+        summary="Change a task (owner, edit share, or admin; owner_id: admins only)",
+    )
+    async def update_task(
+        task_id: UUID, body: TaskAdminUpdate, request: Request, access: CanEdit
+    ) -> Any:
+        is_admin = guard.roles.allows(access.principal.role, Permission.ADMIN)
+        if "owner_id" in body.model_fields_set and not is_admin:
+            # OWASP API3:2023: a property the caller's role may not set is refused, and
+            # the row is left as it was.
+            return validation_problem(
+                request,
+                [{"loc": ["body", "owner_id"], "msg": "only an admin may change the owner"}],
+            )
+        data = body if is_admin else TaskUpdate.model_validate(body.model_dump(exclude_unset=True))
+        try:
+            return await tasks.update(task_id, data, scope(access.principal))
+        except UnknownOwnerError:
+            return validation_problem(
+                request, [{"loc": ["body", "owner_id"], "msg": "no such account"}]
+            )
 
-    @router.delete("/{task_id}", status_code=204, summary="Delete a task")
-    async def delete_task(task_id: UUID, principal: Authenticated) -> Response:
-        await tasks.delete(principal.user_id, task_id)
+    @router.delete("/{task_id}", status_code=204, summary="Delete a task (owner or admin)")
+    async def delete_task(task_id: UUID, access: CanDelete) -> Response:
+        await tasks.delete(task_id, scope(access.principal))
+        return Response(status_code=204)
+
+    @router.get(
+        "/{task_id}/shares",
+        response_model=list[ShareOut],
+        summary="Who the task is shared with (owner or admin)",
+    )
+    async def list_shares(task_id: UUID, access: CanViewShares) -> list[ShareOut]:
+        return await tasks.shares(task_id)
+
+    @router.post(
+        "/{task_id}/shares",
+        status_code=201,
+        response_model=ShareOut,
+        summary="Share the task by email, read or edit (owner or admin)",
+        description=(
+            "The answer is the same whether or not the address has an account: an "
+            "address without one gets a reserved account id, and the share takes effect "
+            "when that address registers."
+        ),
+    )
+    async def share_task(task_id: UUID, body: ShareIn, request: Request, access: CanShare) -> Any:
+        try:
+            user_id = await guard.service.resolve_account_id(body.email)
+        except InvalidEmailError:
+            return validation_problem(
+                request, [{"loc": ["body", "email"], "msg": "not a valid email address"}]
+            )
+        if user_id == access.resource.owner_id:
+            return validation_problem(
+                request, [{"loc": ["body", "email"], "msg": "the task's owner has it already"}]
+            )
+        share = await tasks.share(task_id, user_id, body.permission, by=access.principal.user_id)
+        await guard.events.emit(
+            "share_granted",
+            context=guard.context(request),
+            user_id=str(access.principal.user_id),
+            details=f"task {task_id} shared with {user_id} ({body.permission})",
+            severity="low",
+        )
+        return share
+
+    @router.delete(
+        "/{task_id}/shares/{user_id}",
+        status_code=204,
+        summary="Stop sharing the task with a user (owner or admin)",
+    )
+    async def unshare_task(
+        task_id: UUID, user_id: UUID, request: Request, access: CanShare
+    ) -> Response:
+        await tasks.unshare(task_id, user_id)
+        await guard.events.emit(
+            "share_revoked",
+            context=guard.context(request),
+            user_id=str(access.principal.user_id),
+            details=f"task {task_id} no longer shared with {user_id}",
+            severity="low",
+        )
         return Response(status_code=204)
 
     return router

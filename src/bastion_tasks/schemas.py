@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -18,7 +18,15 @@ from pydantic import (
 
 from bastion.fastapi import SafeText
 
-__all__ = ["TaskCreate", "TaskList", "TaskOut", "TaskUpdate"]
+__all__ = [
+    "ShareIn",
+    "ShareOut",
+    "TaskAdminUpdate",
+    "TaskCreate",
+    "TaskList",
+    "TaskOut",
+    "TaskUpdate",
+]
 
 Status = Literal["todo", "in_progress", "done"]
 Priority = Literal["low", "medium", "high"]
@@ -58,11 +66,17 @@ class TaskUpdate(_In):
     tags: Annotated[list[Tag], Field(max_length=20)] | None = None
 
     @model_validator(mode="after")
-    def _no_null_for_required(self) -> TaskUpdate:
+    def _no_null_for_required(self) -> Any:
         for name in self.model_fields_set - {"due_date"}:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
+
+
+class TaskAdminUpdate(TaskUpdate):
+    """An admin's change may also hand the task to another account."""
+
+    owner_id: UUID | None = Field(default=None, description="admins only")
 
 
 class TaskOut(BaseModel):
@@ -81,3 +95,13 @@ class TaskOut(BaseModel):
 class TaskList(BaseModel):
     items: list[TaskOut]
     next_cursor: str | None
+
+
+class ShareIn(_In):
+    email: Annotated[StrictStr, Field(min_length=3, max_length=320)]
+    permission: Literal["read", "edit"]
+
+
+class ShareOut(BaseModel):
+    user_id: UUID
+    permission: Literal["read", "edit"]

@@ -1,52 +1,61 @@
-"""Task storage and queries. Every query is scoped to the caller in SQL, never after."""
+"""Task storage and queries. Every query applies the caller's access in SQL, never after,
+so that pagination stays correct and no row the caller may not see is ever read."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.clock import Clock, SystemClock
+from bastion.cursors import decode_cursor, encode_cursor
 from bastion.errors import NotFoundError
 from bastion.html import sanitize_html
-from bastion_tasks.models import TaskRow
-from bastion_tasks.schemas import TaskCreate, TaskOut, TaskUpdate
+from bastion_tasks.models import TaskRow, TaskShareRow
+from bastion_tasks.schemas import ShareOut, TaskCreate, TaskOut, TaskUpdate
 
-__all__ = ["InvalidCursorError", "TaskService"]
+__all__ = ["Scope", "TaskService", "UnknownOwnerError"]
 
 _tasks = TaskRow.__table__  # type: ignore[attr-defined]
+_shares = TaskShareRow.__table__  # type: ignore[attr-defined]
+
+OWNER = "owner"
 
 
-class InvalidCursorError(ValueError):
-    pass
+class UnknownOwnerError(ValueError):
+    """The new owner of a task is not an account."""
+
+
+class Scope:
+    """Whose tasks a query may touch: ``user_id``'s own and shared ones, or every task
+    (``every_task``, for a role holding ADMIN)."""
+
+    def __init__(self, user_id: uuid.UUID, *, every_task: bool = False) -> None:
+        self.user_id = user_id
+        self.every_task = every_task
+
+    def where(self, *share_permissions: str) -> Any:
+        """The SQL condition: owned by the user, or shared with it with one of
+        ``share_permissions`` (with any share when none is named)."""
+        if self.every_task:
+            return sa.true()
+        shared = sa.select(_shares.c.task_id).where(_shares.c.user_id == self.user_id)
+        if share_permissions:
+            shared = shared.where(_shares.c.permission.in_(share_permissions))
+        return sa.or_(_tasks.c.owner_id == self.user_id, _tasks.c.id.in_(shared))
+
+    def owns(self) -> Any:
+        """The SQL condition: owned by the user (every task for ``every_task``)."""
+        return sa.true() if self.every_task else _tasks.c.owner_id == self.user_id
 
 
 def _escape_like(text: str) -> str:
     """Escape LIKE wildcards so ``q`` matches literally (it is also a bound parameter)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def encode_cursor(created_at: datetime, task_id: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(task_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, task_id = json.loads(raw)
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("naive")
-        return moment, uuid.UUID(task_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidCursorError("invalid cursor") from exc
 
 
 def _out(row: Any) -> TaskOut:
@@ -67,25 +76,43 @@ class TaskService:
             row = (await conn.execute(_tasks.insert().values(**values).returning(*_tasks.c))).one()
         return _out(row)
 
-    async def get(self, owner_id: uuid.UUID, task_id: uuid.UUID) -> TaskOut:
-        """Raise NotFoundError for a missing task and for another user's task alike."""
-        query = _tasks.select().where(_tasks.c.id == task_id, _tasks.c.owner_id == owner_id)
+    async def find(
+        self, task_id: uuid.UUID, user_id: uuid.UUID
+    ) -> tuple[TaskOut, str | None] | None:
+        """The task and ``user_id``'s relation to it (``owner``, a share's permission, or
+        None), in one query; None when there is no such task."""
+        share = _shares.alias("caller_share")
+        query = (
+            sa.select(_tasks, share.c.permission.label("share_permission"))
+            .select_from(
+                _tasks.outerjoin(
+                    share, sa.and_(share.c.task_id == _tasks.c.id, share.c.user_id == user_id)
+                )
+            )
+            .where(_tasks.c.id == task_id)
+        )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
-            raise NotFoundError("task not found")
-        return _out(row)
+            return None
+        relation = OWNER if row.owner_id == user_id else row.share_permission
+        return _out(row), relation
 
-    async def list(
+    async def page(
         self,
-        owner_id: uuid.UUID,
+        scope: Scope,
         *,
         status: str | None = None,
         q: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[list[TaskOut], str | None]:
-        query = _tasks.select().where(_tasks.c.owner_id == owner_id)
+        """A page of the tasks ``scope`` may see, newest first.
+
+        Raises:
+            InvalidCursorError: the cursor is not one this service made.
+        """
+        query = _tasks.select().where(scope.where())
         if status is not None:
             query = query.where(_tasks.c.status == status)
         if q:
@@ -113,25 +140,86 @@ class TaskService:
         )
         return items, next_cursor
 
-    async def update(self, owner_id: uuid.UUID, task_id: uuid.UUID, data: TaskUpdate) -> TaskOut:
+    async def update(self, task_id: uuid.UUID, data: TaskUpdate, scope: Scope) -> TaskOut:
+        """Change the fields sent. The guard has checked the caller may; the condition
+        is repeated in the UPDATE so that a share revoked meanwhile is honoured.
+
+        Raises:
+            NotFoundError: the task is gone, or the caller's access with it.
+            UnknownOwnerError: ``owner_id`` (admins only) names no account.
+        """
         changes = data.model_dump(include=data.model_fields_set)
         if "description" in changes:
             changes["description"] = sanitize_html(changes["description"])
         changes["updated_at"] = self._clock.now()
         statement = (
             _tasks.update()
-            .where(_tasks.c.id == task_id, _tasks.c.owner_id == owner_id)
+            .where(_tasks.c.id == task_id, scope.where("edit"))
             .values(**changes)
             .returning(*_tasks.c)
         )
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(statement)).first()
+        try:
+            async with self._engine.begin() as conn:
+                row = (await conn.execute(statement)).first()
+        except IntegrityError as exc:
+            raise UnknownOwnerError("no such account") from exc
         if row is None:
-            raise NotFoundError("task not found")
+            raise NotFoundError("not found")
         return _out(row)
 
-    async def delete(self, owner_id: uuid.UUID, task_id: uuid.UUID) -> None:
-        statement = _tasks.delete().where(_tasks.c.id == task_id, _tasks.c.owner_id == owner_id)
+    async def delete(self, task_id: uuid.UUID, scope: Scope) -> None:
+        """Delete the task (its shares go with it).
+
+        Raises:
+            NotFoundError: the task is gone, or the caller no longer owns it.
+        """
+        statement = _tasks.delete().where(_tasks.c.id == task_id, scope.owns())
         async with self._engine.begin() as conn:
             if (await conn.execute(statement)).rowcount != 1:
-                raise NotFoundError("task not found")
+                raise NotFoundError("not found")
+
+    async def shares(self, task_id: uuid.UUID) -> list[ShareOut]:
+        query = (
+            sa.select(_shares.c.user_id, _shares.c.permission)
+            .where(_shares.c.task_id == task_id)
+            .order_by(_shares.c.created_at, _shares.c.user_id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [ShareOut(user_id=row.user_id, permission=row.permission) for row in rows]
+
+    async def share(
+        self, task_id: uuid.UUID, user_id: uuid.UUID, permission: str, *, by: uuid.UUID
+    ) -> ShareOut:
+        """Share the task with ``user_id``, or change the permission of its share.
+
+        Raises:
+            NotFoundError: the task is gone.
+        """
+        values = {
+            "task_id": task_id,
+            "user_id": user_id,
+            "permission": permission,
+            "created_by": by,
+            "created_at": self._clock.now(),
+        }
+        async with self._engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            statement = dialect.insert(_shares).values(**values)
+            statement = statement.on_conflict_do_update(
+                index_elements=["task_id", "user_id"], set_={"permission": permission}
+            )
+            try:
+                await conn.execute(statement)
+            except IntegrityError as exc:  # the task was deleted meanwhile
+                raise NotFoundError("not found") from exc
+        return ShareOut(user_id=user_id, permission=permission)
+
+    async def unshare(self, task_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Raise NotFoundError when the task is not shared with ``user_id``."""
+        statement = _shares.delete().where(
+            _shares.c.task_id == task_id, _shares.c.user_id == user_id
+        )
+        async with self._engine.begin() as conn:
+            if (await conn.execute(statement)).rowcount != 1:
+                raise NotFoundError("not found")

@@ -175,3 +175,25 @@ async def test_check_with_no_token_ids_reads_only_the_user_state(
     result = await revocation_store.check("user-1", [])
 
     assert result == (state, False)
+
+
+async def test_forget_user_state_makes_the_next_check_a_miss(
+    revocation_store: RevocationStore,
+) -> None:
+    user = str(uuid4())
+    await revocation_store.put_user_state(user, MEMBER)
+
+    await revocation_store.forget_user_state(user)
+
+    assert await revocation_store.check(user, ["jti-1"]) == (None, False)
+
+
+async def test_forget_user_state_leaves_other_users_alone(
+    revocation_store: RevocationStore,
+) -> None:
+    user, other = str(uuid4()), str(uuid4())
+    await revocation_store.put_user_state(other, MEMBER)
+
+    await revocation_store.forget_user_state(user)
+
+    assert await revocation_store.check(other, []) == (MEMBER, False)

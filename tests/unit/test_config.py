@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from bastion.config import Settings, check_settings
 from bastion.errors import ConfigurationError
@@ -115,3 +116,30 @@ def test_create_app_refuses_production_without_keys(tmp_path: Path) -> None:
         create_app(settings)
 
     assert not (tmp_path / "signing-keys.json").exists()
+
+
+def test_role_permissions_are_read_from_json(
+    clean_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "BASTION_ROLE_PERMISSIONS", '{"viewer": [], "member": ["READ"], "admin": ["ADMIN"]}'
+    )
+
+    roles = Settings(_env_file=None).roles  # type: ignore[call-arg]
+
+    assert roles.as_dict()["member"] == ["READ"]
+    assert roles.as_dict()["viewer"] == []
+
+
+def test_role_permissions_must_leave_admin_with_admin(clean_environment: None) -> None:
+    with pytest.raises(ValidationError, match="admin role must hold ADMIN"):
+        Settings(_env_file=None, role_permissions={"admin": ["READ"]})  # type: ignore[call-arg]
+
+
+def test_production_refuses_admin_for_a_non_admin_role(clean_environment: None) -> None:
+    settings = _settings(role_permissions={"member": ["ADMIN"], "admin": ["ADMIN"]})
+
+    with pytest.raises(ConfigurationError) as caught:
+        check_settings(settings, keys_exist=True)
+
+    assert caught.value.setting == "BASTION_ROLE_PERMISSIONS"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bastion.accounts._emails import normalize_email
+from bastion.authz import ROLE_ORDER, Subject
 from bastion.clock import Clock, SystemClock
 from bastion.errors import (
     ConflictError,
@@ -21,13 +23,13 @@ from bastion.errors import (
 )
 from bastion.events import EventLog, RequestContext
 from bastion.passwords import PasswordHasher, PasswordPolicy
-from bastion.stores import Account, AuthSession, Stores, UserState
+from bastion.stores import Account, AccountChange, AuthSession, SecurityEvent, Stores, UserState
 from bastion.tokens import AccessClaims, AccessTokens
 from bastion.tokens.refresh import new_refresh_token, refresh_digest
 
 __all__ = ["AccountService", "Principal", "TokenPair"]
 
-ROLES = ("viewer", "member", "admin")
+ROLES = ROLE_ORDER
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class Principal:
     role: str
     session_id: str
     claims: AccessClaims
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(self.user_id, self.role, True, self.claims.role)
 
 
 class AccountService:
@@ -103,8 +109,10 @@ class AccountService:
         await self.check_password(password, email=email, display_name=display_name)
         password_hash = await self._hasher.hash(password)
         now = self._clock.now()
+        # An id reserved by an earlier share with this address becomes the account's.
+        reserved = await self._stores.accounts.resolve_id(key, reserve=False)
         account = Account(
-            id=uuid.uuid4(),
+            id=reserved or uuid.uuid4(),
             email=email,
             email_key=key,
             password_hash=password_hash,
@@ -295,18 +303,150 @@ class AccountService:
         )
         await self._events.emit("logout", context=context, user_id=str(principal.user_id))
 
-    async def logout_all(
-        self, user_id: uuid.UUID, *, context: RequestContext, reason: str = "logout-all"
-    ) -> None:
-        """Every session and every access token of the user, at once (token version bump)."""
-        await self._stores.sessions.revoke_all(user_id, now=self._clock.now(), reason=reason)
-        await self._stores.accounts.bump_token_version(user_id)
-        account = await self._stores.accounts.get(user_id)
-        if account is not None:
-            await self._cache_state(account)
-        await self._events.emit(
-            "logout", context=context, user_id=str(user_id), details="all sessions"
+    async def logout_all(self, principal: Principal, *, context: RequestContext) -> None:
+        """Every session and every access token of the caller, at once (token version)."""
+        await self._apply(
+            principal.user_id,
+            AccountChange(revoke_sessions=True, reason="logout-all"),
+            lambda before, after: [
+                self._events.build(
+                    "logout", context=context, user_id=str(after.id), details="all sessions"
+                )
+            ],
         )
+
+    async def revoke_sessions(
+        self, actor: Principal, user_id: uuid.UUID, *, context: RequestContext
+    ) -> None:
+        """An admin ends every session and access token of ``user_id``.
+
+        Raises:
+            NotFoundError: no such account.
+        """
+        await self._apply(
+            user_id,
+            AccountChange(revoke_sessions=True, reason="revoked by an admin"),
+            lambda before, after: [
+                self._events.build(
+                    "sessions_revoked",
+                    context=context,
+                    user_id=str(actor.user_id),
+                    details=f"every session of {after.id} revoked by an admin",
+                    target_user_id=str(after.id),
+                )
+            ],
+        )
+
+    async def change_standing(
+        self,
+        actor: Principal,
+        user_id: uuid.UUID,
+        *,
+        role: str | None = None,
+        is_active: bool | None = None,
+        context: RequestContext,
+    ) -> Account:
+        """Change an account's role or active flag; events in the same transaction.
+
+        Disabling an account also ends its sessions and access tokens (ASVS 7.4.2); a
+        role change takes effect on the account's next request, since every request
+        checks the stored role.
+
+        Raises:
+            NotFoundError: no such account.
+            LastAdminError: the change would leave no active admin.
+        """
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        change = AccountChange(
+            role=role,
+            is_active=is_active,
+            revoke_sessions=is_active is False,
+            reason="account disabled",
+        )
+
+        def events(before: Account, after: Account) -> list[SecurityEvent | None]:
+            built: list[SecurityEvent | None] = []
+            if before.role != after.role:
+                built.append(
+                    self._events.build(
+                        "role_changed",
+                        context=context,
+                        user_id=str(actor.user_id),
+                        details=f"role of {after.id} changed from {before.role} to {after.role}",
+                        old_role=before.role,
+                        new_role=after.role,
+                        target_user_id=str(after.id),
+                    )
+                )
+            if before.is_active != after.is_active:
+                built.append(
+                    self._events.build(
+                        "account_enabled" if after.is_active else "account_disabled",
+                        context=context,
+                        user_id=str(actor.user_id),
+                        details=f"account {after.id} "
+                        + ("enabled" if after.is_active else "disabled, its sessions revoked"),
+                        target_user_id=str(after.id),
+                    )
+                )
+            return built
+
+        return await self._apply(user_id, change, events)
+
+    async def _apply(
+        self,
+        user_id: uuid.UUID,
+        change: AccountChange,
+        events: Callable[[Account, Account], Sequence[SecurityEvent | None]],
+    ) -> Account:
+        stored: list[SecurityEvent] = []
+
+        def collect(before: Account, after: Account) -> list[SecurityEvent]:
+            stored[:] = [e for e in events(before, after) if e is not None]
+            return stored
+
+        # Forget the cached state first: should the change fail half-way (Redis down
+        # after the commit), the next request reads the database, never a stale grant.
+        await self._stores.revocation.forget_user_state(str(user_id))
+        account = await self._stores.accounts.change(
+            user_id, change, now=self._clock.now(), events=collect
+        )
+        await self._cache_state(account)
+        for event in stored:
+            await self._events.publish(event, stored=True)
+        return account
+
+    async def list_accounts(
+        self,
+        *,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None = None,
+        role: str | None = None,
+        is_active: bool | None = None,
+    ) -> list[Account]:
+        return await self._stores.accounts.page(
+            limit=limit, after=after, role=role, is_active=is_active
+        )
+
+    async def resolve_account_id(self, email: str) -> uuid.UUID:
+        """The account id for ``email``, reserving one when it has no account yet.
+
+        Raises:
+            InvalidEmailError: not an email address.
+        """
+        _, key = normalize_email(email)
+        account_id = await self._stores.accounts.resolve_id(key, reserve=True)
+        assert account_id is not None
+        return account_id
+
+    async def subject(self, user_id: uuid.UUID) -> Subject | None:
+        """The stored standing of ``user_id``, for decisions about a user who is not the
+        caller (the admin decision endpoint)."""
+        account = await self._stores.accounts.get(user_id)
+        if account is None:
+            return None
+        return Subject(account.id, account.role, account.is_active)
 
     async def get_account(self, user_id: uuid.UUID) -> Account | None:
         return await self._stores.accounts.get(user_id)

@@ -49,6 +49,9 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "rate_limit_exceeded": "low",
     "suspicious_activity": "high",
     "role_changed": "high",
+    "account_disabled": "high",
+    "account_enabled": "medium",
+    "sessions_revoked": "medium",
     "account_locked": "high",
     "account_unlocked": "medium",
 }
@@ -104,6 +107,8 @@ class JSONLinesSink:
 class StoreSink:
     """Rows in the event store (the durable record admins query)."""
 
+    durable = True  # events stored with their change's transaction skip this sink
+
     def __init__(self, store: EventStore) -> None:
         self._store = store
 
@@ -125,7 +130,7 @@ class EventLog:
         self._processors: list[Processor] = [redact_event, *processors]
         self._clock = clock or SystemClock()
 
-    async def emit(
+    def build(
         self,
         event_type: str,
         *,
@@ -135,6 +140,11 @@ class EventLog:
         severity: Severity | None = None,
         **extra: Any,
     ) -> SecurityEvent | None:
+        """The processed event (redacted, ...), not yet sent anywhere; None if dropped.
+
+        For events stored in the same transaction as their change: build, store with the
+        change, then :meth:`publish` with ``stored=True``.
+        """
         context = context or RequestContext()
         event: SecurityEvent | None = SecurityEvent(
             event_type=event_type,
@@ -153,12 +163,38 @@ class EventLog:
             event = processor(event)
             if event is None:
                 return None
-        assert event is not None
+        return event
+
+    async def publish(self, event: SecurityEvent, *, stored: bool = False) -> None:
+        """Hand ``event`` to every sink (but the durable ones when it is ``stored``)."""
         for hook in _capture_hooks:
             hook.append(event)
         for sink in self._sinks:
+            if stored and getattr(sink, "durable", False):
+                continue
             try:
                 await sink.write(event)
             except Exception:  # a broken sink must not turn into a failed login
                 _logger.exception("security event sink %s failed", type(sink).__name__)
+
+    async def emit(
+        self,
+        event_type: str,
+        *,
+        context: RequestContext | None = None,
+        user_id: str | None = None,
+        details: str = "",
+        severity: Severity | None = None,
+        **extra: Any,
+    ) -> SecurityEvent | None:
+        event = self.build(
+            event_type,
+            context=context,
+            user_id=user_id,
+            details=details,
+            severity=severity,
+            **extra,
+        )
+        if event is not None:
+            await self.publish(event)
         return event

@@ -1,6 +1,6 @@
 """The thin FastAPI layer over the security core: the only package that imports FastAPI."""
 
-from bastion.fastapi.dependencies import Guard
+from bastion.fastapi.dependencies import Authorized, Guard, ObjectResolver, Resolved
 from bastion.fastapi.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from bastion.fastapi.problems import (
     PROBLEM_JSON,
@@ -8,19 +8,35 @@ from bastion.fastapi.problems import (
     problem,
     validation_problem,
 )
-from bastion.fastapi.routers import auth_router, jwks_router, users_router
+from bastion.fastapi.routers import (
+    admin_router,
+    auth_router,
+    docs_router,
+    jwks_router,
+    users_router,
+)
+from bastion.fastapi.routes import RouteEntry, match_route, requirement_of, route_table
 from bastion.fastapi.schemas import SafeText, safe_text
 
 __all__ = [
     "PROBLEM_JSON",
+    "Authorized",
     "BodyLimitMiddleware",
     "Guard",
+    "ObjectResolver",
     "RequestContextMiddleware",
+    "Resolved",
+    "RouteEntry",
     "SafeText",
+    "admin_router",
     "auth_router",
+    "docs_router",
     "install_problem_handlers",
     "jwks_router",
+    "match_route",
     "problem",
+    "requirement_of",
+    "route_table",
     "safe_text",
     "users_router",
     "validation_problem",

@@ -1,32 +1,101 @@
-"""FastAPI dependencies: the request's security context and the authenticated caller."""
+"""FastAPI dependencies: who the caller is, and whether the route lets it through.
+
+Every route declares what it needs with one of the :class:`Guard` declarations; the
+requirement travels on the dependency, so the route table carries it
+(:mod:`bastion.fastapi.routes`). :meth:`Guard.gate`, installed on the whole app, refuses
+every request to a route that declares nothing: a new route cannot ship unguarded
+(OWASP API5:2023, "deny all access by default").
+
+Each request gets a :class:`~bastion.authz.Decision` in ``request.state.decision``;
+every deny is logged as ``permission_denied`` (or ``auth_failure`` for a missing or bad
+token) with that decision.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, NoReturn, Protocol, TypeVar
+from uuid import UUID
+
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.routing import BaseRoute
 
 from bastion.accounts import AccountService, Principal
-from bastion.errors import InvalidTokenError
+from bastion.authz import (
+    Decision,
+    ObjectRule,
+    Permission,
+    Requirement,
+    RolePermissions,
+    Subject,
+    decide_object,
+    decide_route,
+)
+from bastion.errors import InvalidTokenError, NotFoundError, PermissionDeniedError
 from bastion.events import EventLog, RequestContext
+from bastion.fastapi.routes import REQUIREMENT_ATTRIBUTE, match_route, requirement_of, route_table
 from bastion.net import TrustedProxies
 
-__all__ = ["Guard"]
+__all__ = ["Authorized", "Guard", "ObjectResolver", "Resolved"]
 
 # auto_error=False: a missing token is our 401 problem, not FastAPI's plain 401. Tokens are
 # read from the Authorization header only; ``?access_token=`` is never looked at (RFC 6750
 # §2.3 is optional and leaks tokens into logs).
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Resolved(Generic[T]):
+    """What a resolver found: whether the object exists, the subject's relation to it
+    (``owner``, ``edit``, ``read``..., or None), and the object itself."""
+
+    exists: bool
+    relation: str | None = None
+    resource: T | None = None
+
+
+class ObjectResolver(Protocol[T]):
+    """Loads one object and the subject's relation to it, from the path parameters, in
+    one query. ``what`` names the kind of object in decisions ("task")."""
+
+    what: str
+
+    async def __call__(self, subject: Subject, path_params: Mapping[str, Any]) -> Resolved[T]: ...
+
+
+@dataclass(frozen=True)
+class Authorized(Generic[T]):
+    """An allowed object-level request: the caller, the object, and why it was allowed."""
+
+    principal: Principal
+    resource: T
+    decision: Decision
+
+
+def _declared(requirement: Requirement, call: Any) -> Any:
+    setattr(call, REQUIREMENT_ATTRIBUTE, requirement)
+    return Depends(call)
+
 
 class Guard:
-    """What routes need to know about the caller: who it is and where it came from."""
+    """Authentication, authorization and decisions for the routes of one app."""
 
     def __init__(
-        self, service: AccountService, events: EventLog, proxies: TrustedProxies | None = None
+        self,
+        service: AccountService,
+        events: EventLog,
+        proxies: TrustedProxies | None = None,
+        roles: RolePermissions | None = None,
     ) -> None:
         self.service = service
         self.events = events
         self.proxies = proxies or TrustedProxies()
+        self.roles = roles or RolePermissions()
+        self._requirements: dict[int, Requirement | None] = {}
 
     def context(self, request: Request) -> RequestContext:
         cached = getattr(request.state, "security_context", None)
@@ -43,22 +112,151 @@ class Guard:
         request.state.security_context = context
         return context
 
-    @property
-    def principal(self):  # type: ignore[no-untyped-def]  # a FastAPI dependency
-        async def authenticated(
-            request: Request, token: str | None = Depends(_bearer)
-        ) -> Principal:
-            context = self.context(request)
-            try:
-                if not token:
-                    raise InvalidTokenError("no bearer token")
-                principal = await self.service.authenticate(token)
-            except InvalidTokenError as exc:
-                await self.events.emit(
-                    "auth_failure", context=context, details=f"access token: {exc.reason}"
-                )
-                raise
-            request.state.principal = principal
+    # -- declarations ------------------------------------------------------------------
+
+    def public(self, note: str) -> Any:
+        """Anyone may call the route; ``note`` says why (it shows in the route table)."""
+        requirement = Requirement.public(note)
+
+        async def public_route(request: Request) -> None:
+            await self.enforce(request, decide_route(requirement, None, self.roles))
+
+        return _declared(requirement, public_route)
+
+    def authenticated(self) -> Any:
+        """Any signed-in, active account; the route acts on the caller's own data only."""
+        requirement = Requirement.authenticated()
+
+        async def signed_in(request: Request, token: str | None = Depends(_bearer)) -> Principal:
+            principal = await self._authenticate(request, token)
+            await self.enforce(request, decide_route(requirement, principal.subject, self.roles))
             return principal
 
-        return authenticated
+        return _declared(requirement, signed_in)
+
+    def require(self, *permissions: Permission) -> Any:
+        """The caller's current role must hold every permission in ``permissions``."""
+        requirement = Requirement.permission(*permissions)
+
+        async def permitted(request: Request, token: str | None = Depends(_bearer)) -> Principal:
+            principal = await self._authenticate(request, token)
+            await self.enforce(request, decide_route(requirement, principal.subject, self.roles))
+            return principal
+
+        return _declared(requirement, permitted)
+
+    def require_object(self, rule: ObjectRule, resolver: ObjectResolver[Any]) -> Any:
+        """The role must hold ``rule.permission`` and the caller's relation to the object
+        of the path must satisfy ``rule``; the route receives :class:`Authorized`."""
+        requirement = Requirement.permission(rule=rule, resolver=resolver)
+
+        async def object_permitted(
+            request: Request, token: str | None = Depends(_bearer)
+        ) -> Authorized[Any]:
+            principal = await self._authenticate(request, token)
+            subject = principal.subject
+            decision = decide_route(requirement, subject, self.roles)
+            if decision.allowed:
+                found = await resolver(subject, request.path_params)
+                decision = decide_object(
+                    rule,
+                    subject,
+                    self.roles,
+                    exists=found.exists,
+                    relation=found.relation,
+                    what=resolver.what,
+                )
+                await self.enforce(request, decision, quiet=not found.exists)
+                return Authorized(principal, found.resource, decision)
+            await self.enforce(request, decision)
+            raise AssertionError("unreachable: enforce raised")  # pragma: no cover
+
+        return _declared(requirement, object_permitted)
+
+    # -- enforcement -------------------------------------------------------------------
+
+    async def _authenticate(self, request: Request, token: str | None) -> Principal:
+        try:
+            if not token:
+                raise InvalidTokenError("no bearer token")
+            principal = await self.service.authenticate(token)
+        except InvalidTokenError as exc:
+            request.state.decision = Decision("deny", "no valid access token", http_status=401)
+            await self.events.emit(
+                "auth_failure", context=self.context(request), details=f"access token: {exc.reason}"
+            )
+            raise
+        request.state.principal = principal
+        return principal
+
+    async def enforce(self, request: Request, decision: Decision, *, quiet: bool = False) -> None:
+        """Record ``decision``; on deny, log ``permission_denied`` (unless ``quiet``: a
+        missing object is no attack) and raise the error the decision's status names."""
+        request.state.decision = decision
+        if decision.allowed:
+            return
+        if not quiet:
+            await self.events.emit(
+                "permission_denied",
+                context=self.context(request),
+                user_id=decision.user_id,
+                details=decision.reason,
+                decision=decision.to_dict(),
+            )
+        self._raise(decision)
+
+    @staticmethod
+    def _raise(decision: Decision) -> NoReturn:
+        if decision.http_status == 401:
+            raise InvalidTokenError(decision.reason)
+        if decision.http_status == 404:
+            raise NotFoundError("not found")
+        raise PermissionDeniedError(decision.reason, decision=decision)
+
+    async def gate(self, request: Request) -> None:
+        """App-wide dependency: refuse every route that declares no requirement."""
+        route = request.scope.get("route")
+        key = id(route)
+        if key not in self._requirements:
+            self._requirements[key] = requirement_of(route)
+        if self._requirements[key] is None:
+            await self.enforce(request, decide_route(None, None, self.roles))
+
+    # -- explanation -------------------------------------------------------------------
+
+    async def explain(
+        self, routes: Iterable[BaseRoute], user_id: UUID, method: str, path: str
+    ) -> Decision:
+        """What the guard would decide for ``user_id`` calling ``method path``, and why.
+
+        Uses the stored role and state of the user (not a token), and for object routes
+        the same resolver as the route, so the answer is the route's own.
+        """
+        subject = await self.service.subject(user_id)
+        entry, params, status = match_route(route_table(routes), method, path)
+        if entry is None:
+            reason = "no such route" if status == 404 else f"method {method.upper()} not allowed"
+            return Decision(
+                "deny",
+                reason,
+                str(user_id),
+                subject.role if subject else None,
+                http_status=status,
+            )
+        if subject is None:
+            return Decision("deny", "no such user", str(user_id), http_status=401)
+        requirement = entry.requirement
+        decision = decide_route(requirement, subject, self.roles)
+        if requirement is None or not decision.allowed or requirement.kind == "public":
+            return decision
+        if requirement.rule is not None and requirement.resolver is not None:
+            found = await requirement.resolver(subject, params)
+            decision = decide_object(
+                requirement.rule,
+                subject,
+                self.roles,
+                exists=found.exists,
+                relation=found.relation,
+                what=requirement.resolver.what,
+            )
+        return decision

@@ -111,6 +111,8 @@ _PUBLIC_DETAIL = {
     "invalid-credentials": "Email or password is incorrect.",
     "invalid-token": "The access or refresh token is missing, invalid, expired or revoked.",
     "service-busy": "The service is busy; try again shortly.",
+    # One answer for a missing object and one the caller may not see (OWASP API1:2023).
+    "not-found": "No such resource.",
 }
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 __all__ = [
+    "AdminUserList",
+    "AdminUserOut",
+    "AdminUserPatch",
+    "DecisionOut",
     "LoginIn",
     "LogoutIn",
     "RefreshIn",
@@ -93,3 +97,42 @@ class UserOut(BaseModel):
 
 class UserPatch(_In):
     display_name: Annotated[SafeText, Field(max_length=100)] | None
+
+
+Role = Literal["viewer", "member", "admin"]
+
+
+class AdminUserOut(BaseModel):
+    id: UUID
+    email: str
+    display_name: str | None
+    role: str
+    is_active: bool
+    email_verified: bool
+    mfa_enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class AdminUserList(BaseModel):
+    items: list[AdminUserOut]
+    next_cursor: str | None
+
+
+class AdminUserPatch(_In):
+    """Only the role and the active flag; nothing else about an account is set here."""
+
+    role: Role | None = None
+    is_active: StrictBool | None = None
+
+
+class DecisionOut(BaseModel):
+    """The guard's decision (API.md, "Decision")."""
+
+    status: Literal["allow", "deny"]
+    reason: str
+    user_id: str | None
+    role: str | None
+    permissions_checked: list[str]
+    rate_limit_remaining: int | None
+    warnings: list[str]

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.stores.base import (
     Account,
+    AccountChange,
     AccountStore,
     AuthSession,
     EventQuery,
@@ -35,6 +36,7 @@ from bastion.stores.memory import (
 
 __all__ = [
     "Account",
+    "AccountChange",
     "AccountStore",
     "AuthSession",
     "EventQuery",
@@ -82,7 +84,8 @@ def open_stores(
         revocation = MemoryRevocationStore()
 
     if database_url.startswith("memory://"):
-        return Stores(MemoryAccountStore(), MemorySessionStore(), revocation, MemoryEventStore())
+        sessions, events = MemorySessionStore(), MemoryEventStore()
+        return Stores(MemoryAccountStore(sessions, events), sessions, revocation, events)
     if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError(
             "BASTION_DATABASE_URL must start with sqlite+aiosqlite://, "

@@ -9,7 +9,7 @@ Records are plain frozen dataclasses so that no ORM state leaks out of a store.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -17,10 +17,12 @@ from uuid import UUID
 
 __all__ = [
     "Account",
+    "AccountChange",
     "AccountStore",
     "AuthSession",
     "EventQuery",
     "EventStore",
+    "EventsFor",
     "RevocationStore",
     "RotateOutcome",
     "SecurityEvent",
@@ -117,9 +119,65 @@ class EventQuery:
     limit: int = 50
 
 
+@dataclass(frozen=True)
+class AccountChange:
+    """A change of an account's standing, applied atomically with its security events.
+
+    ``revoke_sessions`` ends every session (but ``keep_session``) and bumps the token
+    version, which revokes every access token of the account at once.
+    """
+
+    role: Role | None = None
+    is_active: bool | None = None
+    revoke_sessions: bool = False
+    keep_session: UUID | None = None
+    reason: str = "account change"
+
+    @property
+    def may_remove_admin(self) -> bool:
+        return (self.role is not None and self.role != "admin") or self.is_active is False
+
+
+# Builds the events of a change from the account before and after it, inside the
+# change's transaction (so that an event is stored exactly when its change is).
+EventsFor = Callable[[Account, Account], Sequence[SecurityEvent]]
+
+
 class AccountStore(Protocol):
     async def add(self, account: Account) -> None:
         """Store a new account; raise ConflictError when ``email_key`` is taken."""
+        ...
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        after: tuple[datetime, UUID] | None = None,
+        role: Role | None = None,
+        is_active: bool | None = None,
+    ) -> list[Account]:
+        """Accounts oldest first, ordered by (created_at, id), those after ``after``."""
+        ...
+
+    async def change(
+        self, account_id: UUID, change: AccountChange, *, now: datetime, events: EventsFor
+    ) -> Account:
+        """Apply ``change`` and store ``events(before, after)`` in one transaction.
+
+        Raises:
+            NotFoundError: no such account.
+            LastAdminError: the change would leave no active admin (checked under a
+                lock, so two admins demoting each other at once cannot both succeed).
+        """
+        ...
+
+    async def resolve_id(self, email_key: str, *, reserve: bool) -> UUID | None:
+        """The id of the account with this email, or the id reserved for it.
+
+        With ``reserve``, an email without account or reservation gets a reserved id,
+        which the account takes when the email registers: a share with an address that
+        has no account yet looks exactly like one with an address that has one.
+        """
         ...
 
     async def get(self, account_id: UUID) -> Account | None: ...
@@ -175,6 +233,10 @@ class RevocationStore(Protocol):
         ...
 
     async def put_user_state(self, user_id: str, state: UserState) -> None: ...
+
+    async def forget_user_state(self, user_id: str) -> None:
+        """Drop the cached state: the next request reads the account from the database."""
+        ...
 
     async def revoke(self, token_id: str, expires_at: datetime) -> None:
         """Deny ``token_id`` until ``expires_at`` (when every token carrying it has expired)."""

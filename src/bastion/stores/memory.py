@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from bastion.errors import ConflictError
+from bastion.errors import ConflictError, LastAdminError, NotFoundError
 from bastion.stores.base import (
     Account,
+    AccountChange,
     AuthSession,
     EventQuery,
+    EventsFor,
     RotateOutcome,
     SecurityEvent,
     UserState,
@@ -34,8 +37,18 @@ _ACCOUNT_FIELDS = {f.name for f in dataclasses.fields(Account)} - {"id", "create
 
 
 class MemoryAccountStore:
-    def __init__(self) -> None:
+    """Accounts in a dictionary; ``change`` also revokes sessions in ``sessions`` and
+    appends its events to ``events`` (the stores of the same ``open_stores`` call)."""
+
+    def __init__(
+        self,
+        sessions: MemorySessionStore | None = None,
+        events: MemoryEventStore | None = None,
+    ) -> None:
         self._by_id: dict[UUID, Account] = {}
+        self._reserved: dict[str, UUID] = {}
+        self._sessions = sessions or MemorySessionStore()
+        self._events = events or MemoryEventStore()
 
     def _check_free(self, email_key: str, owner: UUID | None = None) -> None:
         """Raise ConflictError when another account than ``owner`` holds ``email_key``."""
@@ -64,6 +77,60 @@ class MemoryAccountStore:
         changes.setdefault("updated_at", datetime.now(UTC))
         self._by_id[account_id] = updated = dataclasses.replace(current, **changes)
         return updated
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        after: tuple[datetime, UUID] | None = None,
+        role: str | None = None,
+        is_active: bool | None = None,
+    ) -> list[Account]:
+        ordered = sorted(self._by_id.values(), key=lambda a: (a.created_at, a.id))
+        return [
+            a
+            for a in ordered
+            if (after is None or (a.created_at, a.id) > after)
+            and (role is None or a.role == role)
+            and (is_active is None or a.is_active == is_active)
+        ][:limit]
+
+    async def change(
+        self, account_id: UUID, change: AccountChange, *, now: datetime, events: EventsFor
+    ) -> Account:
+        # No await before the last check: the whole change is atomic on the event loop.
+        before = self._by_id.get(account_id)
+        if before is None:
+            raise NotFoundError("no such account")
+        after = dataclasses.replace(
+            before,
+            role=before.role if change.role is None else change.role,
+            is_active=before.is_active if change.is_active is None else change.is_active,
+        )
+        admins = [a.id for a in self._by_id.values() if a.role == "admin" and a.is_active]
+        stays_admin = after.role == "admin" and after.is_active
+        if before.id in admins and not stays_admin and len(admins) <= 1:
+            raise LastAdminError("the last active admin cannot be demoted or disabled")
+        if change.revoke_sessions:
+            after = dataclasses.replace(after, token_version=before.token_version + 1)
+        if after != before:
+            after = dataclasses.replace(after, updated_at=now)
+        new_events = events(before, after)
+        if change.revoke_sessions:
+            self._sessions.revoke_all_now(
+                account_id, now=now, reason=change.reason, keep=change.keep_session
+            )
+        self._by_id[account_id] = after
+        self._events.events.extend(new_events)
+        return after
+
+    async def resolve_id(self, email_key: str, *, reserve: bool) -> UUID | None:
+        account = await self.get_by_email(email_key)
+        if account is not None:
+            return account.id
+        if reserve:
+            return self._reserved.setdefault(email_key, uuid.uuid4())
+        return self._reserved.get(email_key)
 
     async def bump_token_version(self, account_id: UUID) -> int:
         current = self._by_id[account_id]
@@ -146,13 +213,20 @@ class MemorySessionStore:
     async def revoke_all(
         self, user_id: UUID, *, now: datetime, reason: str, keep: UUID | None = None
     ) -> int:
+        return self.revoke_all_now(user_id, now=now, reason=reason, keep=keep)
+
+    def revoke_all_now(
+        self, user_id: UUID, *, now: datetime, reason: str, keep: UUID | None = None
+    ) -> int:
         ids = [
             s.id
             for s in self._sessions.values()
             if s.user_id == user_id and s.revoked_at is None and s.id != keep
         ]
         for session_id in ids:
-            await self.revoke(session_id, now=now, reason=reason)
+            self._sessions[session_id] = dataclasses.replace(
+                self._sessions[session_id], revoked_at=now, revoked_reason=reason
+            )
         return len(ids)
 
 
@@ -171,6 +245,9 @@ class MemoryRevocationStore:
 
     async def put_user_state(self, user_id: str, state: UserState) -> None:
         self._users[user_id] = state
+
+    async def forget_user_state(self, user_id: str) -> None:
+        self._users.pop(user_id, None)
 
     async def revoke(self, token_id: str, expires_at: datetime) -> None:
         self._denied[token_id] = expires_at

@@ -47,6 +47,9 @@ class RedisRevocationStore:
         encoded = f"{state.token_version}|{state.role}|{int(state.is_active)}"
         await self._redis.set(self._user_key(user_id), encoded, ex=_USER_STATE_TTL_SECONDS)
 
+    async def forget_user_state(self, user_id: str) -> None:
+        await self._redis.delete(self._user_key(user_id))
+
     async def revoke(self, token_id: str, expires_at: datetime) -> None:
         ttl_ms = int((expires_at - datetime.now(UTC)).total_seconds() * 1000)
         if ttl_ms > 0:

@@ -1,6 +1,8 @@
 """Router factories: each takes its dependencies and returns an APIRouter."""
 
+from bastion.fastapi.routers.admin import admin_router
 from bastion.fastapi.routers.auth import auth_router, jwks_router
+from bastion.fastapi.routers.docs import docs_router
 from bastion.fastapi.routers.users import users_router
 
-__all__ = ["auth_router", "jwks_router", "users_router"]
+__all__ = ["admin_router", "auth_router", "docs_router", "jwks_router", "users_router"]

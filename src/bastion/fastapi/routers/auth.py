@@ -5,7 +5,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Form, Request, Response, status
+from fastapi import APIRouter, Body, Form, Request, Response, status
 
 from bastion.accounts import InvalidEmailError, Principal, TokenPair
 from bastion.errors import InvalidCredentialsError
@@ -43,10 +43,12 @@ def _out(pair: TokenPair) -> TokenPairOut:
 def auth_router(guard: Guard) -> APIRouter:
     router = APIRouter(prefix="/auth", tags=["auth"])
     service = guard.service
-    Authenticated = Annotated[Principal, Depends(guard.principal)]
+    Authenticated = Annotated[Principal, guard.authenticated()]
+    public = [guard.public("signs an anonymous caller up or in")]
 
     @router.post(
         "/register",
+        dependencies=public,
         status_code=status.HTTP_202_ACCEPTED,
         response_model=RegisteredOut,
         summary="Register an account",
@@ -78,6 +80,7 @@ def auth_router(guard: Guard) -> APIRouter:
 
     @router.post(
         "/login",
+        dependencies=public,
         response_model=TokenPairOut,
         summary="Log in with email and password",
         responses=_CREDENTIAL_ERRORS,
@@ -87,6 +90,7 @@ def auth_router(guard: Guard) -> APIRouter:
 
     @router.post(
         "/token",
+        dependencies=public,
         response_model=TokenPairOut,
         responses=_CREDENTIAL_ERRORS,
         summary="Log in with the OAuth2 password form (the docs' Authorize button)",
@@ -103,6 +107,7 @@ def auth_router(guard: Guard) -> APIRouter:
 
     @router.post(
         "/refresh",
+        dependencies=[guard.public("the refresh token is the credential")],
         response_model=TokenPairOut,
         summary="Rotate a refresh token",
         responses={401: {"description": "Invalid, expired, revoked or reused token"}},
@@ -138,16 +143,20 @@ def auth_router(guard: Guard) -> APIRouter:
         responses={401: {"description": "Invalid token"}},
     )
     async def logout_all(principal: Authenticated, request: Request) -> Response:
-        await service.logout_all(principal.user_id, context=guard.context(request))
+        await service.logout_all(principal, context=guard.context(request))
         return Response(status_code=204)
 
     return router
 
 
-def jwks_router(keys: KeySet) -> APIRouter:
+def jwks_router(guard: Guard, keys: KeySet) -> APIRouter:
     router = APIRouter(tags=["auth"])
 
-    @router.get("/.well-known/jwks.json", summary="Public signing keys (JWK set)")
+    @router.get(
+        "/.well-known/jwks.json",
+        summary="Public signing keys (JWK set)",
+        dependencies=[guard.public("public keys, for verifiers")],
+    )
     async def jwks() -> dict[str, Any]:
         return keys.public_jwks()
 

@@ -5,7 +5,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from bastion.accounts import Principal
 from bastion.errors import InvalidTokenError
@@ -30,7 +30,7 @@ def _user_out(account: Account) -> UserOut:
 
 def users_router(guard: Guard) -> APIRouter:
     router = APIRouter(prefix="/users", tags=["users"])
-    Authenticated = Annotated[Principal, Depends(guard.principal)]
+    Authenticated = Annotated[Principal, guard.authenticated()]
     errors: dict[int | str, dict[str, Any]] = {401: {"description": "Invalid token"}}
 
     @router.get("/me", response_model=UserOut, summary="The caller's account", responses=errors)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -12,16 +14,19 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.errors import ConflictError
+from bastion.errors import ConflictError, LastAdminError, NotFoundError
 from bastion.stores.base import (
     Account,
+    AccountChange,
     AuthSession,
     EventQuery,
+    EventsFor,
     RotateOutcome,
     SecurityEvent,
 )
 from bastion.stores.sql.engine import write_locking
 from bastion.stores.sql.tables import (
+    AccountReservationRow,
     AccountRow,
     AuthSessionRow,
     RefreshTokenRow,
@@ -32,12 +37,13 @@ __all__ = ["SQLAccountStore", "SQLEventStore", "SQLSessionStore"]
 
 _ACCOUNT_FIELDS = [f.name for f in dataclasses.fields(Account)]
 _SESSION_FIELDS = [f.name for f in dataclasses.fields(AuthSession)]
-_EVENT_FIELDS = [f.name for f in dataclasses.fields(SecurityEvent) if f.name != "extra"]
+_EVENT_FIELDS = [f.name for f in dataclasses.fields(SecurityEvent)]
 
 _accounts = AccountRow.__table__  # type: ignore[attr-defined]
 _sessions = AuthSessionRow.__table__  # type: ignore[attr-defined]
 _tokens = RefreshTokenRow.__table__  # type: ignore[attr-defined]
 _events = SecurityEventRow.__table__  # type: ignore[attr-defined]
+_reservations = AccountReservationRow.__table__  # type: ignore[attr-defined]
 
 
 def _account(row: Any) -> Account:
@@ -48,12 +54,138 @@ def _session(row: Any) -> AuthSession:
     return AuthSession(**{name: getattr(row, name) for name in _SESSION_FIELDS})
 
 
+def _event_row(event: SecurityEvent) -> dict[str, Any]:
+    row = {name: getattr(event, name) for name in _EVENT_FIELDS}
+    # Only JSON goes into the column: anything else is stored as its text.
+    row["extra"] = json.loads(json.dumps(event.extra, default=str))
+    return row
+
+
+async def _insert_events(conn: Any, events: Sequence[SecurityEvent]) -> None:
+    if events:
+        await conn.execute(_events.insert(), [_event_row(e) for e in events])
+
+
 class _SQLStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
 
 class SQLAccountStore(_SQLStore):
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self._locking_engine = write_locking(engine)
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        after: tuple[datetime, UUID] | None = None,
+        role: str | None = None,
+        is_active: bool | None = None,
+    ) -> list[Account]:
+        query = _accounts.select()
+        if after is not None:
+            created_at, account_id = after
+            query = query.where(
+                sa.or_(
+                    _accounts.c.created_at > created_at,
+                    sa.and_(_accounts.c.created_at == created_at, _accounts.c.id > account_id),
+                )
+            )
+        if role is not None:
+            query = query.where(_accounts.c.role == role)
+        if is_active is not None:
+            query = query.where(_accounts.c.is_active == is_active)
+        query = query.order_by(_accounts.c.created_at, _accounts.c.id).limit(limit)
+        async with self._engine.connect() as conn:
+            return [_account(row) for row in await conn.execute(query)]
+
+    async def change(
+        self, account_id: UUID, change: AccountChange, *, now: datetime, events: EventsFor
+    ) -> Account:
+        async with self._locking_engine.begin() as conn:
+            # PostgreSQL: lock the active admins first, always in id order, so that two
+            # admins demoting each other serialize instead of deadlocking; the second
+            # then re-reads and finds one admin left. SQLite: BEGIN IMMEDIATE serializes.
+            lock = conn.dialect.name == "postgresql"
+            admins: list[UUID] = []
+            if change.may_remove_admin:
+                query = (
+                    sa.select(_accounts.c.id)
+                    .where(_accounts.c.role == "admin", _accounts.c.is_active.is_(True))
+                    .order_by(_accounts.c.id)
+                )
+                admins = list(
+                    (await conn.execute(query.with_for_update() if lock else query)).scalars()
+                )
+            query = _accounts.select().where(_accounts.c.id == account_id)
+            row = (await conn.execute(query.with_for_update() if lock else query)).first()
+            if row is None:
+                raise NotFoundError("no such account")
+            before = _account(row)
+            values: dict[str, Any] = {}
+            if change.role is not None and change.role != before.role:
+                values["role"] = change.role
+            if change.is_active is not None and change.is_active != before.is_active:
+                values["is_active"] = change.is_active
+            stays_admin = values.get("role", before.role) == "admin" and values.get(
+                "is_active", before.is_active
+            )
+            if before.id in admins and not stays_admin and len(admins) <= 1:
+                raise LastAdminError("the last active admin cannot be demoted or disabled")
+            if change.revoke_sessions:
+                values["token_version"] = _accounts.c.token_version + 1
+                condition = [_sessions.c.user_id == account_id, _sessions.c.revoked_at.is_(None)]
+                if change.keep_session is not None:
+                    condition.append(_sessions.c.id != change.keep_session)
+                await conn.execute(
+                    _sessions.update()
+                    .where(*condition)
+                    .values(revoked_at=now, revoked_reason=change.reason[:64])
+                )
+            after = before
+            if values:
+                values["updated_at"] = now
+                statement = (
+                    _accounts.update()
+                    .where(_accounts.c.id == account_id)
+                    .values(**values)
+                    .returning(*_accounts.c)
+                )
+                after = _account((await conn.execute(statement)).one())
+            await _insert_events(conn, events(before, after))
+        return after
+
+    async def resolve_id(self, email_key: str, *, reserve: bool) -> UUID | None:
+        account = sa.select(_accounts.c.id, sa.literal(0).label("rank")).where(
+            _accounts.c.email_key == email_key
+        )
+        reserved = sa.select(_reservations.c.id, sa.literal(1).label("rank")).where(
+            _reservations.c.email_key == email_key
+        )
+        query = sa.union_all(account, reserved).order_by("rank").limit(1)
+        async with self._engine.connect() as conn:
+            found = (await conn.execute(query)).scalar()
+        if found is not None or not reserve:
+            return found
+        try:
+            async with self._engine.begin() as conn:
+                new_id = uuid.uuid4()
+                await conn.execute(
+                    _reservations.insert().values(
+                        email_key=email_key, id=new_id, created_at=datetime.now(UTC)
+                    )
+                )
+            return new_id
+        except IntegrityError:  # reserved concurrently: take the winner's id
+            async with self._engine.connect() as conn:
+                return (  # type: ignore[no-any-return]
+                    await conn.execute(
+                        sa.select(_reservations.c.id).where(_reservations.c.email_key == email_key)
+                    )
+                ).scalar_one()
+
     async def add(self, account: Account) -> None:
         try:
             async with self._engine.begin() as conn:
@@ -234,9 +366,8 @@ class SQLEventStore(_SQLStore):
     async def append(self, events: Sequence[SecurityEvent]) -> None:
         if not events:
             return
-        rows = [{name: getattr(e, name) for name in _EVENT_FIELDS} for e in events]
         async with self._engine.begin() as conn:
-            await conn.execute(_events.insert(), rows)
+            await _insert_events(conn, events)
 
     async def query(self, query: EventQuery) -> list[SecurityEvent]:
         statement = sa.select(*[_events.c[name] for name in _EVENT_FIELDS])
@@ -254,4 +385,4 @@ class SQLEventStore(_SQLStore):
         statement = statement.order_by(_events.c.id.desc()).limit(query.limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
-        return [SecurityEvent(**row._mapping) for row in rows]
+        return [SecurityEvent(**{**row._mapping, "extra": row.extra or {}}) for row in rows]

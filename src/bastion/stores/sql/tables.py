@@ -15,6 +15,7 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "AccountReservationRow",
     "AccountRow",
     "AuthSessionRow",
     "RefreshTokenRow",
@@ -50,6 +51,10 @@ def _utc(**kwargs: Any) -> Any:
 
 class AccountRow(SQLModel, table=True):
     __tablename__ = "accounts"
+    __table_args__ = (
+        sa.Index("ix_accounts_created", "created_at", "id"),
+        sa.Index("ix_accounts_role_active", "role", "is_active"),
+    )
 
     id: UUID = Field(primary_key=True)
     email: str = Field(max_length=320)
@@ -63,6 +68,16 @@ class AccountRow(SQLModel, table=True):
     token_version: int = 0
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
+
+
+class AccountReservationRow(SQLModel, table=True):
+    """An account id reserved for an email that has no account yet (a pending share)."""
+
+    __tablename__ = "account_reservations"
+
+    email_key: str = Field(primary_key=True, max_length=320)
+    id: UUID = Field(unique=True)
+    created_at: datetime = _utc()
 
 
 class AuthSessionRow(SQLModel, table=True):
@@ -104,3 +119,4 @@ class SecurityEventRow(SQLModel, table=True):
     method: str | None = Field(default=None, max_length=16)
     details: str = Field(default="", max_length=1024)
     request_id: str | None = Field(default=None, max_length=64)
+    extra: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)

@@ -1,0 +1,98 @@
+"""The route table: what each route declares, read from the routes themselves.
+
+A route declares its security requirement with one of the guard's dependencies
+(``guard.public(...)``, ``guard.authenticated()``, ``guard.require(...)``,
+``guard.require_object(...)``). The requirement travels on the dependency callable, so
+the route table carries it: :func:`route_table` lists every route of an app with its
+requirement (None when it declares nothing, which the guard refuses), and
+:func:`match_route` finds the route a method and path would reach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from re import Pattern
+from typing import Any
+
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute, compile_path
+
+from bastion.authz import Requirement
+
+__all__ = ["REQUIREMENT_ATTRIBUTE", "RouteEntry", "match_route", "requirement_of", "route_table"]
+
+REQUIREMENT_ATTRIBUTE = "__bastion_requirement__"
+
+
+def _calls(dependant: Any) -> Iterator[Any]:
+    for child in getattr(dependant, "dependencies", ()) or ():
+        yield child.call
+        yield from _calls(child)
+
+
+def requirement_of(route: BaseRoute | None) -> Requirement | None:
+    """The requirement a route declares, or None (a plain Starlette route declares none)."""
+    if not isinstance(route, APIRoute):
+        return None
+    for call in _calls(route.dependant):
+        requirement = getattr(call, REQUIREMENT_ATTRIBUTE, None)
+        if isinstance(requirement, Requirement):
+            return requirement
+    return None
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    path: str
+    methods: frozenset[str]
+    requirement: Requirement | None
+    route: BaseRoute = field(compare=False, repr=False)
+    regex: Pattern[str] = field(compare=False, repr=False)
+    convertors: dict[str, Any] = field(compare=False, repr=False)
+
+    def params(self, path: str) -> dict[str, Any] | None:
+        found = self.regex.match(path)
+        if found is None:
+            return None
+        return {k: self.convertors[k].convert(v) for k, v in found.groupdict().items()}
+
+
+def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
+    """Every route of an app, routers included, with the requirement it declares."""
+    entries = []
+    for context in iter_route_contexts(list(routes)):
+        path = context.path
+        if not path:
+            continue  # a mount or a router without a path of its own
+        regex, _, convertors = compile_path(path)
+        entries.append(
+            RouteEntry(
+                path=path,
+                methods=frozenset(context.methods or ()),
+                requirement=requirement_of(context.original_route),
+                route=context.original_route,
+                regex=regex,
+                convertors=convertors,
+            )
+        )
+    return entries
+
+
+def match_route(
+    table: Iterable[RouteEntry], method: str, path: str
+) -> tuple[RouteEntry | None, dict[str, Any], int]:
+    """The route ``method path`` reaches, its path parameters, and 200, 404 or 405.
+
+    Matching is exact, as the router's: no case folding, no trailing-slash redirect.
+    """
+    method = method.upper()
+    path_only = False
+    for entry in table:
+        params = entry.params(path)
+        if params is None:
+            continue
+        if method in entry.methods:
+            return entry, params, 200
+        path_only = True
+    return None, {}, 405 if path_only else 404
