@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bastion.stores import Account
-from tests.helpers import STRONG_PASSWORD, register, signed_up
+from tests.helpers import STRONG_PASSWORD, register, signed_up, user
 
 ACCOUNT_FIELDS: dict[str, Any] = {
     "role": "admin",
@@ -170,3 +170,56 @@ async def test_register_with_role_admin_creates_no_admin(
     account = await app.state.security.stores.accounts.get_by_email("mallory@example.com")
     assert account is not None
     assert account.role == "member"
+
+
+SHARE_FIELDS: dict[str, Any] = {
+    "user_id": "OTHER_USER",
+    "task_id": "00000000-0000-4000-8000-000000000003",
+    "created_by": "OTHER_USER",
+    "role": "admin",
+}
+
+
+@pytest.mark.parametrize("field", list(SHARE_FIELDS), ids=list(SHARE_FIELDS))
+async def test_share_refuses_a_server_owned_field(
+    client: httpx.AsyncClient, alice: dict[str, Any], bob: dict[str, Any], field: str
+) -> None:
+    task = (await client.post("/tasks", json={"title": "Mine"}, headers=alice["auth"])).json()
+
+    response = await client.post(
+        f"/tasks/{task['id']}/shares",
+        json={
+            "email": "carol@example.com",
+            "permission": "read",
+            field: bob["id"] if SHARE_FIELDS[field] == "OTHER_USER" else SHARE_FIELDS[field],
+        },
+        headers=alice["auth"],
+    )
+
+    assert response.status_code == 422
+    assert ["body", field] in [error["loc"] for error in response.json()["errors"]]
+    shares = await client.get(f"/tasks/{task['id']}/shares", headers=alice["auth"])
+    assert shares.json() == []
+
+
+ADMIN_PATCH_FIELDS = {
+    name: value for name, value in ACCOUNT_FIELDS.items() if name not in {"role", "is_active"}
+}
+
+
+@pytest.mark.parametrize("field", list(ADMIN_PATCH_FIELDS), ids=list(ADMIN_PATCH_FIELDS))
+async def test_admin_patch_accepts_only_role_and_active_flag(
+    client: httpx.AsyncClient, app: Any, alice: dict[str, Any], field: str
+) -> None:
+    admin = await user(client, app, "admin@example.com", "admin")
+    before = await _stored(app, alice["id"])
+
+    response = await client.patch(
+        f"/admin/users/{alice['id']}",
+        json={"role": "viewer", field: ADMIN_PATCH_FIELDS[field]},
+        headers=admin["auth"],
+    )
+
+    assert response.status_code == 422
+    assert ["body", field] in [error["loc"] for error in response.json()["errors"]]
+    assert await _stored(app, alice["id"]) == before
