@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -165,26 +166,20 @@ class SQLAccountStore(_SQLStore):
             _reservations.c.email_key == email_key
         )
         query = sa.union_all(account, reserved).order_by("rank").limit(1)
-        async with self._engine.connect() as conn:
-            found = (await conn.execute(query)).scalar()
-        if found is not None or not reserve:
-            return found
-        try:
-            async with self._engine.begin() as conn:
-                new_id = uuid.uuid4()
-                await conn.execute(
-                    _reservations.insert().values(
-                        email_key=email_key, id=new_id, created_at=datetime.now(UTC)
-                    )
-                )
-            return new_id
-        except IntegrityError:  # reserved concurrently: take the winner's id
+        if not reserve:
             async with self._engine.connect() as conn:
-                return (  # type: ignore[no-any-return]
-                    await conn.execute(
-                        sa.select(_reservations.c.id).where(_reservations.c.email_key == email_key)
-                    )
-                ).scalar_one()
+                return (await conn.execute(query)).scalar()
+        # The same work whatever the answer: an insert-if-absent, then the lookup, in one
+        # transaction. A known and an unknown address cost alike, so timing does not
+        # tell them apart (the account, when there is one, wins over the reservation).
+        async with self._engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            await conn.execute(
+                dialect.insert(_reservations)
+                .values(email_key=email_key, id=uuid.uuid4(), created_at=datetime.now(UTC))
+                .on_conflict_do_nothing(index_elements=["email_key"])
+            )
+            return (await conn.execute(query)).scalar_one()  # type: ignore[no-any-return]
 
     async def add(self, account: Account) -> None:
         try:
