@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 __all__ = ["InvalidCursorError", "decode_cursor", "encode_cursor"]
 
@@ -30,9 +30,18 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, row_id = json.loads(raw)
+        if not (isinstance(created, str) and isinstance(row_id, str)):
+            raise TypeError("cursor members are strings")
         moment = datetime.fromisoformat(created)
         if moment.tzinfo is None:
             raise ValueError("naive")
-        return moment, uuid.UUID(row_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        return moment.astimezone(UTC), uuid.UUID(row_id)
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        binascii.Error,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as exc:
         raise InvalidCursorError("invalid cursor") from exc

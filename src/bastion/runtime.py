@@ -37,6 +37,7 @@ class Security:
     findings: list[Finding] = field(default_factory=list)
 
     async def aclose(self) -> None:
+        await self.events.drain()
         self.hasher.close()
         await self.stores.aclose()
 

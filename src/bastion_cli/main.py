@@ -69,17 +69,20 @@ def serve(
         check_settings(settings, keys_exist=settings.keys_path.exists())
     except ConfigurationError as exc:
         raise _fail(f"Refusing to start: {exc}", 2) from exc
+    if workers > 1 and settings.redis_url is None:
+        # Each worker would keep its own revocation state and cached roles: a logout or
+        # a demotion would reach one worker only.
+        raise _fail(
+            "Refusing to start: BASTION_REDIS_URL: several workers must share revocation "
+            "state through Redis",
+            2,
+        )
     if settings.jwt_algorithm != "HS256" and not settings.is_production:
         # Make the development keys once, before any worker starts, so all share them.
         _, generated = ensure_key_file(settings.keys_path, settings.jwt_algorithm)
         if generated:
             console.print(f"Generated development signing keys in {settings.keys_path}")
     _migrate_embedded(settings)
-    if workers > 1 and settings.redis_url is None:
-        console.print(
-            "[yellow]Several workers without BASTION_REDIS_URL: revocation state is per "
-            "process, so a logout reaches only one worker until tokens expire.[/yellow]"
-        )
     console.print(f"Bastion task service on http://{host}:{port} (docs at /docs)")
     uvicorn.run(
         "bastion_tasks:create_app_from_env",

@@ -32,8 +32,11 @@ class TaskRow(SQLModel, table=True):
 class TaskShareRow(SQLModel, table=True):
     """A task shared with one user, ``read`` or ``edit``.
 
-    ``user_id`` is an account id, or the id reserved for an email that has no account
-    yet (no foreign key: the share then waits for that account).
+    ``user_id`` is an account id, or the id reserved for an email that had no account
+    when the task was shared (no foreign key). Such a share is ``pending``: it gives
+    nothing until the address is proven to belong to the account that registers it
+    (email verification), so that registering someone else's address first gains
+    nothing.
     """
 
     __tablename__ = "task_shares"
@@ -42,5 +45,6 @@ class TaskShareRow(SQLModel, table=True):
     task_id: UUID = Field(foreign_key="tasks.id", primary_key=True, ondelete="CASCADE")
     user_id: UUID = Field(primary_key=True)
     permission: str = Field(max_length=8)
+    pending: bool = False
     created_by: UUID
     created_at: datetime = Field(sa_type=UTCDateTime)

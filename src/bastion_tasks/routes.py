@@ -71,7 +71,7 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
         request: Request,
         principal: Reader,
         status: Literal["todo", "in_progress", "done"] | None = None,
-        q: Annotated[str | None, Query(max_length=200)] = None,
+        q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
     ) -> Any:
@@ -133,22 +133,31 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
         summary="Share the task by email, read or edit (owner or admin)",
         description=(
             "The answer is the same whether or not the address has an account: an "
-            "address without one gets a reserved account id, and the share takes effect "
-            "when that address registers."
+            "address without one gets a reserved account id, which the account takes "
+            "when the address registers; such a share stays pending until the address "
+            "is verified."
         ),
     )
     async def share_task(task_id: UUID, body: ShareIn, request: Request, access: CanShare) -> Any:
         try:
-            user_id = await guard.service.resolve_account_id(body.email)
+            # The owner check comes first, so that a refused request reserves nothing.
+            if await guard.service.peek_account_id(body.email) == access.resource.owner_id:
+                return validation_problem(
+                    request,
+                    [{"loc": ["body", "email"], "msg": "the task's owner has it already"}],
+                )
+            user_id, has_account = await guard.service.resolve_account_id(body.email)
         except InvalidEmailError:
             return validation_problem(
                 request, [{"loc": ["body", "email"], "msg": "not a valid email address"}]
             )
-        if user_id == access.resource.owner_id:
-            return validation_problem(
-                request, [{"loc": ["body", "email"], "msg": "the task's owner has it already"}]
-            )
-        share = await tasks.share(task_id, user_id, body.permission, by=access.principal.user_id)
+        share = await tasks.share(
+            task_id,
+            user_id,
+            body.permission,
+            by=access.principal.user_id,
+            pending=not has_account,
+        )
         await guard.events.emit(
             "share_granted",
             context=guard.context(request),

@@ -36,7 +36,10 @@ Description = Annotated[StrictStr, Field(max_length=10_000)]
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past datetime.max in UTC
+        raise ValueError("date out of range") from None
 
 
 DueDate = Annotated[AwareDatetime, AfterValidator(_utc)]

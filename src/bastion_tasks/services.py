@@ -43,7 +43,9 @@ class Scope:
         ``share_permissions`` (with any share when none is named)."""
         if self.every_task:
             return sa.true()
-        shared = sa.select(_shares.c.task_id).where(_shares.c.user_id == self.user_id)
+        shared = sa.select(_shares.c.task_id).where(
+            _shares.c.user_id == self.user_id, _shares.c.pending.is_(False)
+        )
         if share_permissions:
             shared = shared.where(_shares.c.permission.in_(share_permissions))
         return sa.or_(_tasks.c.owner_id == self.user_id, _tasks.c.id.in_(shared))
@@ -86,7 +88,12 @@ class TaskService:
             sa.select(_tasks, share.c.permission.label("share_permission"))
             .select_from(
                 _tasks.outerjoin(
-                    share, sa.and_(share.c.task_id == _tasks.c.id, share.c.user_id == user_id)
+                    share,
+                    sa.and_(
+                        share.c.task_id == _tasks.c.id,
+                        share.c.user_id == user_id,
+                        share.c.pending.is_(False),
+                    ),
                 )
             )
             .where(_tasks.c.id == task_id)
@@ -189,9 +196,16 @@ class TaskService:
         return [ShareOut(user_id=row.user_id, permission=row.permission) for row in rows]
 
     async def share(
-        self, task_id: uuid.UUID, user_id: uuid.UUID, permission: str, *, by: uuid.UUID
+        self,
+        task_id: uuid.UUID,
+        user_id: uuid.UUID,
+        permission: str,
+        *,
+        by: uuid.UUID,
+        pending: bool = False,
     ) -> ShareOut:
-        """Share the task with ``user_id``, or change the permission of its share.
+        """Share the task with ``user_id``, or change the permission of its share;
+        ``pending`` for an id reserved for an address without account.
 
         Raises:
             NotFoundError: the task is gone.
@@ -200,6 +214,7 @@ class TaskService:
             "task_id": task_id,
             "user_id": user_id,
             "permission": permission,
+            "pending": pending,
             "created_by": by,
             "created_at": self._clock.now(),
         }

@@ -76,6 +76,7 @@ async def test_a_route_without_declaration_refuses_everyone(
 
     assert anonymous.status_code == as_admin.status_code == 403
     assert "should never be served" not in anonymous.text + as_admin.text
+    await application.state.security.events.drain()
     events = await application.state.security.stores.events.query(
         EventQuery(event_type="permission_denied")
     )

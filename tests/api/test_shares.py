@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -141,17 +142,45 @@ async def test_an_unknown_email_gets_the_same_answer_as_a_known_one(
     assert unknown.json()["user_id"] != friend["id"]
 
 
-async def test_a_share_with_an_unregistered_email_waits_for_that_account(
+async def test_a_share_with_an_unregistered_email_stays_pending_after_sign_up(
     client: httpx.AsyncClient, owner: dict[str, Any]
 ) -> None:
     pending = await _share(client, owner, "Later@Example.com", "edit")
 
+    # Whoever registers the address first has not shown it is theirs: nothing yet.
     later = await signed_up(client, "later@example.com")
 
     me = await client.get("/users/me", headers=later["auth"])
     assert me.json()["id"] == pending.json()["user_id"]
     task = await client.get(f"/tasks/{owner['task']['id']}", headers=later["auth"])
-    assert task.status_code == 200
+    assert task.status_code == 404
+    assert (await client.get("/tasks", headers=later["auth"])).json()["items"] == []
+
+
+async def test_a_pending_share_is_listed_like_any_other(
+    client: httpx.AsyncClient, owner: dict[str, Any], friend: dict[str, Any]
+) -> None:
+    await _share(client, owner, "friend@example.com", "read")
+    pending = await _share(client, owner, "later@example.com", "read")
+
+    shares = await client.get(f"/tasks/{owner['task']['id']}/shares", headers=owner["auth"])
+
+    assert shares.json() == [
+        {"user_id": friend["id"], "permission": "read"},
+        pending.json(),
+    ]
+
+
+async def test_refusing_a_share_with_the_owner_reserves_nothing(
+    client: httpx.AsyncClient, app: Any, owner: dict[str, Any]
+) -> None:
+    await _share(client, owner, "OWNER@example.com", "read")
+
+    accounts = app.state.security.stores.accounts
+    assert await accounts.resolve_id("owner@example.com", reserve=False) == (
+        UUID(owner["id"]),
+        True,
+    )
 
 
 async def test_registration_of_a_shared_email_still_answers_202_once(

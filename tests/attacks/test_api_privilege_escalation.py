@@ -188,11 +188,15 @@ async def test_a_demoted_members_old_token_cannot_create(
         f"/admin/users/{member['id']}", json={"role": "viewer"}, headers=admin["auth"]
     )
 
-    response = await client.post("/tasks", json={"title": "sneaky"}, headers=member["auth"])
+    old_token = await client.post("/tasks", json={"title": "sneaky"}, headers=member["auth"])
+    refreshed = await client.post("/auth/refresh", json={"refresh_token": member["refresh_token"]})
+    new_auth = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    new_token = await client.post("/tasks", json={"title": "sneaky"}, headers=new_auth)
 
-    assert response.status_code == 403
-    assert response.json()["detail"] == "role 'viewer' lacks permission CREATE"
-    assert (await client.get("/tasks", headers=member["auth"])).json()["items"] == []
+    assert old_token.status_code == 401
+    assert new_token.status_code == 403
+    assert new_token.json()["detail"] == "role 'viewer' lacks permission CREATE"
+    assert (await client.get("/tasks", headers=new_auth)).json()["items"] == []
 
 
 async def test_a_viewer_with_an_edit_share_still_cannot_edit(

@@ -143,3 +143,10 @@ def test_serve_refuses_insecure_production(env: Path, monkeypatch: pytest.Monkey
 
     assert result.exit_code == 2
     assert "BASTION_DEBUG" in result.output
+
+
+def test_serve_refuses_several_workers_without_redis(env: Path) -> None:
+    result = runner.invoke(app, ["serve", "--workers", "2"])
+
+    assert result.exit_code == 2
+    assert "BASTION_REDIS_URL" in result.output

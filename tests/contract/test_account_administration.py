@@ -99,13 +99,14 @@ async def test_page_filters_by_role_and_active_flag(
 
 
 async def test_change_sets_the_role_and_stores_its_event(stores: Stores) -> None:
-    account = await _add(stores.accounts, "m@example.com")
+    account = await _add(stores.accounts, "m@example.com", token_version=2)
 
     changed = await stores.accounts.change(
         account.id, AccountChange(role="viewer"), now=NOW, events=_event
     )
 
     assert changed.role == "viewer"
+    assert changed.token_version == 3
     assert changed.updated_at == NOW
     assert (await stores.accounts.get(account.id)) == changed
     [event] = await stores.events.query(EventQuery(event_type="role_changed"))
@@ -210,7 +211,7 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
 async def test_resolve_id_finds_the_account_of_an_email(account_store: AccountStore) -> None:
     account = await _add(account_store, "known@example.com")
 
-    assert await account_store.resolve_id("known@example.com", reserve=True) == account.id
+    assert await account_store.resolve_id("known@example.com", reserve=True) == (account.id, True)
 
 
 async def test_resolve_id_without_reserve_is_none_for_an_unknown_email(
@@ -225,6 +226,7 @@ async def test_resolve_id_reserves_one_stable_id_per_email(account_store: Accoun
     other = await account_store.resolve_id("else@example.com", reserve=True)
 
     assert first is not None
+    assert first[1] is False
     assert first == again != other
     assert await account_store.resolve_id("later@example.com", reserve=False) == first
 
@@ -241,3 +243,13 @@ async def test_concurrent_reservations_agree_on_one_id(
 
     assert ids[0] is not None
     assert ids[0] == ids[1]
+
+
+async def test_a_change_that_changes_nothing_keeps_the_token_version(stores: Stores) -> None:
+    account = await _add(stores.accounts, "m@example.com", token_version=2)
+
+    same = await stores.accounts.change(
+        account.id, AccountChange(role="member"), now=NOW, events=_no_events
+    )
+
+    assert same == account

@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bastion.stores import RevocationStore, UserState
+from bastion.stores.memory import MemoryRevocationStore
 from bastion.stores.redis import RedisRevocationStore
 
 MEMBER = UserState(token_version=3, role="member", is_active=True)
@@ -41,12 +42,12 @@ async def test_put_user_state_replaces_the_previous_state(
     revocation_store: RevocationStore,
 ) -> None:
     user = str(uuid4())
-    await revocation_store.put_user_state(user, MEMBER)
     await revocation_store.put_user_state(user, DISABLED_ADMIN)
+    await revocation_store.put_user_state(user, MEMBER)
 
     state, _ = await revocation_store.check(user, ["jti-1"])
 
-    assert state == DISABLED_ADMIN
+    assert state == MEMBER
 
 
 async def test_user_state_belongs_to_its_user(revocation_store: RevocationStore) -> None:
@@ -197,3 +198,37 @@ async def test_forget_user_state_leaves_other_users_alone(
     await revocation_store.forget_user_state(user)
 
     assert await revocation_store.check(other, []) == (MEMBER, False)
+
+
+async def test_an_older_state_never_replaces_a_newer_one(
+    revocation_store: RevocationStore,
+) -> None:
+    user = str(uuid4())
+    newer = UserState(token_version=5, role="member", is_active=True)
+    await revocation_store.put_user_state(user, newer)
+
+    await revocation_store.put_user_state(user, UserState(4, "admin", True))
+
+    assert await revocation_store.check(user, []) == (newer, False)
+
+
+async def test_a_state_of_the_same_or_a_newer_version_replaces_the_cached_one(
+    revocation_store: RevocationStore,
+) -> None:
+    user = str(uuid4())
+    await revocation_store.put_user_state(user, UserState(5, "admin", True))
+    await revocation_store.put_user_state(user, UserState(5, "admin", False))
+    latest = UserState(6, "viewer", True)
+
+    await revocation_store.put_user_state(user, latest)
+
+    assert await revocation_store.check(user, []) == (latest, False)
+
+
+async def test_in_process_user_state_expires() -> None:
+    store = MemoryRevocationStore(state_ttl_seconds=0.0)
+    user = str(uuid4())
+
+    await store.put_user_state(user, MEMBER)
+
+    assert await store.check(user, []) == (None, False)

@@ -112,7 +112,7 @@ class AccountService:
         # An id reserved by an earlier share with this address becomes the account's.
         reserved = await self._stores.accounts.resolve_id(key, reserve=False)
         account = Account(
-            id=reserved or uuid.uuid4(),
+            id=reserved[0] if reserved else uuid.uuid4(),
             email=email,
             email_key=key,
             password_hash=password_hash,
@@ -348,9 +348,10 @@ class AccountService:
     ) -> Account:
         """Change an account's role or active flag; events in the same transaction.
 
-        Disabling an account also ends its sessions and access tokens (ASVS 7.4.2); a
-        role change takes effect on the account's next request, since every request
-        checks the stored role.
+        Every change bumps the token version, so the account's access tokens die with
+        the standing they were issued for (a refresh issues one with the new role);
+        disabling an account also ends its sessions (ASVS 7.4.2). Every request checks
+        the stored role and state as well.
 
         Raises:
             NotFoundError: no such account.
@@ -408,13 +409,16 @@ class AccountService:
 
         # Forget the cached state first: should the change fail half-way (Redis down
         # after the commit), the next request reads the database, never a stale grant.
+        # The change bumps the token version, and cache writes never replace a higher
+        # version: a login or request that read the account before the commit cannot
+        # write its older state back afterwards.
         await self._stores.revocation.forget_user_state(str(user_id))
         account = await self._stores.accounts.change(
             user_id, change, now=self._clock.now(), events=collect
         )
-        await self._cache_state(account)
         for event in stored:
             await self._events.publish(event, stored=True)
+        await self._cache_state(account)
         return account
 
     async def list_accounts(
@@ -429,16 +433,23 @@ class AccountService:
             limit=limit, after=after, role=role, is_active=is_active
         )
 
-    async def resolve_account_id(self, email: str) -> uuid.UUID:
-        """The account id for ``email``, reserving one when it has no account yet.
+    async def resolve_account_id(self, email: str) -> tuple[uuid.UUID, bool]:
+        """The account id for ``email`` and True, or an id reserved for it (until it
+        registers) and False. Both cost the same database work.
 
         Raises:
             InvalidEmailError: not an email address.
         """
         _, key = normalize_email(email)
-        account_id = await self._stores.accounts.resolve_id(key, reserve=True)
-        assert account_id is not None
-        return account_id
+        resolved = await self._stores.accounts.resolve_id(key, reserve=True)
+        assert resolved is not None
+        return resolved
+
+    async def peek_account_id(self, email: str) -> uuid.UUID | None:
+        """The account or reserved id of ``email`` without reserving one."""
+        _, key = normalize_email(email)
+        resolved = await self._stores.accounts.resolve_id(key, reserve=False)
+        return resolved[0] if resolved else None
 
     async def subject(self, user_id: uuid.UUID) -> Subject | None:
         """The stored standing of ``user_id``, for decisions about a user who is not the

@@ -8,6 +8,7 @@ in the event store by default. ``bastion.testing.capture_events()`` sees every e
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -129,6 +130,7 @@ class EventLog:
         self._sinks = list(sinks)
         self._processors: list[Processor] = [redact_event, *processors]
         self._clock = clock or SystemClock()
+        self._pending: set[asyncio.Task[None]] = set()
 
     def build(
         self,
@@ -146,16 +148,18 @@ class EventLog:
         change, then :meth:`publish` with ``stored=True``.
         """
         context = context or RequestContext()
+        # Clipped to the stored columns' sizes: a hostile 10 kB path must not make the
+        # database refuse, and so lose, the event about it.
         event: SecurityEvent | None = SecurityEvent(
-            event_type=event_type,
+            event_type=event_type[:64],
             timestamp=self._clock.now(),
             severity=severity or DEFAULT_SEVERITY.get(event_type, "info"),
-            user_id=user_id,
-            ip_address=context.ip_address,
-            endpoint=context.endpoint,
-            method=context.method,
-            details=details,
-            request_id=context.request_id,
+            user_id=_clip(user_id, 64),
+            ip_address=_clip(context.ip_address, 45),
+            endpoint=_clip(context.endpoint, 512),
+            method=_clip(context.method, 16),
+            details=details[:1024],
+            request_id=_clip(context.request_id, 64),
             extra=extra,
         )
         for processor in self._processors:
@@ -169,12 +173,49 @@ class EventLog:
         """Hand ``event`` to every sink (but the durable ones when it is ``stored``)."""
         for hook in _capture_hooks:
             hook.append(event)
+        await self._write(event, skip_durable=stored)
+
+    def emit_soon(
+        self,
+        event_type: str,
+        *,
+        context: RequestContext | None = None,
+        user_id: str | None = None,
+        details: str = "",
+        severity: Severity | None = None,
+        **extra: Any,
+    ) -> SecurityEvent | None:
+        """Like :meth:`emit`, but the sinks are written after the response, so that the
+        event costs the request nothing (a denial answered as fast as a miss).
+        :meth:`drain` waits for the writes; ``aclose`` of the runtime calls it."""
+        event = self.build(
+            event_type,
+            context=context,
+            user_id=user_id,
+            details=details,
+            severity=severity,
+            **extra,
+        )
+        if event is not None:
+            for hook in _capture_hooks:
+                hook.append(event)
+            task = asyncio.get_running_loop().create_task(self._write(event))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        return event
+
+    async def drain(self) -> None:
+        """Wait until every event of :meth:`emit_soon` is written."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending))
+
+    async def _write(self, event: SecurityEvent, *, skip_durable: bool = False) -> None:
         for sink in self._sinks:
-            if stored and getattr(sink, "durable", False):
+            if skip_durable and getattr(sink, "durable", False):
                 continue
             try:
                 await sink.write(event)
-            except Exception:  # a broken sink must not turn into a failed login
+            except Exception:  # a broken sink must not turn into a failed request
                 _logger.exception("security event sink %s failed", type(sink).__name__)
 
     async def emit(
@@ -198,3 +239,7 @@ class EventLog:
         if event is not None:
             await self.publish(event)
         return event
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    return value[:size] if value is not None else None

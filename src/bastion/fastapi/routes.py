@@ -84,9 +84,9 @@ def match_route(
 ) -> tuple[RouteEntry | None, dict[str, Any], int]:
     """The route ``method path`` reaches, its path parameters, and 200, 404 or 405.
 
-    Matching is exact, as the router's: no case folding, no trailing-slash redirect.
+    Matching is exact, as the router's: no case folding (of the method either: HTTP
+    methods are case-sensitive, RFC 9110 §9.1), no trailing-slash redirect.
     """
-    method = method.upper()
     path_only = False
     for entry in table:
         params = entry.params(path)

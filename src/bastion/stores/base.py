@@ -124,13 +124,16 @@ class AccountChange:
     """A change of an account's standing, applied atomically with its security events.
 
     ``revoke_sessions`` ends every session (but ``keep_session``) and bumps the token
-    version, which revokes every access token of the account at once.
+    version, which revokes every access token of the account at once. A change of the
+    role or the active flag bumps it too (``bump_token_version``): access tokens never
+    outlive the standing they were issued for, and the version orders cached states.
     """
 
     role: Role | None = None
     is_active: bool | None = None
     revoke_sessions: bool = False
     keep_session: UUID | None = None
+    bump_token_version: bool = True  # when the role or active flag changes
     reason: str = "account change"
 
     @property
@@ -171,8 +174,9 @@ class AccountStore(Protocol):
         """
         ...
 
-    async def resolve_id(self, email_key: str, *, reserve: bool) -> UUID | None:
-        """The id of the account with this email, or the id reserved for it.
+    async def resolve_id(self, email_key: str, *, reserve: bool) -> tuple[UUID, bool] | None:
+        """The id of the account with this email and True, or the id reserved for it
+        and False; None when there is neither and not ``reserve``.
 
         With ``reserve``, an email without account or reservation gets a reserved id,
         which the account takes when the email registers: a share with an address that
@@ -232,7 +236,14 @@ class RevocationStore(Protocol):
         token's ``jti``, its session id) is revoked: one round trip."""
         ...
 
-    async def put_user_state(self, user_id: str, state: UserState) -> None: ...
+    async def put_user_state(self, user_id: str, state: UserState) -> None:
+        """Cache ``state``, unless the cached one has a higher token version.
+
+        Every change of an account's standing bumps its token version, so a write from
+        a request that read the account before the change (a login in its hash verify)
+        can never replace the state written after it: a compare-and-set, atomic on Redis.
+        """
+        ...
 
     async def forget_user_state(self, user_id: str) -> None:
         """Drop the cached state: the next request reads the account from the database."""

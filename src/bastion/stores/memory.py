@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -111,7 +112,7 @@ class MemoryAccountStore:
         stays_admin = after.role == "admin" and after.is_active
         if before.id in admins and not stays_admin and len(admins) <= 1:
             raise LastAdminError("the last active admin cannot be demoted or disabled")
-        if change.revoke_sessions:
+        if change.revoke_sessions or (change.bump_token_version and after != before):
             after = dataclasses.replace(after, token_version=before.token_version + 1)
         if after != before:
             after = dataclasses.replace(after, updated_at=now)
@@ -124,13 +125,14 @@ class MemoryAccountStore:
         self._events.events.extend(new_events)
         return after
 
-    async def resolve_id(self, email_key: str, *, reserve: bool) -> UUID | None:
+    async def resolve_id(self, email_key: str, *, reserve: bool) -> tuple[UUID, bool] | None:
         account = await self.get_by_email(email_key)
         if account is not None:
-            return account.id
+            return account.id, True
         if reserve:
-            return self._reserved.setdefault(email_key, uuid.uuid4())
-        return self._reserved.get(email_key)
+            return self._reserved.setdefault(email_key, uuid.uuid4()), False
+        reserved = self._reserved.get(email_key)
+        return (reserved, False) if reserved else None
 
     async def bump_token_version(self, account_id: UUID) -> int:
         current = self._by_id[account_id]
@@ -231,9 +233,18 @@ class MemorySessionStore:
 
 
 class MemoryRevocationStore:
-    def __init__(self) -> None:
-        self._users: dict[str, UserState] = {}
+    """Revocation state of one process.
+
+    Cached user states expire after ``state_ttl_seconds``, so a change made through
+    another process (a command run against the same database) reaches this one within
+    that bound; several workers must share Redis instead (``bastion serve`` refuses
+    ``--workers`` above 1 without it).
+    """
+
+    def __init__(self, *, state_ttl_seconds: float = 60.0) -> None:
+        self._users: dict[str, tuple[UserState, float]] = {}
         self._denied: dict[str, datetime] = {}
+        self._ttl = state_ttl_seconds
 
     async def check(self, user_id: str, token_ids: Sequence[str]) -> tuple[UserState | None, bool]:
         now = datetime.now(UTC)
@@ -241,10 +252,20 @@ class MemoryRevocationStore:
             (expires := self._denied.get(token_id)) is not None and expires > now
             for token_id in token_ids
         )
-        return self._users.get(user_id), revoked
+        cached = self._users.get(user_id)
+        if cached is None or cached[1] <= time.monotonic():
+            return None, revoked
+        return cached[0], revoked
 
     async def put_user_state(self, user_id: str, state: UserState) -> None:
-        self._users[user_id] = state
+        cached = self._users.get(user_id)
+        if cached is not None and cached[0].token_version > state.token_version:
+            return  # a newer state is cached: this write comes from before a change
+        self._users[user_id] = (state, time.monotonic() + self._ttl)
+        if len(self._users) > 100_000:  # bound memory: drop expired entries
+            now = time.monotonic()
+            for key in [k for k, (_, until) in self._users.items() if until <= now]:
+                del self._users[key]
 
     async def forget_user_state(self, user_id: str) -> None:
         self._users.pop(user_id, None)

@@ -18,11 +18,24 @@ __all__ = ["RedisRevocationStore"]
 
 _USER_STATE_TTL_SECONDS = 3600  # a miss falls back to the database, so this bounds memory only
 
+# Compare-and-set: keep a cached state whose token version is higher than the new one's
+# (the write comes from a request that read the account before a change).
+_PUT_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local version = tonumber(string.match(current, '^(%d+)|'))
+  if version and version > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+
 
 class RedisRevocationStore:
     def __init__(self, client: aioredis.Redis, *, prefix: str = "bastion:") -> None:
         self._redis = client
         self._prefix = prefix
+        self._put_if_newer = client.register_script(_PUT_IF_NEWER)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "bastion:") -> RedisRevocationStore:
@@ -45,7 +58,10 @@ class RedisRevocationStore:
 
     async def put_user_state(self, user_id: str, state: UserState) -> None:
         encoded = f"{state.token_version}|{state.role}|{int(state.is_active)}"
-        await self._redis.set(self._user_key(user_id), encoded, ex=_USER_STATE_TTL_SECONDS)
+        await self._put_if_newer(
+            keys=[self._user_key(user_id)],
+            args=[encoded, state.token_version, _USER_STATE_TTL_SECONDS],
+        )
 
     async def forget_user_state(self, user_id: str) -> None:
         await self._redis.delete(self._user_key(user_id))

@@ -135,8 +135,9 @@ class SQLAccountStore(_SQLStore):
             )
             if before.id in admins and not stays_admin and len(admins) <= 1:
                 raise LastAdminError("the last active admin cannot be demoted or disabled")
-            if change.revoke_sessions:
+            if change.revoke_sessions or (change.bump_token_version and values):
                 values["token_version"] = _accounts.c.token_version + 1
+            if change.revoke_sessions:
                 condition = [_sessions.c.user_id == account_id, _sessions.c.revoked_at.is_(None)]
                 if change.keep_session is not None:
                     condition.append(_sessions.c.id != change.keep_session)
@@ -158,7 +159,7 @@ class SQLAccountStore(_SQLStore):
             await _insert_events(conn, events(before, after))
         return after
 
-    async def resolve_id(self, email_key: str, *, reserve: bool) -> UUID | None:
+    async def resolve_id(self, email_key: str, *, reserve: bool) -> tuple[UUID, bool] | None:
         account = sa.select(_accounts.c.id, sa.literal(0).label("rank")).where(
             _accounts.c.email_key == email_key
         )
@@ -168,7 +169,8 @@ class SQLAccountStore(_SQLStore):
         query = sa.union_all(account, reserved).order_by("rank").limit(1)
         if not reserve:
             async with self._engine.connect() as conn:
-                return (await conn.execute(query)).scalar()
+                row = (await conn.execute(query)).first()
+            return (row.id, row.rank == 0) if row else None
         # The same work whatever the answer: an insert-if-absent, then the lookup, in one
         # transaction. A known and an unknown address cost alike, so timing does not
         # tell them apart (the account, when there is one, wins over the reservation).
@@ -179,7 +181,8 @@ class SQLAccountStore(_SQLStore):
                 .values(email_key=email_key, id=uuid.uuid4(), created_at=datetime.now(UTC))
                 .on_conflict_do_nothing(index_elements=["email_key"])
             )
-            return (await conn.execute(query)).scalar_one()  # type: ignore[no-any-return]
+            row = (await conn.execute(query)).one()
+        return row.id, row.rank == 0
 
     async def add(self, account: Account) -> None:
         try:
