@@ -28,6 +28,7 @@ async def member(client: httpx.AsyncClient, app: Any) -> dict[str, Any]:
 
 
 async def _stored(app: Any, event_type: str) -> list[Any]:
+    await app.state.security.events.drain()
     return list(await app.state.security.stores.events.query(EventQuery(event_type=event_type)))
 
 

@@ -151,6 +151,7 @@ async def transcript(
     finally:
         for logger in isolated:
             logger.removeHandler(caplog.handler)
+    await app.state.security.events.drain()  # denial events are written after the response
     stored = await app.state.security.stores.events.query(EventQuery(limit=100_000))
 
     output = capsys.readouterr()
