@@ -74,3 +74,10 @@ async def user(client: httpx.AsyncClient, app: Any, email: str, role: str = "mem
     pair["id"] = str(account.id)
     pair["email"] = email
     return pair
+
+
+async def refreshed_auth(client: httpx.AsyncClient, pair: dict[str, Any]) -> dict[str, str]:
+    """Rotate ``pair``'s refresh token; the Authorization header of the new access token."""
+    response = await client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}

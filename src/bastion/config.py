@@ -165,7 +165,8 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
                 f"{settings.password_profile!r} is below the OWASP floor (m=19456 KiB, t=2, p=1)",
             )
         )
-    holders = [r for r in ("viewer", "member") if Permission.ADMIN in settings.roles.permissions(r)]
+    roles = settings.roles
+    holders = [r for r in ("viewer", "member") if Permission.ADMIN in roles.permissions(r)]
     if holders:
         findings.append(
             Finding("BASTION_ROLE_PERMISSIONS", f"ADMIN granted to non-admin role {holders[0]!r}")

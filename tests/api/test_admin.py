@@ -14,7 +14,7 @@ import pytest
 
 from bastion.stores import EventQuery, UserState
 from bastion.testing import capture_events
-from tests.helpers import STRONG_PASSWORD, user
+from tests.helpers import STRONG_PASSWORD, refreshed_auth, user
 
 
 @pytest.fixture
@@ -107,12 +107,6 @@ async def test_role_change_is_stored_with_its_event(
     assert (event.extra["old_role"], event.extra["new_role"]) == ("member", "admin")
 
 
-async def _refreshed(client: httpx.AsyncClient, pair: dict[str, Any]) -> dict[str, str]:
-    response = await client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 async def test_a_role_change_ends_the_access_tokens_issued_for_the_old_role(
     client: httpx.AsyncClient, admin: dict[str, Any], member: dict[str, Any]
 ) -> None:
@@ -134,7 +128,7 @@ async def test_promoted_member_is_an_admin_after_a_refresh(
         f"/admin/users/{member['id']}", json={"role": "admin"}, headers=admin["auth"]
     )
 
-    response = await client.get("/admin/users", headers=await _refreshed(client, member))
+    response = await client.get("/admin/users", headers=await refreshed_auth(client, member))
 
     assert response.status_code == 200
 
@@ -147,7 +141,7 @@ async def test_demoted_admin_is_no_admin_after_a_refresh(
         f"/admin/users/{other['id']}", json={"role": "member"}, headers=admin["auth"]
     )
 
-    response = await client.get("/admin/users", headers=await _refreshed(client, other))
+    response = await client.get("/admin/users", headers=await refreshed_auth(client, other))
 
     assert response.status_code == 403
     assert response.json()["detail"] == "role 'member' lacks permission ADMIN"
@@ -169,7 +163,7 @@ async def test_a_login_racing_a_demotion_cannot_cache_the_old_role(
     )
 
     assert (await client.get("/admin/users", headers=other["auth"])).status_code == 401
-    response = await client.get("/admin/users", headers=await _refreshed(client, other))
+    response = await client.get("/admin/users", headers=await refreshed_auth(client, other))
     assert response.status_code == 403
 
 
@@ -247,7 +241,7 @@ async def test_an_admin_may_step_down_when_another_admin_remains(
     )
 
     assert response.status_code == 200
-    response = await client.get("/admin/users", headers=await _refreshed(client, admin))
+    response = await client.get("/admin/users", headers=await refreshed_auth(client, admin))
     assert response.status_code == 403
 
 
@@ -292,14 +286,20 @@ async def test_revoke_sessions_ends_every_session_of_the_user(
     assert (await client.get("/users/me", headers=admin["auth"])).status_code == 200
 
 
+async def _decision(
+    client: httpx.AsyncClient, admin: dict[str, Any], user_id: str, method: str, path: str
+) -> httpx.Response:
+    return await client.get(
+        "/admin/security/decision",
+        params={"user_id": user_id, "method": method, "path": path},
+        headers=admin["auth"],
+    )
+
+
 async def test_decision_explains_an_allow(
     client: httpx.AsyncClient, admin: dict[str, Any], member: dict[str, Any]
 ) -> None:
-    response = await client.get(
-        "/admin/security/decision",
-        params={"user_id": member["id"], "method": "POST", "path": "/tasks"},
-        headers=admin["auth"],
-    )
+    response = await _decision(client, admin, member["id"], "POST", "/tasks")
 
     assert response.status_code == 200
     assert response.json() == {
@@ -316,11 +316,7 @@ async def test_decision_explains_an_allow(
 async def test_decision_explains_a_deny(
     client: httpx.AsyncClient, admin: dict[str, Any], member: dict[str, Any]
 ) -> None:
-    response = await client.get(
-        "/admin/security/decision",
-        params={"user_id": member["id"], "method": "GET", "path": "/admin/users"},
-        headers=admin["auth"],
-    )
+    response = await _decision(client, admin, member["id"], "GET", "/admin/users")
 
     assert response.json()["status"] == "deny"
     assert response.json()["reason"] == "role 'member' lacks permission ADMIN"
@@ -335,11 +331,7 @@ async def test_decision_checks_the_object_as_the_route_would(
 
     answers = {}
     for method in ("GET", "DELETE"):
-        response = await client.get(
-            "/admin/security/decision",
-            params={"user_id": member["id"], "method": method, "path": f"/tasks/{task['id']}"},
-            headers=admin["auth"],
-        )
+        response = await _decision(client, admin, member["id"], method, f"/tasks/{task['id']}")
         answers[method] = response.json()
 
     assert answers["GET"]["status"] == "deny"
@@ -365,11 +357,7 @@ async def test_decision_for_a_request_no_route_takes(
     path: str,
     reason: str,
 ) -> None:
-    response = await client.get(
-        "/admin/security/decision",
-        params={"user_id": member["id"], "method": method, "path": path},
-        headers=admin["auth"],
-    )
+    response = await _decision(client, admin, member["id"], method, path)
 
     assert response.json()["status"] == "deny"
     assert response.json()["reason"] == reason
@@ -382,11 +370,7 @@ async def test_decision_for_a_disabled_user_is_deny(
         f"/admin/users/{member['id']}", json={"is_active": False}, headers=admin["auth"]
     )
 
-    response = await client.get(
-        "/admin/security/decision",
-        params={"user_id": member["id"], "method": "GET", "path": "/users/me"},
-        headers=admin["auth"],
-    )
+    response = await _decision(client, admin, member["id"], "GET", "/users/me")
 
     assert response.json()["status"] == "deny"
     assert response.json()["reason"] == "the account is disabled"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bastion.testing import capture_events
-from tests.helpers import user
+from tests.helpers import refreshed_auth, user
 
 ADMIN_ROUTES = [
     ("GET", "/admin/users", None),
@@ -189,8 +189,7 @@ async def test_a_demoted_members_old_token_cannot_create(
     )
 
     old_token = await client.post("/tasks", json={"title": "sneaky"}, headers=member["auth"])
-    refreshed = await client.post("/auth/refresh", json={"refresh_token": member["refresh_token"]})
-    new_auth = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    new_auth = await refreshed_auth(client, member)
     new_token = await client.post("/tasks", json={"title": "sneaky"}, headers=new_auth)
 
     assert old_token.status_code == 401

@@ -171,8 +171,7 @@ class EventLog:
 
     async def publish(self, event: SecurityEvent, *, stored: bool = False) -> None:
         """Hand ``event`` to every sink (but the durable ones when it is ``stored``)."""
-        for hook in _capture_hooks:
-            hook.append(event)
+        _capture(event)
         await self._write(event, skip_durable=stored)
 
     def emit_soon(
@@ -197,8 +196,7 @@ class EventLog:
             **extra,
         )
         if event is not None:
-            for hook in _capture_hooks:
-                hook.append(event)
+            _capture(event)
             task = asyncio.get_running_loop().create_task(self._write(event))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
@@ -243,3 +241,8 @@ class EventLog:
 
 def _clip(value: str | None, size: int) -> str | None:
     return value[:size] if value is not None else None
+
+
+def _capture(event: SecurityEvent) -> None:
+    for hook in _capture_hooks:
+        hook.append(event)

@@ -125,25 +125,19 @@ class Guard:
 
     def authenticated(self) -> Any:
         """Any signed-in, active account; the route acts on the caller's own data only."""
-        requirement = Requirement.authenticated()
+        return self._signed_in(Requirement.authenticated())
 
+    def require(self, *permissions: Permission) -> Any:
+        """The caller's current role must hold every permission in ``permissions``."""
+        return self._signed_in(Requirement.permission(*permissions))
+
+    def _signed_in(self, requirement: Requirement) -> Any:
         async def signed_in(request: Request, token: str | None = Depends(_bearer)) -> Principal:
             principal = await self._authenticate(request, token)
             await self.enforce(request, decide_route(requirement, principal.subject, self.roles))
             return principal
 
         return _declared(requirement, signed_in)
-
-    def require(self, *permissions: Permission) -> Any:
-        """The caller's current role must hold every permission in ``permissions``."""
-        requirement = Requirement.permission(*permissions)
-
-        async def permitted(request: Request, token: str | None = Depends(_bearer)) -> Principal:
-            principal = await self._authenticate(request, token)
-            await self.enforce(request, decide_route(requirement, principal.subject, self.roles))
-            return principal
-
-        return _declared(requirement, permitted)
 
     def require_object(self, rule: ObjectRule, resolver: ObjectResolver[Any]) -> Any:
         """The role must hold ``rule.permission`` and the caller's relation to the object
@@ -155,23 +149,32 @@ class Guard:
         ) -> Authorized[Any]:
             principal = await self._authenticate(request, token)
             subject = principal.subject
-            decision = decide_route(requirement, subject, self.roles)
-            if decision.allowed:
-                found = await resolver(subject, request.path_params)
-                decision = decide_object(
-                    rule,
-                    subject,
-                    self.roles,
-                    exists=found.exists,
-                    relation=found.relation,
-                    what=resolver.what,
-                )
-                await self.enforce(request, decision, quiet=not found.exists)
-                return Authorized(principal, found.resource, decision)
-            await self.enforce(request, decision)
-            raise AssertionError("unreachable: enforce raised")  # pragma: no cover
+            await self.enforce(request, decide_route(requirement, subject, self.roles))
+            decision, found = await self._decide_object(
+                rule, resolver, subject, request.path_params
+            )
+            await self.enforce(request, decision, quiet=not found.exists)
+            return Authorized(principal, found.resource, decision)
 
         return _declared(requirement, object_permitted)
+
+    async def _decide_object(
+        self,
+        rule: ObjectRule,
+        resolver: ObjectResolver[Any],
+        subject: Subject,
+        path_params: Mapping[str, Any],
+    ) -> tuple[Decision, Resolved[Any]]:
+        found = await resolver(subject, path_params)
+        decision = decide_object(
+            rule,
+            subject,
+            self.roles,
+            exists=found.exists,
+            relation=found.relation,
+            what=resolver.what,
+        )
+        return decision, found
 
     # -- enforcement -------------------------------------------------------------------
 
@@ -253,13 +256,7 @@ class Guard:
         if requirement is None or not decision.allowed or requirement.kind == "public":
             return decision
         if requirement.rule is not None and requirement.resolver is not None:
-            found = await requirement.resolver(subject, params)
-            decision = decide_object(
-                requirement.rule,
-                subject,
-                self.roles,
-                exists=found.exists,
-                relation=found.relation,
-                what=requirement.resolver.what,
+            decision, _ = await self._decide_object(
+                requirement.rule, requirement.resolver, subject, params
             )
         return decision

@@ -78,6 +78,8 @@ class LogoutIn(_In):
 
 
 class TokenPairOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from a TokenPair
+
     access_token: str
     token_type: str = "bearer"  # noqa: S105  (a token type, not a secret)
     expires_in: int
@@ -86,6 +88,8 @@ class TokenPairOut(BaseModel):
 
 
 class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from a stored Account
+
     id: UUID
     email: str
     display_name: str | None
@@ -103,6 +107,8 @@ Role = Literal["viewer", "member", "admin"]
 
 
 class AdminUserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from a stored Account
+
     id: UUID
     email: str
     display_name: str | None

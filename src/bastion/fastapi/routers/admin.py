@@ -15,7 +15,6 @@ from bastion.cursors import InvalidCursorError, decode_cursor, encode_cursor
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.problems import validation_problem
 from bastion.fastapi.schemas import AdminUserList, AdminUserOut, AdminUserPatch, DecisionOut
-from bastion.stores import Account
 
 __all__ = ["admin_router"]
 
@@ -24,20 +23,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "The caller's role lacks ADMIN"},
     422: {"description": "Validation error"},
 }
-
-
-def _out(account: Account) -> AdminUserOut:
-    return AdminUserOut(
-        id=account.id,
-        email=account.email,
-        display_name=account.display_name,
-        role=account.role,
-        is_active=account.is_active,
-        email_verified=account.email_verified,
-        mfa_enabled=account.mfa_enabled,
-        created_at=account.created_at,
-        updated_at=account.updated_at,
-    )
 
 
 def admin_router(guard: Guard) -> APIRouter:
@@ -66,7 +51,7 @@ def admin_router(guard: Guard) -> APIRouter:
         page = accounts[:limit]
         more = len(accounts) > limit
         return AdminUserList(
-            items=[_out(a) for a in page],
+            items=[AdminUserOut.model_validate(a) for a in page],
             next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
         )
 
@@ -89,7 +74,7 @@ def admin_router(guard: Guard) -> APIRouter:
             is_active=body.is_active,
             context=guard.context(request),
         )
-        return _out(account)
+        return AdminUserOut.model_validate(account)
 
     @router.post(
         "/users/{user_id}/revoke-sessions",

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Form, Request, Response, status
 
-from bastion.accounts import InvalidEmailError, Principal, TokenPair
+from bastion.accounts import InvalidEmailError, Principal
 from bastion.errors import InvalidCredentialsError
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.problems import validation_problem
@@ -28,16 +28,6 @@ _CREDENTIAL_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Validation error"},
     503: {"description": "The password-hashing pool is saturated"},
 }
-
-
-def _out(pair: TokenPair) -> TokenPairOut:
-    return TokenPairOut(
-        access_token=pair.access_token,
-        token_type=pair.token_type,
-        expires_in=pair.expires_in,
-        refresh_token=pair.refresh_token,
-        refresh_expires_in=pair.refresh_expires_in,
-    )
 
 
 def auth_router(guard: Guard) -> APIRouter:
@@ -76,7 +66,7 @@ def auth_router(guard: Guard) -> APIRouter:
             context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
         )
-        return _out(pair)
+        return TokenPairOut.model_validate(pair)
 
     @router.post(
         "/login",
@@ -118,7 +108,7 @@ def auth_router(guard: Guard) -> APIRouter:
             context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
         )
-        return _out(pair)
+        return TokenPairOut.model_validate(pair)
 
     @router.post(
         "/logout",

@@ -11,21 +11,8 @@ from bastion.accounts import Principal
 from bastion.errors import InvalidTokenError
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.schemas import UserOut, UserPatch
-from bastion.stores import Account
 
 __all__ = ["users_router"]
-
-
-def _user_out(account: Account) -> UserOut:
-    return UserOut(
-        id=account.id,
-        email=account.email,
-        display_name=account.display_name,
-        role=account.role,
-        email_verified=account.email_verified,
-        mfa_enabled=account.mfa_enabled,
-        created_at=account.created_at,
-    )
 
 
 def users_router(guard: Guard) -> APIRouter:
@@ -38,7 +25,7 @@ def users_router(guard: Guard) -> APIRouter:
         account = await guard.service.get_account(principal.user_id)
         if account is None:
             raise InvalidTokenError("unknown subject")
-        return _user_out(account)
+        return UserOut.model_validate(account)
 
     @router.patch(
         "/me",
@@ -50,6 +37,6 @@ def users_router(guard: Guard) -> APIRouter:
         account = await guard.service.update_profile(
             principal.user_id, display_name=body.display_name
         )
-        return _user_out(account)
+        return UserOut.model_validate(account)
 
     return router
