@@ -123,6 +123,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "data_dir": tmp_path / "var",
         "password_profile": "test-only-insecure",
         "log_events_to_stdout": True,
+        # Off unless a test is about them: other tests send more than a person would.
+        "rate_limit_enabled": False,
+        "login_defence_enabled": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

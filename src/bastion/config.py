@@ -19,8 +19,24 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bastion.authz import DEFAULT_GRANTS, Permission, RolePermissions
 from bastion.errors import ConfigurationError
 from bastion.passwords import PROFILES, Argon2Profile, is_below_owasp_floor
+from bastion.throttle import Policy
 
-__all__ = ["Finding", "Settings", "check_settings"]
+__all__ = ["DEFAULT_POLICIES", "Finding", "Settings", "check_settings"]
+
+# Per route class, per client (API.md "Rate limiting"): reads/writes/deletes per user when
+# signed in, else per IP; "ip" is every request of one IP; the credential routes per IP,
+# and "login" per account (or device cookie) on top.
+DEFAULT_POLICIES: dict[str, str] = {
+    "ip": "300/minute",
+    "reads": "100/minute",
+    "writes": "10/minute",
+    "deletes": "10/minute",
+    "login": "5/minute",
+    "login-ip": "20/minute",
+    "register": "5/minute",
+    "refresh": "30/minute",
+    "password-reset": "5/hour",
+}
 
 _SECRET_MIN_BYTES = 32  # RFC 7518 §3.2: an HS256 key is at least the hash output size.
 
@@ -70,8 +86,35 @@ class Settings(BaseSettings):
         default_factory=lambda: {role: sorted(p) for role, p in DEFAULT_GRANTS.items()}
     )
 
+    # Rate limits (API.md "Rate limiting"; docs/rate-limits.md). Policies in the ``limits``
+    # notation, as JSON, merged over the defaults: {"reads": "200/minute"}.
+    rate_limit_enabled: bool = True
+    rate_limits: dict[str, str] = Field(default_factory=dict)
+    rate_limit_storage_url: SecretStr | None = None  # a ``limits`` URL: Cluster, Sentinel
+    rate_limit_on_store_failure: Literal["fallback", "fail-closed"] = "fallback"
+    rate_limit_block_after: int = Field(default=10, ge=0)
+    rate_limit_block_seconds: int = Field(default=60, ge=1)
+    rate_limit_block_max_seconds: int = Field(default=3600, ge=1)
+
+    # Login brute-force defence (docs/rate-limits.md)
+    login_defence_enabled: bool = True
+    login_delay_after: int = Field(default=5, ge=1)
+    login_delay_seconds: int = Field(default=30, ge=1)
+    login_delay_max_seconds: int = Field(default=900, ge=1)
+    login_challenge_after: int = Field(default=10, ge=1)
+    login_challenge_difficulty: int = Field(default=100_000, ge=1)
+    login_lock_after: int = Field(default=100, ge=1, le=100)
+    login_failure_reset_seconds: int = Field(default=43_200, ge=60)
+    login_stuffing_accounts: int = Field(default=10, ge=2)
+    login_stuffing_window_seconds: int = Field(default=600, ge=10)
+    login_stuffing_block_seconds: int = Field(default=900, ge=1)
+
     # Requests
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=256)
+    max_json_items: int = Field(default=1000, ge=10)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
     docs_enabled: bool = True
     log_events_to_stdout: bool = True
 
@@ -86,6 +129,18 @@ class Settings(BaseSettings):
         for item in value:
             ipaddress.ip_network(item, strict=False)  # raises ValueError, naming the value
         return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _policies(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            Policy.parse(name, text)  # raises ValueError naming the policy
+        return value
+
+    @property
+    def policies(self) -> dict[str, Policy]:
+        texts = {**DEFAULT_POLICIES, **self.rate_limits}
+        return {name: Policy.parse(name, text) for name, text in texts.items()}
 
     @field_validator("role_permissions")
     @classmethod
@@ -170,6 +225,12 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
     if holders:
         findings.append(
             Finding("BASTION_ROLE_PERMISSIONS", f"ADMIN granted to non-admin role {holders[0]!r}")
+        )
+    if not settings.rate_limit_enabled:
+        findings.append(Finding("BASTION_RATE_LIMIT_ENABLED", "rate limits must be on"))
+    if not settings.login_defence_enabled:
+        findings.append(
+            Finding("BASTION_LOGIN_DEFENCE_ENABLED", "the login brute-force defence must be on")
         )
     if settings.database_url.startswith("sqlite"):
         findings.append(

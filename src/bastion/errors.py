@@ -14,7 +14,9 @@ Every error carries a stable ``code`` (the slug of its RFC 9457 problem type,
     ├── ConflictError                 conflict              409
     │   └── LastAdminError            last-admin            409
     ├── PasswordPolicyError           weak-password         422
-    └── ServiceBusyError              service-busy          503
+    ├── RateLimitedError              quota-exceeded        429
+    ├── ServiceBusyError              service-busy          503
+    └── ServiceUnavailableError       service-unavailable   503
 
 Inside the core, errors are precise (``InvalidTokenError("expired")``); at the HTTP
 edge every credential failure becomes one opaque response (OWASP Authentication
@@ -35,7 +37,9 @@ __all__ = [
     "NotFoundError",
     "PasswordPolicyError",
     "PermissionDeniedError",
+    "RateLimitedError",
     "ServiceBusyError",
+    "ServiceUnavailableError",
     "TokenReuseError",
 ]
 
@@ -70,7 +74,16 @@ class AuthenticationError(BastionError):
 
 
 class InvalidCredentialsError(AuthenticationError):
-    """Unknown account, wrong password, disabled or locked account: all look alike."""
+    """Unknown account, wrong password, disabled or locked account: all look alike.
+
+    ``retry_after`` (seconds) is set when the login defence makes this caller wait;
+    ``challenge`` is a proof-of-work challenge to solve before the next attempt.
+    """
+
+    def __init__(self, reason: str = "", *, retry_after: int = 0, challenge: object = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.challenge = challenge
 
 
 class InvalidTokenError(AuthenticationError):
@@ -134,9 +147,30 @@ class PasswordPolicyError(BastionError):
         self.reasons = reasons
 
 
+class RateLimitedError(BastionError):
+    """A rate limit refused the request; ``verdict`` (a ``bastion.throttle.Verdict``) says
+    which policies and for how long."""
+
+    code = "quota-exceeded"
+    title = "Too many requests"
+    status = 429
+
+    def __init__(self, reason: str = "", *, verdict: object = None) -> None:
+        super().__init__(reason)
+        self.verdict = verdict
+
+
 class ServiceBusyError(BastionError):
     """A bounded resource (the hashing pool) is saturated; try again shortly."""
 
     code = "service-busy"
     title = "Service busy"
+    status = 503
+
+
+class ServiceUnavailableError(BastionError):
+    """A store the request depends on (Redis) does not answer: fail closed."""
+
+    code = "service-unavailable"
+    title = "Service unavailable"
     status = 503

@@ -5,18 +5,54 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-__all__ = ["TrustedProxies"]
+__all__ = ["TrustedProxies", "forwarded_for", "rate_partition"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def forwarded_for(header: str) -> list[str]:
+    """The ``for=`` nodes of an RFC 7239 ``Forwarded`` header, in order, unquoted and
+    without ports (``"[2001:db8::1]:4711"`` → ``2001:db8::1``); an element without
+    ``for=`` gives ``""``, which no address matches."""
+    nodes = []
+    for element in header.split(","):
+        node = ""
+        for pair in element.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name.strip().lower() == "for":
+                node = value.strip().strip('"')
+        if node.startswith("["):
+            node = node[1 : node.find("]")] if "]" in node else ""
+        elif node.count(":") == 1:
+            node = node.split(":")[0]  # IPv4 with a port
+        nodes.append(node)
+    return nodes
+
+
+def rate_partition(ip: str | None) -> str:
+    """The rate-limit key of an address: IPv6 by its /64, since one host holds a whole
+    /64 and would otherwise get 2^64 quotas."""
+    if not ip:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 class TrustedProxies:
     """Decide the client IP of a request (ASVS 4.1.3; OWASP API8 "uniform processing").
 
     The socket peer is the client unless it is one of the configured proxy networks;
-    then the right-most address of ``X-Forwarded-For`` that is not itself a trusted
-    proxy is. Everything left of it was written by the client and is not believed, so
-    a spoofed header from an untrusted peer changes nothing.
+    then the right-most address of ``Forwarded`` (RFC 7239), or else of
+    ``X-Forwarded-For``, that is not itself a trusted proxy is. Everything left of it
+    was written by the client and is not believed, so a spoofed header from an untrusted
+    peer changes nothing.
     """
 
     def __init__(self, networks: Sequence[str] = ()) -> None:
@@ -29,14 +65,22 @@ class TrustedProxies:
             return False
         return any(ip in network for network in self._networks)
 
-    def client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
-        if not self._networks or peer is None or not self._trusted(peer) or not forwarded_for:
+    def client_ip(
+        self, peer: str | None, x_forwarded_for: str | None, forwarded: str | None = None
+    ) -> str | None:
+        if not self._networks or peer is None or not self._trusted(peer):
             return peer
-        for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if forwarded:
+            hops = forwarded_for(forwarded)
+        elif x_forwarded_for:
+            hops = [h.strip().strip("[]") for h in x_forwarded_for.split(",")]
+        else:
+            return peer
+        for hop in reversed(hops):
             try:
-                address = str(ipaddress.ip_address(hop.strip("[]")))
+                address = str(ipaddress.ip_address(hop))
             except ValueError:
-                return peer  # a malformed hop: stop believing the header
+                return peer  # a malformed or obfuscated hop: stop believing the header
             if not self._trusted(address):
                 return address
         return peer

@@ -17,6 +17,21 @@ from bastion.config import Finding, Settings, check_settings
 from bastion.events import EventLog, EventSink, JSONLinesSink, StoreSink
 from bastion.passwords import PasswordHasher, PasswordPolicy
 from bastion.stores import Stores, open_stores
+from bastion.stores.redis import RedisRevocationStore
+from bastion.throttle import (
+    AttemptStore,
+    Escalation,
+    Limiter,
+    LimitsLimiter,
+    LoginDefence,
+    LoginRules,
+    MemoryAttemptStore,
+    MemoryLimiter,
+    Policy,
+    RedisAttemptStore,
+    RedisLimiter,
+    ResilientLimiter,
+)
 from bastion.tokens import AccessTokens, KeySet, ensure_key_file, load_key_file
 
 __all__ = ["Security", "load_keys", "open_security"]
@@ -34,11 +49,17 @@ class Security:
     policy: PasswordPolicy
     events: EventLog
     accounts: AccountService
+    limiter: Limiter
+    policies: dict[str, Policy]
+    login_defence: LoginDefence | None
     findings: list[Finding] = field(default_factory=list)
 
     async def aclose(self) -> None:
         await self.events.drain()
         self.hasher.close()
+        await self.limiter.aclose()
+        if self.login_defence is not None:
+            await self.login_defence.aclose()
         await self.stores.aclose()
 
 
@@ -87,6 +108,29 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
     if settings.log_events_to_stdout:
         sinks.insert(0, JSONLinesSink())
     events = EventLog(sinks, clock=clock)
+    limiter, attempts = _open_limits(settings, stores, events, clock)
+    policies = settings.policies
+    defence = None
+    if settings.login_defence_enabled:
+        defence = LoginDefence(
+            attempts,
+            limiter,
+            keys.derive_secret("bastion login defence"),
+            rules=LoginRules(
+                delay_after=settings.login_delay_after,
+                delay_base=settings.login_delay_seconds,
+                delay_cap=settings.login_delay_max_seconds,
+                challenge_after=settings.login_challenge_after,
+                challenge_difficulty=settings.login_challenge_difficulty,
+                lock_after=settings.login_lock_after,
+                failure_reset=settings.login_failure_reset_seconds,
+                stuffing_accounts=settings.login_stuffing_accounts,
+                stuffing_window=settings.login_stuffing_window_seconds,
+                stuffing_block=settings.login_stuffing_block_seconds,
+            ),
+            account_policy=policies["login"],
+            clock=clock,
+        )
     accounts = AccountService(
         stores,
         hasher=hasher,
@@ -96,7 +140,57 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         clock=clock,
         refresh_idle_ttl=timedelta(seconds=settings.refresh_idle_ttl_seconds),
         refresh_absolute_ttl=timedelta(seconds=settings.refresh_absolute_ttl_seconds),
+        defence=defence,
     )
     return Security(
-        settings, stores, keys, access_tokens, hasher, policy, events, accounts, findings
+        settings,
+        stores,
+        keys,
+        access_tokens,
+        hasher,
+        policy,
+        events,
+        accounts,
+        limiter,
+        policies,
+        defence,
+        findings,
     )
+
+
+def _open_limits(
+    settings: Settings, stores: Stores, events: EventLog, clock: Clock
+) -> tuple[Limiter, AttemptStore]:
+    """The limiter and the login-failure store: in process, or shared through Redis (the
+    revocation store's connection pool), or through a ``limits`` storage URL."""
+    escalation = Escalation(
+        after=settings.rate_limit_block_after,
+        base=settings.rate_limit_block_seconds,
+        cap=settings.rate_limit_block_max_seconds,
+    )
+    local = MemoryLimiter(escalation, clock=clock)
+    revocation = stores.revocation
+    client = revocation.client if isinstance(revocation, RedisRevocationStore) else None
+    prefix = settings.redis_key_prefix
+    primary: Limiter | None = None
+    if settings.rate_limit_storage_url is not None:
+        url = settings.rate_limit_storage_url.get_secret_value()
+        primary = LimitsLimiter(url, prefix=prefix, escalation=escalation)
+    elif client is not None:
+        primary = RedisLimiter(client, prefix=prefix, escalation=escalation)
+    attempts: AttemptStore = (
+        RedisAttemptStore(client, prefix=prefix) if client else MemoryAttemptStore(clock=clock)
+    )
+    if primary is None:
+        return local, attempts
+
+    def changed(down: bool, reason: str) -> None:
+        if down:
+            events.emit_soon(
+                "rate_limit_store_down",
+                details="the shared rate-limit store does not answer; limiting per process",
+            )
+        else:
+            events.emit_soon("rate_limit_store_recovered", details="shared rate limits again")
+
+    return ResilientLimiter(primary, local, on_change=changed), attempts

@@ -16,6 +16,7 @@ from bastion.config import Settings
 from bastion.fastapi import (
     BodyLimitMiddleware,
     Guard,
+    RateLimitMiddleware,
     RequestContextMiddleware,
     admin_router,
     auth_router,
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.guard = guard
     install_problem_handlers(app)
 
-    app.include_router(auth_router(guard))
+    app.include_router(auth_router(guard, secure_cookies=settings.cookie_secure))
     app.include_router(jwks_router(guard, security.keys))
     app.include_router(users_router(guard))
     app.include_router(tasks_router(guard, TaskService(engine, clock=clock)))
@@ -85,6 +86,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     _add_operations(app, guard, security)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=security.limiter,
+            policies=security.policies,
+            proxies=guard.proxies,
+            events=security.events,
+            verify_token=security.access_tokens.verify,
+            fail_closed=settings.rate_limit_on_store_failure == "fail-closed",
+        )
     app.add_middleware(
         RequestContextMiddleware,
         docs_paths=("/docs", "/redoc") if docs else (),

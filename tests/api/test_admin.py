@@ -66,6 +66,7 @@ async def test_list_users_shows_no_secret(client: httpx.AsyncClient, admin: dict
         "is_active",
         "email_verified",
         "mfa_enabled",
+        "locked_at",
         "created_at",
         "updated_at",
     }

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -23,6 +25,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 from bastion.fastapi import route_table
+from bastion.stores import AccountChange
 from tests.helpers import STRONG_PASSWORD, user
 
 ACTORS = ["anonymous", "viewer", "owner", "reader", "editor", "stranger", "admin"]
@@ -30,7 +33,7 @@ TITLE = "T: the matrix task"
 
 # Each table with the columns a call may change, as compared before and after a call.
 _SNAPSHOT = {
-    "accounts": "id, role, is_active, token_version, display_name",
+    "accounts": "id, role, is_active, token_version, display_name, locked_at",
     "tasks": "id, owner_id, title, status, description, tags, updated_at",
     "task_shares": "task_id, user_id, permission",
     "auth_sessions": "id, user_id, revoked_at",
@@ -145,6 +148,13 @@ def _stranger_signed_out(world: World, actor: str, before: Snapshot, after: Snap
     assert _rows(after, "auth_sessions", user_id=world.id("stranger"), revoked_at="None") == []
 
 
+def _locked_unlocked(world: World, actor: str, before: Snapshot, after: Snapshot) -> None:
+    [row] = _rows(after, "accounts", id=world.id("locked"))
+    assert row[5] == "None"
+    [was] = _rows(before, "accounts", id=world.id("locked"))
+    assert was[5] != "None"
+
+
 def _display_name_set(world: World, actor: str, before: Snapshot, after: Snapshot) -> None:
     [row] = _rows(after, "accounts", id=world.id(actor))
     assert row[4] == f"{actor} renamed"
@@ -163,7 +173,9 @@ def plain(path: str, **kwargs: Any) -> Build:
     def build(world: World, actor: str) -> tuple[str, dict[str, Any]]:
         concrete = path.format(
             task_id=world.task_id,
-            user_id=world.id("reader") if "shares" in path else world.id("stranger"),
+            user_id=world.id(
+                "reader" if "shares" in path else "locked" if "unlock" in path else "stranger"
+            ),
         )
         return concrete, {
             key: (value(world, actor) if callable(value) else value)
@@ -311,6 +323,11 @@ MATRIX: dict[tuple[str, str], Entry] = {
         plain("/admin/users/{user_id}/revoke-sessions"),
         changes("accounts", "auth_sessions", check=_stranger_signed_out),
     ),
+    ("POST", "/admin/users/{user_id}/unlock"): Entry(
+        {**ADMIN_ONLY, "admin": 204},
+        plain("/admin/users/{user_id}/unlock"),
+        changes("accounts", check=_locked_unlocked),
+    ),
     ("GET", "/admin/security/decision"): Entry(
         ADMIN_ONLY, plain("/admin/security/decision", params=_decision_query)
     ),
@@ -336,6 +353,14 @@ async def world(client: httpx.AsyncClient, app: Any) -> World:
             headers=owner,
         )
         assert shared.status_code == 201, shared.text
+    # An account locked after failed logins: unlocking it is a change to see.
+    built.users["locked"] = await user(client, app, "locked@example.com", "member")
+    await app.state.security.stores.accounts.change(
+        UUID(built.id("locked")),
+        AccountChange(locked=True, bump_token_version=False),
+        now=datetime.now(UTC),
+        events=lambda before, after: [],
+    )
     return built
 
 

@@ -7,10 +7,12 @@ turns them all into one opaque answer (STYLE principle 7).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from bastion.accounts._emails import normalize_email
 from bastion.authz import ROLE_ORDER, Subject
@@ -19,17 +21,22 @@ from bastion.errors import (
     ConflictError,
     InvalidCredentialsError,
     InvalidTokenError,
+    NotFoundError,
+    RateLimitedError,
+    ServiceUnavailableError,
     TokenReuseError,
 )
 from bastion.events import EventLog, RequestContext
 from bastion.passwords import PasswordHasher, PasswordPolicy
 from bastion.stores import Account, AccountChange, AuthSession, SecurityEvent, Stores, UserState
+from bastion.throttle import LoginDefence, LoginGate, StoreUnavailableError, Verdict
 from bastion.tokens import AccessClaims, AccessTokens
 from bastion.tokens.refresh import new_refresh_token, refresh_digest
 
 __all__ = ["AccountService", "Principal", "TokenPair"]
 
 ROLES = ROLE_ORDER
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class TokenPair:
     refresh_token: str
     refresh_expires_in: int
     token_type: str = "bearer"  # noqa: S105  (a token type, not a secret)
+    device_token: str | None = None  # the login defence's device cookie, for a login
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,10 @@ class AccountService:
         clock: Clock | None = None,
         refresh_idle_ttl: timedelta = timedelta(days=14),
         refresh_absolute_ttl: timedelta = timedelta(days=30),
+        defence: LoginDefence | None = None,
     ) -> None:
         self._stores = stores
+        self._defence = defence
         self._hasher = hasher
         self._policy = policy
         self._access = access_tokens
@@ -135,21 +145,46 @@ class AccountService:
         return account
 
     async def login(
-        self, email: str, password: str, *, context: RequestContext, user_agent: str | None
+        self,
+        email: str,
+        password: str,
+        *,
+        context: RequestContext,
+        user_agent: str | None,
+        device_cookie: str | None = None,
+        solution: str | None = None,
     ) -> TokenPair:
         """Check the credentials and open a session.
 
+        With the login defence on, the attempt first passes it (per-account limit,
+        stuffing block, delays, challenge, lock; see :mod:`bastion.throttle._login`);
+        ``device_cookie`` is the caller's device cookie, ``solution`` its solved challenge.
+
         Raises:
-            InvalidCredentialsError: unknown email, wrong password, disabled account.
+            InvalidCredentialsError: unknown email, wrong password, disabled or locked
+                account, or an attempt the defence holds back (with ``retry_after`` or
+                ``challenge``).
+            RateLimitedError: the per-account limit, or the IP's stuffing block.
             ServiceBusyError: the hashing pool is saturated.
+            ServiceUnavailableError: the shared login-defence store does not answer.
         """
         try:
             _, key = normalize_email(email)
         except ValueError:
             key = None
+        defence = self._defence
+        gate: LoginGate | None = None
+        ip = context.ip_address or "unknown"
+        account_key = defence.account_key(key or email.strip().lower()[:320]) if defence else ""
+        if defence is not None:
+            gate = await self._guard_login(
+                defence, account_key, ip, context, device_cookie, solution
+            )
         account = await self._stores.accounts.get_by_email(key) if key else None
-        # An unknown email verifies against a dummy hash: same cost as a wrong password.
+        # An unknown email verifies against a dummy hash: same cost as a wrong password;
+        # a locked account checks its password too, so its answer takes as long.
         ok = await self._hasher.verify(account.password_hash if account else None, password)
+        locked = account is not None and account.locked_at is not None
         reason = (
             "unknown account"
             if account is None
@@ -157,25 +192,160 @@ class AccountService:
             if not ok
             else "account disabled"
             if not account.is_active
+            else "account locked"
+            if locked and not (gate and gate.trusted)
             else ""
         )
         if reason or account is None:
+            retry_after = 0
+            if defence is not None and gate is not None and not ok:
+                retry_after = await self._login_failed(
+                    defence, account_key, ip, gate, account, context
+                )
             await self._events.emit(
                 "auth_failure",
                 context=context,
                 user_id=str(account.id) if account else None,
                 details=reason,
             )
-            raise InvalidCredentialsError(reason)
+            raise InvalidCredentialsError(reason, retry_after=retry_after)
         if account.password_hash and self._hasher.needs_rehash(account.password_hash):
             # Upgrade on successful login (STYLE principle 9): new profile, or legacy bcrypt.
             new_hash = await self._hasher.hash(password)
             account = (
                 await self._stores.accounts.update(account.id, password_hash=new_hash) or account
             )
+        device_token = None
+        if defence is not None and gate is not None:
+            await self._unavailable_is_closed(defence.succeeded(account_key, ip, gate), context)
+            device_token = defence.issue_device(account_key)
         pair = await self._open_session(account, context=context, user_agent=user_agent)
         await self._events.emit("auth_success", context=context, user_id=str(account.id))
-        return pair
+        return dataclasses.replace(pair, device_token=device_token)
+
+    async def _unavailable_is_closed(self, call: Awaitable[T], context: RequestContext) -> T:
+        """Await a login-defence call; a store that does not answer refuses the login."""
+        try:
+            return await call
+        except StoreUnavailableError as exc:
+            await self._events.emit(
+                "rate_limit_unavailable",
+                context=context,
+                details="login refused: the login-defence store does not answer",
+            )
+            raise ServiceUnavailableError("login defence store unavailable") from exc
+
+    async def _guard_login(
+        self,
+        defence: LoginDefence,
+        account_key: str,
+        ip: str,
+        context: RequestContext,
+        device_cookie: str | None,
+        solution: str | None,
+    ) -> LoginGate:
+        gate = await self._unavailable_is_closed(
+            defence.before(account_key, ip, device_cookie=device_cookie, solution=solution),
+            context,
+        )
+        if gate.refusal == "rate" and gate.verdict is not None:
+            await self._events.emit(
+                "rate_limit_exceeded",
+                context=context,
+                details="rate limit login (per account) exceeded",
+                violated_policies=list(gate.verdict.violated),
+                retry_after=gate.retry_after,
+            )
+            raise RateLimitedError("login rate limit", verdict=gate.verdict)
+        if gate.refusal == "stuffing":
+            await self._events.emit(
+                "auth_failure",
+                context=context,
+                details=f"login refused: credential-stuffing block ({gate.retry_after} s)",
+            )
+            verdict = Verdict(False, (), gate.retry_after, ("credential-stuffing",))
+            raise RateLimitedError("credential-stuffing block", verdict=verdict)
+        if gate.refusal == "delayed":
+            await self._events.emit(
+                "auth_failure",
+                context=context,
+                details=f"login delayed after repeated failures ({gate.retry_after} s)",
+            )
+            raise InvalidCredentialsError("login delayed", retry_after=gate.retry_after)
+        if gate.refusal == "challenge":
+            await self._events.emit(
+                "auth_failure",
+                context=context,
+                details="login needs a proof-of-work challenge after repeated failures",
+            )
+            raise InvalidCredentialsError("challenge required", challenge=gate.challenge)
+        return gate
+
+    async def _login_failed(
+        self,
+        defence: LoginDefence,
+        account_key: str,
+        ip: str,
+        gate: LoginGate,
+        account: Account | None,
+        context: RequestContext,
+    ) -> int:
+        """Count a failed password; lock the account at the threshold; flag stuffing."""
+        outcome = await self._unavailable_is_closed(defence.failed(account_key, ip, gate), context)
+        if outcome.stuffing_blocked:
+            await self._events.emit(
+                "suspicious_activity",
+                context=context,
+                details=(
+                    f"credential stuffing: failed logins on {outcome.stuffing_accounts} "
+                    "accounts from one IP; its logins are blocked"
+                ),
+            )
+        if outcome.lock and account is not None and account.locked_at is None:
+            failures = outcome.account_failures
+            await self._apply(
+                account.id,
+                AccountChange(locked=True, bump_token_version=False, reason="failed logins"),
+                lambda before, after: [
+                    self._events.build(
+                        "account_locked",
+                        context=context,
+                        user_id=str(after.id),
+                        details=f"{failures} consecutive failed logins; locked until unlocked",
+                    )
+                ],
+            )
+        return outcome.retry_after
+
+    async def unlock(
+        self, actor: Principal, user_id: uuid.UUID, *, context: RequestContext
+    ) -> None:
+        """An admin ends a lock after failed logins and forgets the account's failures.
+
+        Raises:
+            NotFoundError: no such account.
+        """
+        account = await self._stores.accounts.get(user_id)
+        if account is None:
+            raise NotFoundError("no such account")
+        if self._defence is not None:
+            await self._unavailable_is_closed(
+                self._defence.unlock(self._defence.account_key(account.email_key)), context
+            )
+        await self._apply(
+            user_id,
+            AccountChange(locked=False, bump_token_version=False, reason="unlocked"),
+            lambda before, after: [
+                self._events.build(
+                    "account_unlocked",
+                    context=context,
+                    user_id=str(after.id),
+                    details="unlocked by an admin",
+                    actor_id=str(actor.user_id),
+                    was_locked=before.locked_at is not None,
+                )
+            ],
+        )
 
     async def _open_session(
         self, account: Account, *, context: RequestContext, user_agent: str | None
@@ -256,7 +426,9 @@ class AccountService:
         await self._events.emit("token_refreshed", context=context, user_id=str(account.id))
         return self._pair(account, session, new_token, now)
 
-    async def authenticate(self, access_token: str) -> Principal:
+    async def authenticate(
+        self, access_token: str, *, verified: AccessClaims | None = None
+    ) -> Principal:
         """Verify an access token and check it against the revocation state.
 
         One revocation-store round trip: the token's ``jti`` and session, and the user's
@@ -264,8 +436,11 @@ class AccountService:
 
         Raises:
             InvalidTokenError: forged, expired, revoked, or the account is disabled.
+
+        ``verified`` are the claims of ``access_token`` when its signature and times were
+        checked already in this request (by the rate limiter); never from elsewhere.
         """
-        claims = self._access.verify(access_token)
+        claims = verified if verified is not None else self._access.verify(access_token)
         state, revoked = await self._stores.revocation.check(
             claims.sub, (claims.jti, f"sid:{claims.sid}")
         )

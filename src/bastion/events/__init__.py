@@ -55,6 +55,9 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "sessions_revoked": "medium",
     "account_locked": "high",
     "account_unlocked": "medium",
+    "rate_limit_unavailable": "high",
+    "rate_limit_store_down": "high",
+    "rate_limit_store_recovered": "medium",
 }
 
 # Hooks that tests install through bastion.testing.capture_events().
@@ -126,11 +129,16 @@ class EventLog:
         *,
         processors: Sequence[Processor] = (),
         clock: Clock | None = None,
+        max_pending: int = 10_000,
     ) -> None:
+        """``max_pending`` bounds the writes :meth:`emit_soon` may have in flight; past
+        it, events still reach the capture hooks and are counted in ``dropped``."""
         self._sinks = list(sinks)
         self._processors: list[Processor] = [redact_event, *processors]
         self._clock = clock or SystemClock()
         self._pending: set[asyncio.Task[None]] = set()
+        self._max_pending = max_pending
+        self.dropped = 0
 
     def build(
         self,
@@ -197,6 +205,10 @@ class EventLog:
         )
         if event is not None:
             _capture(event)
+            if len(self._pending) >= self._max_pending:
+                self.dropped += 1
+                _logger.error("security event dropped, %d writes pending", len(self._pending))
+                return event
             task = asyncio.get_running_loop().create_task(self._write(event))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)

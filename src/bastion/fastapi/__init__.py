@@ -1,7 +1,11 @@
 """The thin FastAPI layer over the security core: the only package that imports FastAPI."""
 
 from bastion.fastapi.dependencies import Authorized, Guard, ObjectResolver, Resolved
-from bastion.fastapi.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from bastion.fastapi.middleware import (
+    BodyLimitMiddleware,
+    RateLimitMiddleware,
+    RequestContextMiddleware,
+)
 from bastion.fastapi.problems import (
     PROBLEM_JSON,
     install_problem_handlers,
@@ -24,6 +28,7 @@ __all__ = [
     "BodyLimitMiddleware",
     "Guard",
     "ObjectResolver",
+    "RateLimitMiddleware",
     "RequestContextMiddleware",
     "Resolved",
     "RouteEntry",

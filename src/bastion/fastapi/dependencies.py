@@ -13,6 +13,7 @@ token) with that decision.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, NoReturn, Protocol, TypeVar
@@ -35,7 +36,14 @@ from bastion.authz import (
 )
 from bastion.errors import InvalidTokenError, NotFoundError, PermissionDeniedError
 from bastion.events import EventLog, RequestContext
-from bastion.fastapi.routes import REQUIREMENT_ATTRIBUTE, match_route, requirement_of, route_table
+from bastion.fastapi.middleware.rate_limit import client_ip_of
+from bastion.fastapi.routes import (
+    RATE_ATTRIBUTE,
+    REQUIREMENT_ATTRIBUTE,
+    match_route,
+    requirement_of,
+    route_table,
+)
 from bastion.net import TrustedProxies
 
 __all__ = ["Authorized", "Guard", "ObjectResolver", "Resolved"]
@@ -76,8 +84,10 @@ class Authorized(Generic[T]):
     decision: Decision
 
 
-def _declared(requirement: Requirement, call: Any) -> Any:
+def _declared(requirement: Requirement, call: Any, rate: str | None = None) -> Any:
     setattr(call, REQUIREMENT_ATTRIBUTE, requirement)
+    if rate is not None:
+        setattr(call, RATE_ATTRIBUTE, rate)
     return Depends(call)
 
 
@@ -101,8 +111,7 @@ class Guard:
         cached = getattr(request.state, "security_context", None)
         if isinstance(cached, RequestContext):
             return cached
-        peer = request.client.host if request.client else None
-        ip = self.proxies.client_ip(peer, request.headers.get("x-forwarded-for"))
+        ip = client_ip_of(request.scope, self.proxies)
         context = RequestContext(
             ip_address=ip,
             endpoint=request.url.path,
@@ -114,14 +123,17 @@ class Guard:
 
     # -- declarations ------------------------------------------------------------------
 
-    def public(self, note: str) -> Any:
-        """Anyone may call the route; ``note`` says why (it shows in the route table)."""
+    def public(self, note: str, *, rate: str | None = None) -> Any:
+        """Anyone may call the route; ``note`` says why (it shows in the route table).
+
+        ``rate`` names the route's rate-limit class (a policy such as ``login-ip``)
+        when it is not the one its method implies (reads, writes, deletes)."""
         requirement = Requirement.public(note)
 
         async def public_route(request: Request) -> None:
             await self.enforce(request, decide_route(requirement, None, self.roles))
 
-        return _declared(requirement, public_route)
+        return _declared(requirement, public_route, rate)
 
     def authenticated(self) -> Any:
         """Any signed-in, active account; the route acts on the caller's own data only."""
@@ -182,7 +194,10 @@ class Guard:
         try:
             if not token:
                 raise InvalidTokenError("no bearer token")
-            principal = await self.service.authenticate(token)
+            # The rate limiter verified the signature already; the revocation check is ours.
+            verified = getattr(request.state, "verified_token", None)
+            claims = verified[1] if verified and verified[0] == token else None
+            principal = await self.service.authenticate(token, verified=claims)
         except InvalidTokenError as exc:
             request.state.decision = Decision("deny", "no valid access token", http_status=401)
             self.events.emit_soon(
@@ -197,6 +212,9 @@ class Guard:
     async def enforce(self, request: Request, decision: Decision, *, quiet: bool = False) -> None:
         """Record ``decision``; on deny, log ``permission_denied`` (unless ``quiet``: a
         missing object is no attack) and raise the error the decision's status names."""
+        verdict = getattr(request.state, "rate_limit", None)
+        if verdict is not None and decision.rate_limit_remaining is None:
+            decision = dataclasses.replace(decision, rate_limit_remaining=verdict.remaining)
         request.state.decision = decision
         if decision.allowed:
             return

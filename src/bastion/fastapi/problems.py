@@ -12,7 +12,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
-from bastion.errors import BastionError, PasswordPolicyError
+from bastion.errors import (
+    BastionError,
+    InvalidCredentialsError,
+    PasswordPolicyError,
+    RateLimitedError,
+)
+from bastion.throttle import Verdict
 
 __all__ = [
     "PROBLEM_JSON",
@@ -63,12 +69,14 @@ async def send_problem(
     request_id: str | None,
     *,
     close: bool = False,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Send a problem response from ASGI middleware, below the framework's handlers."""
     body = json.dumps(problem_body(status, slug, title, detail, request_id)).encode()
     headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
+        *(headers or []),
     ]
     if close:
         headers.append((b"connection", b"close"))
@@ -124,13 +132,34 @@ async def _bastion_error(request: Request, exc: Exception) -> Response:
     if exc.status == 401 and exc.code == "invalid-token":
         headers["WWW-Authenticate"] = 'Bearer realm="bastion", error="invalid_token"'
     if exc.status == 503:
-        headers["Retry-After"] = "1"
+        headers["Retry-After"] = "1" if exc.code == "service-busy" else "5"
+    if isinstance(exc, InvalidCredentialsError):
+        if exc.retry_after:
+            headers["Retry-After"] = str(exc.retry_after)
+        if exc.challenge is not None:
+            extra["challenge"] = exc.challenge
+    if isinstance(exc, RateLimitedError):
+        return _quota_exceeded(request, exc)
     if isinstance(exc, PasswordPolicyError):
         detail = "The password was refused."
         extra["errors"] = [{"loc": ["body", "password"], "msg": r} for r in exc.reasons]
     elif detail is None and exc.status < 500:
         detail = exc.reason
     return problem(request, exc.status, exc.code, exc.title, detail, headers=headers, **extra)
+
+
+def _quota_exceeded(request: Request, exc: RateLimitedError) -> Response:
+    from bastion.fastapi.ratelimit_fields import quota_problem_body, rate_headers
+
+    verdict: Any = exc.verdict
+    retry_after = max(1, int(getattr(verdict, "retry_after", 1)))
+    violated = list(getattr(verdict, "violated", ()))
+    headers = {"Retry-After": str(retry_after)}
+    if isinstance(verdict, Verdict):
+        # The refusing limit's own fields, in place of the route's (see RateLimitMiddleware).
+        headers.update({k.decode(): v.decode() for k, v in rate_headers(verdict)})
+    body = quota_problem_body(retry_after, violated, getattr(request.state, "request_id", None))
+    return JSONResponse(body, status_code=429, media_type=PROBLEM_JSON, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

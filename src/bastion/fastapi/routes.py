@@ -20,9 +20,18 @@ from starlette.routing import BaseRoute, compile_path
 
 from bastion.authz import Requirement
 
-__all__ = ["REQUIREMENT_ATTRIBUTE", "RouteEntry", "match_route", "requirement_of", "route_table"]
+__all__ = [
+    "RATE_ATTRIBUTE",
+    "REQUIREMENT_ATTRIBUTE",
+    "RouteEntry",
+    "match_route",
+    "rate_class_of",
+    "requirement_of",
+    "route_table",
+]
 
 REQUIREMENT_ATTRIBUTE = "__bastion_requirement__"
+RATE_ATTRIBUTE = "__bastion_rate_class__"
 
 
 def _calls(dependant: Any) -> Iterator[Any]:
@@ -42,6 +51,17 @@ def requirement_of(route: BaseRoute | None) -> Requirement | None:
     return None
 
 
+def rate_class_of(route: BaseRoute | None) -> str | None:
+    """The rate-limit class a route declares (``guard.public(..., rate="login-ip")``)."""
+    if not isinstance(route, APIRoute):
+        return None
+    for call in _calls(route.dependant):
+        rate = getattr(call, RATE_ATTRIBUTE, None)
+        if isinstance(rate, str):
+            return rate
+    return None
+
+
 @dataclass(frozen=True)
 class RouteEntry:
     path: str
@@ -50,6 +70,7 @@ class RouteEntry:
     route: BaseRoute = field(compare=False, repr=False)
     regex: Pattern[str] = field(compare=False, repr=False)
     convertors: dict[str, Any] = field(compare=False, repr=False)
+    rate: str | None = None
 
     def params(self, path: str) -> dict[str, Any] | None:
         found = self.regex.match(path)
@@ -74,6 +95,7 @@ def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
                 route=context.original_route,
                 regex=regex,
                 convertors=convertors,
+                rate=rate_class_of(context.original_route),
             )
         )
     return entries

@@ -64,9 +64,17 @@ class RegisteredOut(BaseModel):
     detail: str = "If the address can be registered, the account is ready to sign in."
 
 
+# A solved ALTCHA challenge: base64 of a small JSON object.
+Solution = Annotated[StrictStr, Field(max_length=4096, pattern=r"^[A-Za-z0-9+/=]*$")]
+
+
 class LoginIn(_In):
     email: Email
     password: Password
+    altcha: Solution | None = Field(
+        default=None,
+        description="The solved proof-of-work challenge, when a failed login asked for one.",
+    )
 
 
 class RefreshIn(_In):
@@ -116,6 +124,7 @@ class AdminUserOut(BaseModel):
     is_active: bool
     email_verified: bool
     mfa_enabled: bool
+    locked_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -49,6 +49,7 @@ class Account:
     email_verified: bool = False
     mfa_enabled: bool = False
     token_version: int = 0
+    locked_at: datetime | None = None  # locked by failed logins until unlocked
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class AccountChange:
     revoke_sessions: bool = False
     keep_session: UUID | None = None
     bump_token_version: bool = True  # when the role or active flag changes
+    locked: bool | None = None  # lock (failed logins) or unlock; sessions stay
     reason: str = "account change"
 
     @property

@@ -114,6 +114,8 @@ class MemoryAccountStore:
             raise LastAdminError("the last active admin cannot be demoted or disabled")
         if change.revoke_sessions or (change.bump_token_version and after != before):
             after = dataclasses.replace(after, token_version=before.token_version + 1)
+        if change.locked is not None and change.locked != (before.locked_at is not None):
+            after = dataclasses.replace(after, locked_at=now if change.locked else None)
         if after != before:
             after = dataclasses.replace(after, updated_at=now)
         new_events = events(before, after)

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from bastion.errors import ServiceUnavailableError
 from bastion.stores.base import UserState
 
 __all__ = ["RedisRevocationStore"]
@@ -42,6 +44,11 @@ class RedisRevocationStore:
         client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         return cls(client, prefix=prefix)
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection pool, shared with the rate limiter (closed by this store)."""
+        return self._redis
+
     def _user_key(self, user_id: str) -> str:
         return f"{self._prefix}user:{user_id}"
 
@@ -49,11 +56,15 @@ class RedisRevocationStore:
         return f"{self._prefix}denied:{token_id}"
 
     async def check(self, user_id: str, token_ids: Sequence[str]) -> tuple[UserState | None, bool]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(self._user_key(user_id))
-            if token_ids:  # EXISTS takes at least one key
-                pipe.exists(*[self._denied_key(t) for t in token_ids])
-            raw_state, *revoked = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(self._user_key(user_id))
+                if token_ids:  # EXISTS takes at least one key
+                    pipe.exists(*[self._denied_key(t) for t in token_ids])
+                raw_state, *revoked = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Fail closed: without the revocation state no token is believed.
+            raise ServiceUnavailableError("revocation store unavailable") from exc
         return (_decode(raw_state) if raw_state else None), any(revoked)
 
     async def put_user_state(self, user_id: str, state: UserState) -> None:

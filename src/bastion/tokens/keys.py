@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias, get_args
 
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -195,6 +197,22 @@ class KeySet:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def derive_secret(self, purpose: str) -> bytes:
+        """A 32-byte secret for ``purpose`` (HKDF-SHA256, RFC 5869) from the oldest key of
+        the ring: every instance sharing the key file derives the same one, and rotation
+        keeps it until that key is pruned. For HMACs that are not tokens (device cookies,
+        challenges); never the signing key itself."""
+        key = self._keys[0].private_key
+        if isinstance(key, bytes):
+            material = key
+        elif isinstance(key, Ed25519PrivateKey):
+            material = key.private_bytes_raw()
+        else:
+            material = key.private_numbers().private_value.to_bytes(32, "big")
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            material
+        )
 
     def get(self, kid: str) -> SigningKey | None:
         """The key with this ``kid``, or None: a dictionary lookup, never a file or URL."""

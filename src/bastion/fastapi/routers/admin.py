@@ -86,6 +86,16 @@ def admin_router(guard: Guard) -> APIRouter:
         await service.revoke_sessions(admin, user_id, context=guard.context(request))
         return Response(status_code=204)
 
+    @router.post(
+        "/users/{user_id}/unlock",
+        status_code=204,
+        summary="End a lock after failed logins and forget the account's failures",
+        responses={404: {"description": "No such account"}},
+    )
+    async def unlock(user_id: UUID, request: Request, admin: Admin) -> Response:
+        await service.unlock(admin, user_id, context=guard.context(request))
+        return Response(status_code=204)
+
     @router.get(
         "/security/decision",
         response_model=DecisionOut,

@@ -24,21 +24,34 @@ from bastion.tokens import KeySet
 __all__ = ["auth_router", "jwks_router"]
 
 _CREDENTIAL_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Invalid credentials (the same answer for every reason)"},
+    401: {
+        "description": (
+            "Invalid credentials (the same answer for every reason); with `Retry-After` "
+            "while repeated failures make this client wait, with `challenge` (an ALTCHA "
+            "proof-of-work challenge, to solve and send back as `altcha`) after many"
+        )
+    },
     422: {"description": "Validation error"},
-    503: {"description": "The password-hashing pool is saturated"},
+    429: {"description": "Too many attempts (quota-exceeded problem, `Retry-After`)"},
+    503: {"description": "The password-hashing pool is saturated, or limits are unavailable"},
 }
+DEVICE_COOKIE = "__Host-bastion-device"
+_DEVICE_COOKIE_PLAIN = "bastion-device"  # without Secure, the __Host- prefix is refused
 
 
-def auth_router(guard: Guard) -> APIRouter:
+def auth_router(guard: Guard, *, secure_cookies: bool = True) -> APIRouter:
+    """``secure_cookies=False`` (development over plain HTTP only) drops ``Secure`` and
+    the ``__Host-`` prefix from the device cookie."""
     router = APIRouter(prefix="/auth", tags=["auth"])
     service = guard.service
     Authenticated = Annotated[Principal, guard.authenticated()]
-    public = [guard.public("signs an anonymous caller up or in")]
+    public_signup = [guard.public("signs an anonymous caller up", rate="register")]
+    public_login = [guard.public("signs an anonymous caller in", rate="login-ip")]
+    cookie_name = DEVICE_COOKIE if secure_cookies else _DEVICE_COOKIE_PLAIN
 
     @router.post(
         "/register",
-        dependencies=public,
+        dependencies=public_signup,
         status_code=status.HTTP_202_ACCEPTED,
         response_model=RegisteredOut,
         summary="Register an account",
@@ -59,45 +72,62 @@ def auth_router(guard: Guard) -> APIRouter:
             )
         return RegisteredOut()
 
-    async def _login(request: Request, email: str, password: str) -> TokenPairOut:
+    async def _login(
+        request: Request, response: Response, email: str, password: str, solution: str | None
+    ) -> TokenPairOut:
         pair = await service.login(
             email,
             password,
             context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
+            device_cookie=request.cookies.get(cookie_name),
+            solution=solution,
         )
+        if pair.device_token:
+            # OWASP device cookie: lets this browser past the account's challenge and lock.
+            response.set_cookie(
+                cookie_name,
+                pair.device_token,
+                max_age=180 * 86400,
+                path="/",
+                secure=secure_cookies,
+                httponly=True,
+                samesite="strict",
+            )
         return TokenPairOut.model_validate(pair)
 
     @router.post(
         "/login",
-        dependencies=public,
+        dependencies=public_login,
         response_model=TokenPairOut,
         summary="Log in with email and password",
         responses=_CREDENTIAL_ERRORS,
     )
-    async def login(body: LoginIn, request: Request) -> TokenPairOut:
-        return await _login(request, body.email, body.password)
+    async def login(body: LoginIn, request: Request, response: Response) -> TokenPairOut:
+        return await _login(request, response, body.email, body.password, body.altcha)
 
     @router.post(
         "/token",
-        dependencies=public,
+        dependencies=public_login,
         response_model=TokenPairOut,
         responses=_CREDENTIAL_ERRORS,
         summary="Log in with the OAuth2 password form (the docs' Authorize button)",
     )
     async def token(
         request: Request,
+        response: Response,
         username: Annotated[str, Form(max_length=320)],
         password: Annotated[str, Form(max_length=4096)],
         grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        altcha: Annotated[str | None, Form(max_length=4096)] = None,
     ) -> TokenPairOut:
         if not username or not password:
             raise InvalidCredentialsError("empty form field")
-        return await _login(request, username, password)
+        return await _login(request, response, username, password, altcha)
 
     @router.post(
         "/refresh",
-        dependencies=[guard.public("the refresh token is the credential")],
+        dependencies=[guard.public("the refresh token is the credential", rate="refresh")],
         response_model=TokenPairOut,
         summary="Rotate a refresh token",
         responses={401: {"description": "Invalid, expired, revoked or reused token"}},

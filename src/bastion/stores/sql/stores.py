@@ -137,6 +137,8 @@ class SQLAccountStore(_SQLStore):
                 raise LastAdminError("the last active admin cannot be demoted or disabled")
             if change.revoke_sessions or (change.bump_token_version and values):
                 values["token_version"] = _accounts.c.token_version + 1
+            if change.locked is not None and change.locked != (before.locked_at is not None):
+                values["locked_at"] = now if change.locked else None
             if change.revoke_sessions:
                 condition = [_sessions.c.user_id == account_id, _sessions.c.revoked_at.is_(None)]
                 if change.keep_session is not None:

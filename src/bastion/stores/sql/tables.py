@@ -66,6 +66,7 @@ class AccountRow(SQLModel, table=True):
     email_verified: bool = False
     mfa_enabled: bool = False
     token_version: int = 0
+    locked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
 

@@ -1,0 +1,205 @@
+"""Rate limits before anything else runs: per IP, and per user (or IP) and route class.
+
+Every request is checked against the ``ip`` policy for its client address and against
+the policy of its route class (``reads``, ``writes``, ``deletes``, or the class a route
+declares, such as ``login-ip``), keyed by the signed-in user when the bearer token's
+signature verifies, else by the IP. All of them in one limiter call, before the body is
+read. Limited responses carry the draft-ietf-httpapi-ratelimit-headers-10 fields; a
+refusal is 429 with ``Retry-After`` and the ``quota-exceeded`` problem type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.events import EventLog, RequestContext
+from bastion.fastapi.problems import PROBLEM_JSON, send_problem
+from bastion.fastapi.ratelimit_fields import quota_problem_body, rate_headers
+from bastion.fastapi.routes import match_route, route_table
+from bastion.net import TrustedProxies, rate_partition
+from bastion.throttle import Check, Limiter, Policy, Verdict
+
+__all__ = ["CREDENTIAL_CLASSES", "RateLimitMiddleware", "client_ip_of", "method_class"]
+
+# Routes whose abuse is an attack on credentials: they fail closed when limits cannot be
+# shared (Redis down), whatever the setting for other routes.
+CREDENTIAL_CLASSES = frozenset({"login-ip", "register", "refresh", "password-reset"})
+
+
+def method_class(method: str) -> str:
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return "reads"
+    return "deletes" if method == "DELETE" else "writes"
+
+
+def client_ip_of(scope: Scope, proxies: TrustedProxies) -> str | None:
+    """The client address of a request (kept in the scope's state for every later layer)."""
+    state = scope.setdefault("state", {})
+    if "client_ip" in state:
+        return state["client_ip"]  # type: ignore[no-any-return]
+    client = scope.get("client")
+    peer = client[0] if client else None
+    headers = {k: v for k, v in scope["headers"] if k in (b"x-forwarded-for", b"forwarded")}
+    ip = proxies.client_ip(
+        peer,
+        headers.get(b"x-forwarded-for", b"").decode("latin-1") or None,
+        headers.get(b"forwarded", b"").decode("latin-1") or None,
+    )
+    state["client_ip"] = ip
+    return ip
+
+
+class RateLimitMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: Limiter,
+        policies: Mapping[str, Policy],
+        proxies: TrustedProxies,
+        events: EventLog,
+        verify_token: Callable[[str], Any] | None = None,
+        fail_closed: bool = False,
+    ) -> None:
+        """``verify_token(token)`` returns the claims of a validly signed access token
+        (with ``sub``) or raises; ``fail_closed`` refuses every route, not only the
+        credential routes, while the shared limiter store is down."""
+        self.app = app
+        self._limiter = limiter
+        self._policies = dict(policies)
+        self._proxies = proxies
+        self._events = events
+        self._verify = verify_token
+        self._fail_closed = fail_closed
+        self._table: list[Any] | None = None
+
+    def _route_class(self, scope: Scope) -> str:
+        if self._table is None:
+            self._table = route_table(scope["app"].routes)
+        entry, _, _ = match_route(self._table, scope["method"], scope["path"])
+        if entry is not None and entry.rate and entry.rate in self._policies:
+            return entry.rate
+        return method_class(scope["method"])
+
+    def _subject(self, scope: Scope) -> str | None:
+        if self._verify is None:
+            return None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer" or not token:
+                    return None
+                try:
+                    claims = self._verify(token.strip())
+                except Exception:
+                    return None  # refused later by the guard, with its own answer
+                scope["state"]["verified_token"] = (token.strip(), claims)
+                return str(claims.sub)
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ip = client_ip_of(scope, self._proxies)
+        route_class = self._route_class(scope)
+        subject = self._subject(scope)
+        ip_key = f"ip:{rate_partition(ip)}"
+        caller = f"user:{subject}" if subject and route_class not in CREDENTIAL_CLASSES else ip_key
+        checks = [Check(self._policies[route_class], caller)]
+        if "ip" in self._policies:
+            checks.insert(0, Check(self._policies["ip"], ip_key))
+        verdict = await self._limiter.acquire(
+            checks, offender=f"user:{subject}" if subject else ip_key
+        )
+        scope["state"]["rate_limit"] = verdict
+        headers = rate_headers(verdict)
+        if verdict.degraded and (self._fail_closed or route_class in CREDENTIAL_CLASSES):
+            await self._unavailable(scope, send)
+            return
+        if not verdict.allowed:
+            self._refused(scope, verdict, ip, subject)
+            await _send_quota_problem(send, verdict, headers, scope["state"].get("request_id"))
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                own = message.get("headers", [])
+                # A limit refusing inside the route (per account) sent its own fields.
+                if not any(name.lower() == b"ratelimit" for name, _ in own):
+                    message["headers"] = [*own, *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _context(self, scope: Scope, ip: str | None) -> RequestContext:
+        return RequestContext(
+            ip_address=ip,
+            endpoint=scope["path"],
+            method=scope["method"],
+            request_id=scope["state"].get("request_id"),
+        )
+
+    def _refused(self, scope: Scope, verdict: Verdict, ip: str | None, subject: str | None) -> None:
+        if verdict.blocked:
+            return  # its block was logged when it started: a flood costs no event each
+        context = self._context(scope, ip)
+        self._events.emit_soon(
+            "rate_limit_exceeded",
+            context=context,
+            user_id=subject,
+            details=f"rate limit {', '.join(verdict.violated)} exceeded",
+            violated_policies=list(verdict.violated),
+            retry_after=verdict.retry_after,
+        )
+        if verdict.escalated_to:
+            self._events.emit_soon(
+                "suspicious_activity",
+                context=context,
+                user_id=subject,
+                details=(
+                    f"repeated rate-limit refusals: blocked for {verdict.retry_after} s "
+                    f"(level {verdict.escalated_to})"
+                ),
+                block_level=verdict.escalated_to,
+            )
+
+    async def _unavailable(self, scope: Scope, send: Send) -> None:
+        self._events.emit_soon(
+            "rate_limit_unavailable",
+            context=self._context(scope, scope["state"].get("client_ip")),
+            details="refused: rate limits cannot be shared while their store is down",
+        )
+        await send_problem(
+            send,
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "The service cannot check its limits right now; try again shortly.",
+            scope["state"].get("request_id"),
+            headers=[(b"retry-after", b"5")],
+        )
+
+
+async def _send_quota_problem(
+    send: Send, verdict: Verdict, headers: list[tuple[bytes, bytes]], request_id: str | None
+) -> None:
+    body = quota_problem_body(verdict.retry_after, list(verdict.violated), request_id)
+    encoded = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(encoded)).encode()),
+                (b"retry-after", str(verdict.retry_after).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": encoded})
