@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,32 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     )
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+class AppMaker:
+    """Apps of this test's backend with settings changed, and clients from given IPs;
+    all closed at the end of the test."""
+
+    def __init__(self, settings: Settings, stack: AsyncExitStack) -> None:
+        self._settings = settings
+        self._stack = stack
+
+    async def app(self, **overrides: Any) -> Any:
+        values = {**self._settings.model_dump(), **overrides}
+        application = create_app(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        await self._stack.enter_async_context(LifespanManager(application))
+        return application
+
+    async def client(self, app: Any, ip: str = "203.0.113.7") -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(ip, 4711))
+        client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        return await self._stack.enter_async_context(client)
+
+
+@pytest.fixture
+async def make(settings: Settings) -> AsyncIterator[AppMaker]:
+    async with AsyncExitStack() as stack:
+        yield AppMaker(settings, stack)
 
 
 @pytest.fixture

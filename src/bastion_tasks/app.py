@@ -16,8 +16,10 @@ from bastion.config import Settings
 from bastion.fastapi import (
     BodyLimitMiddleware,
     Guard,
+    JSONLimitMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
+    RequestLimitsMiddleware,
     admin_router,
     auth_router,
     docs_router,
@@ -85,7 +87,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.include_router(docs_router(guard, title=title))
     _add_operations(app, guard, security)
 
+    # Outermost last: request id and headers, rate limits, time and header caps, body cap,
+    # JSON shape; the body cap and the JSON shape run before any route parses the body.
+    app.add_middleware(
+        JSONLimitMiddleware, max_depth=settings.max_json_depth, max_items=settings.max_json_items
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_header_bytes=settings.max_header_bytes,
+        timeout=settings.request_timeout_seconds,
+    )
     if settings.rate_limit_enabled:
         app.add_middleware(
             RateLimitMiddleware,

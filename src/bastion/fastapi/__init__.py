@@ -3,8 +3,10 @@
 from bastion.fastapi.dependencies import Authorized, Guard, ObjectResolver, Resolved
 from bastion.fastapi.middleware import (
     BodyLimitMiddleware,
+    JSONLimitMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
+    RequestLimitsMiddleware,
 )
 from bastion.fastapi.problems import (
     PROBLEM_JSON,
@@ -27,9 +29,11 @@ __all__ = [
     "Authorized",
     "BodyLimitMiddleware",
     "Guard",
+    "JSONLimitMiddleware",
     "ObjectResolver",
     "RateLimitMiddleware",
     "RequestContextMiddleware",
+    "RequestLimitsMiddleware",
     "Resolved",
     "RouteEntry",
     "SafeText",

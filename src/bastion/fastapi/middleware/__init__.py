@@ -3,5 +3,15 @@
 from bastion.fastapi.middleware.body_limit import BodyLimitMiddleware
 from bastion.fastapi.middleware.rate_limit import RateLimitMiddleware
 from bastion.fastapi.middleware.request_context import RequestContextMiddleware
+from bastion.fastapi.middleware.request_limits import (
+    JSONLimitMiddleware,
+    RequestLimitsMiddleware,
+)
 
-__all__ = ["BodyLimitMiddleware", "RateLimitMiddleware", "RequestContextMiddleware"]
+__all__ = [
+    "BodyLimitMiddleware",
+    "JSONLimitMiddleware",
+    "RateLimitMiddleware",
+    "RequestContextMiddleware",
+    "RequestLimitsMiddleware",
+]

@@ -1,0 +1,87 @@
+"""Attack: forge forwarding headers to escape a rate limit or to log someone else's IP
+(ASVS 4.1.3, 15.3.4). Refused: only a configured proxy's headers are believed, and
+then only the right-most address the proxies did not add."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bastion.testing import capture_events
+from tests.conftest import AppMaker
+
+SPOOFS = [
+    {"X-Forwarded-For": "198.51.100.1"},
+    {"X-Forwarded-For": "198.51.100.2, 10.0.0.1"},
+    {"Forwarded": "for=198.51.100.3"},
+    {"Forwarded": 'for="[2001:db8::1]:4711"'},
+    {"X-Real-IP": "198.51.100.4"},
+]
+
+
+async def test_spoofed_headers_from_an_untrusted_peer_change_neither_key_nor_log(
+    make: AppMaker,
+) -> None:
+    app = await make.app(rate_limit_enabled=True, rate_limits={"reads": "3/minute"})
+    client = await make.client(app)  # peer 203.0.113.7, no trusted proxies
+
+    with capture_events() as events:
+        answers = [(await client.get("/tasks", headers=h)).status_code for h in SPOOFS]
+        await app.state.security.events.drain()
+
+    # One quota for every spoofed address: the peer's. 3 pass (401: no token), then 429.
+    assert answers == [401, 401, 401, 429, 429]
+    assert {e.ip_address for e in events} == {"203.0.113.7"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "client_ip"),
+    [
+        ({"X-Forwarded-For": "198.51.100.1"}, "198.51.100.1"),
+        # The left part is the client's own claim; the right-most untrusted hop is believed.
+        ({"X-Forwarded-For": "192.0.2.66, 198.51.100.1"}, "198.51.100.1"),
+        ({"X-Forwarded-For": "198.51.100.1, 10.0.0.5"}, "198.51.100.1"),
+        ({"Forwarded": 'for=192.0.2.66, for="198.51.100.1:443";proto=https'}, "198.51.100.1"),
+        ({"Forwarded": 'for="[2001:db8::7]"'}, "2001:db8::7"),
+        # An obfuscated hop stops the walk: the proxy itself is the client.
+        ({"Forwarded": "for=_hidden"}, "203.0.113.7"),
+    ],
+)
+async def test_behind_a_trusted_proxy_the_right_most_untrusted_hop_is_the_client(
+    make: AppMaker, headers: dict[str, str], client_ip: str
+) -> None:
+    app = await make.app(
+        rate_limit_enabled=True,
+        rate_limits={"reads": "1/minute"},
+        trusted_proxies=["203.0.113.7/32", "10.0.0.0/8"],
+    )
+    proxy = await make.client(app)
+
+    with capture_events() as events:
+        first = await proxy.get("/tasks", headers=headers)
+        second = await proxy.get("/tasks", headers=headers)
+        other_client = await proxy.get("/tasks", headers={"X-Forwarded-For": "192.0.2.200"})
+        await app.state.security.events.drain()
+
+    assert first.status_code == 401
+    assert second.status_code == 429  # the same client, seen through the proxy
+    assert other_client.status_code == 401  # another client has its own quota
+    assert events[0].ip_address == client_ip
+
+
+async def test_ipv6_clients_share_a_quota_per_64(make: AppMaker) -> None:
+    app = await make.app(rate_limit_enabled=True, rate_limits={"reads": "2/minute"})
+    hosts = [await make.client(app, ip=f"2001:db8:1:2::{n}") for n in (1, 2, 3)]
+    elsewhere = await make.client(app, ip="2001:db8:1:3::1")
+
+    answers = [(await h.get("/healthz")).status_code for h in hosts]
+
+    assert answers == [200, 200, 429]
+    assert (await elsewhere.get("/healthz")).status_code == 200
+
+
+async def test_without_limits_the_logged_ip_is_still_the_peers(client: httpx.AsyncClient) -> None:
+    """Limits off (the default test settings): the logged IP is still the peer's."""
+    with capture_events() as events:
+        await client.get("/tasks", headers={"X-Forwarded-For": "198.51.100.1"})
+    assert events[0].ip_address == "203.0.113.7"
