@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         security.events,
         TrustedProxies(settings.trusted_proxies),
         roles=settings.roles,
+        limits=(security.limiter, security.policies) if settings.rate_limit_enabled else None,
     )
     title = "Bastion task service"
     app = FastAPI(

@@ -213,3 +213,20 @@ async def test_registration_has_its_own_limit_per_ip(make: AppMaker) -> None:
 
     assert answers == [202, 202, 429]
     assert elsewhere.status_code == 202
+
+
+async def test_the_decision_endpoint_says_what_the_user_has_left(make: AppMaker) -> None:
+    app = await limited(make, writes="10/minute")
+    client = await make.client(app)
+    admin = await user(client, app, "admin@example.com", role="admin")
+    member = await user(client, app, "member@example.com")
+    await client.post("/tasks", json={"title": "t"}, headers=member["auth"])
+
+    asked = {"user_id": member["id"], "method": "POST", "path": "/tasks"}
+    twice = [
+        await client.get("/admin/security/decision", params=asked, headers=admin["auth"])
+        for _ in range(2)
+    ]
+
+    # Asking takes nothing: 10 - 1 left both times.
+    assert [r.json()["rate_limit_remaining"] for r in twice] == [9, 9]

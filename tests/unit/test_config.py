@@ -49,6 +49,15 @@ def test_secure_production_settings_pass() -> None:
             "BASTION_PASSWORD_PROFILE",
             id="weak-argon2",
         ),
+        pytest.param(
+            {"rate_limit_enabled": False}, True, "BASTION_RATE_LIMIT_ENABLED", id="no-limits"
+        ),
+        pytest.param(
+            {"login_defence_enabled": False},
+            True,
+            "BASTION_LOGIN_DEFENCE_ENABLED",
+            id="no-login-defence",
+        ),
     ],
 )
 def test_production_refuses_insecure_setting(
@@ -143,3 +152,31 @@ def test_production_refuses_admin_for_a_non_admin_role(clean_environment: None) 
         check_settings(settings, keys_exist=True)
 
     assert caught.value.setting == "BASTION_ROLE_PERMISSIONS"
+
+
+def test_rate_limits_are_read_as_json_over_the_defaults(
+    clean_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BASTION_RATE_LIMITS", '{"reads": "250 per 30 seconds"}')
+
+    policies = Settings(_env_file=None).policies  # type: ignore[call-arg]
+
+    assert (policies["reads"].quota, policies["reads"].window) == (250, 30)
+    assert (policies["writes"].quota, policies["writes"].window) == (10, 60)
+    assert (policies["login"].quota, policies["login-ip"].quota) == (5, 20)
+
+
+@pytest.mark.parametrize("text", ["lots", "0/minute", "10/fortnight"])
+def test_an_unreadable_rate_limit_is_refused_and_named(text: str) -> None:
+    with pytest.raises(ValidationError, match="reads"):
+        _settings(rate_limits={"reads": text})
+
+
+def test_the_hard_lock_never_waits_for_more_than_100_failures() -> None:
+    with pytest.raises(ValidationError):
+        _settings(login_lock_after=101)
+
+
+def test_a_policy_name_must_fit_a_header() -> None:
+    with pytest.raises(ValidationError, match="policy name"):
+        _settings(rate_limits={'reads", "x': "5/minute"})

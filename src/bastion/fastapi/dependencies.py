@@ -36,7 +36,7 @@ from bastion.authz import (
 )
 from bastion.errors import InvalidTokenError, NotFoundError, PermissionDeniedError
 from bastion.events import EventLog, RequestContext
-from bastion.fastapi.middleware.rate_limit import client_ip_of
+from bastion.fastapi.middleware.rate_limit import CREDENTIAL_CLASSES, client_ip_of, method_class
 from bastion.fastapi.routes import (
     RATE_ATTRIBUTE,
     REQUIREMENT_ATTRIBUTE,
@@ -45,6 +45,7 @@ from bastion.fastapi.routes import (
     route_table,
 )
 from bastion.net import TrustedProxies
+from bastion.throttle import Check, Limiter, Policy
 
 __all__ = ["Authorized", "Guard", "ObjectResolver", "Resolved"]
 
@@ -100,11 +101,15 @@ class Guard:
         events: EventLog,
         proxies: TrustedProxies | None = None,
         roles: RolePermissions | None = None,
+        limits: tuple[Limiter, Mapping[str, Policy]] | None = None,
     ) -> None:
+        """``limits`` (the limiter and its policies) lets :meth:`explain` say how many
+        requests the user has left."""
         self.service = service
         self.events = events
         self.proxies = proxies or TrustedProxies()
         self.roles = roles or RolePermissions()
+        self.limits = limits
         self._requirements: dict[int, Requirement | None] = {}
 
     def context(self, request: Request) -> RequestContext:
@@ -271,10 +276,20 @@ class Guard:
             return Decision("deny", "no such user", str(user_id), http_status=401)
         requirement = entry.requirement
         decision = decide_route(requirement, subject, self.roles)
-        if requirement is None or not decision.allowed or requirement.kind == "public":
-            return decision
-        if requirement.rule is not None and requirement.resolver is not None:
-            decision, _ = await self._decide_object(
-                requirement.rule, requirement.resolver, subject, params
-            )
-        return decision
+        rule = requirement.rule if requirement is not None else None
+        resolver = requirement.resolver if requirement is not None else None
+        if decision.allowed and rule is not None and resolver is not None:
+            decision, _ = await self._decide_object(rule, resolver, subject, params)
+        remaining = await self._remaining(user_id, entry.rate or method_class(method))
+        return dataclasses.replace(decision, rate_limit_remaining=remaining)
+
+    async def _remaining(self, user_id: UUID, route_class: str) -> int | None:
+        """What the user has left of the route class's quota, taking nothing."""
+        if self.limits is None:
+            return None
+        limiter, policies = self.limits
+        policy = policies.get(route_class)
+        if policy is None or route_class in CREDENTIAL_CLASSES:
+            return None  # keyed by IP or account, not by this user
+        [state] = await limiter.peek([Check(policy, f"user:{user_id}")])
+        return state.remaining

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +21,9 @@ __all__ = [
 ]
 
 
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+
+
 class StoreUnavailableError(Exception):
     """The shared limiter store (Redis) did not answer."""
 
@@ -33,6 +37,9 @@ class Policy:
     window: int
 
     def __post_init__(self) -> None:
+        # A name is a Structured Fields string in the headers: keep it plain.
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"policy name {self.name!r}: use a-z, 0-9, '-', '_' or '.'")
         if self.quota < 1 or self.window < 1:
             raise ValueError(f"policy {self.name!r}: quota and window must be positive")
 
