@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -29,6 +30,7 @@ def forwarded_for(header: str) -> list[str]:
     return nodes
 
 
+@functools.lru_cache(maxsize=65_536)  # parsing an address costs more than the limit check
 def rate_partition(ip: str | None) -> str:
     """The rate-limit key of an address: IPv6 by its /64, since one host holds a whole
     /64 and would otherwise get 2^64 quotas."""

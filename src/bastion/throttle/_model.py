@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -63,7 +64,7 @@ class Check:
     policy: Policy
     key: str
 
-    @property
+    @functools.cached_property
     def storage_key(self) -> str:
         return f"{self.policy.name}|{self.key}"
 
