@@ -172,6 +172,7 @@ async def test_repeat_offenders_are_blocked_and_the_block_is_logged(make: AppMak
     assert int(refusals[-1].headers["Retry-After"]) >= 120
     assert blocked.status_code == 429
     assert blocked.json()["violated-policies"] == []
+    assert blocked.json()["detail"].startswith("Blocked after repeated refused requests")
     assert 60 < int(blocked.headers["Retry-After"]) <= 120
     kinds = [e.event_type for e in events]
     assert kinds.count("rate_limit_exceeded") == 3  # the blocked request adds none

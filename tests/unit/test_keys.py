@@ -331,3 +331,31 @@ def test_es256_keys_work_end_to_end(tmp_path: Path) -> None:
     assert jwt.get_unverified_header(token)["alg"] == "ES256"
     assert tokens.verify(token).sub == "user-1"
     assert tokens.verify(_issue(tokens)).role == "user"
+
+
+def test_the_derived_secret_survives_rotation_pruning_and_the_file() -> None:
+    clock = FrozenClock()
+    ring = KeySet.generate(clock=clock)
+    before = ring.derive_secret("bastion login defence")
+    ring.rotate(clock=clock)
+    clock.advance(days=30)
+    ring.rotate(clock=clock)
+    ring.prune(clock=clock, keep_for=timedelta(days=1))
+    reread = KeySet.from_json(ring.to_json())
+
+    assert reread.derive_secret("bastion login defence") == before
+    assert reread.derive_secret("another purpose") != before
+    assert len(before) == 32
+
+
+def test_a_ring_from_an_older_file_keeps_its_secret_once_written() -> None:
+    clock = FrozenClock()
+    old = KeySet(KeySet.generate(clock=clock).keys)  # as read from a file without a secret
+    before = old.derive_secret("x")
+    old.rotate(clock=clock)
+    reread = KeySet.from_json(old.to_json())
+    clock.advance(days=30)
+    reread.rotate(clock=clock)
+    reread.prune(clock=clock, keep_for=timedelta(days=1))
+
+    assert KeySet.from_json(reread.to_json()).derive_secret("x") == before

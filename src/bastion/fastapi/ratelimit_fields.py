@@ -27,14 +27,20 @@ def rate_headers(verdict: Verdict) -> list[tuple[bytes, bytes]]:
 
 
 def quota_problem_body(
-    retry_after: int, violated: list[str], request_id: str | None
+    retry_after: int, violated: list[str], request_id: str | None, *, blocked: bool = False
 ) -> dict[str, Any]:
-    """The 429 body: the registered ``quota-exceeded`` type with ``violated-policies``."""
+    """The 429 body: the registered ``quota-exceeded`` type with ``violated-policies``
+    (empty for a repeat-offender block, which the detail then names)."""
+    detail = (
+        f"Blocked after repeated refused requests; retry in {retry_after} s."
+        if blocked
+        else f"Too many requests; retry in {retry_after} s."
+    )
     body = problem_body(
         429,
         "quota-exceeded",
         QUOTA_TITLE,
-        f"Too many requests; retry in {retry_after} s.",
+        detail,
         request_id,
         **{"violated-policies": violated},
     )

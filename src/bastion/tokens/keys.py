@@ -156,8 +156,11 @@ class KeySet:
     Raises ``ValueError`` when the keys are empty, share a ``kid``, or are all retired.
     """
 
-    def __init__(self, keys: Iterable[SigningKey]) -> None:
+    def __init__(self, keys: Iterable[SigningKey], *, secret: bytes | None = None) -> None:
+        """``secret``: the ring's own 32-byte secret for :meth:`derive_secret`, kept in
+        the key file and across rotations (a ring read from an older file has none)."""
         self._replace(list(keys))
+        self._secret = secret
 
     def _replace(self, keys: list[SigningKey]) -> None:
         by_kid = {key.kid: key for key in keys}
@@ -173,7 +176,7 @@ class KeySet:
     @classmethod
     def generate(cls, alg: SigningAlgorithm = "EdDSA", *, clock: Clock | None = None) -> KeySet:
         """A new key set holding one fresh key; the ``kid`` is 16 random bytes, base64url."""
-        return cls([_new_key(alg, (clock or SystemClock()).now())])
+        return cls([_new_key(alg, (clock or SystemClock()).now())], secret=secrets.token_bytes(32))
 
     @classmethod
     def from_secret(cls, secret: bytes, *, kid: str = "hs256") -> KeySet:
@@ -199,10 +202,17 @@ class KeySet:
         return len(self._keys)
 
     def derive_secret(self, purpose: str) -> bytes:
-        """A 32-byte secret for ``purpose`` (HKDF-SHA256, RFC 5869) from the oldest key of
-        the ring: every instance sharing the key file derives the same one, and rotation
-        keeps it until that key is pruned. For HMACs that are not tokens (device cookies,
-        challenges); never the signing key itself."""
+        """A 32-byte secret for ``purpose`` (HKDF-SHA256, RFC 5869) from the ring's own
+        secret: every instance sharing the key file derives the same one, and rotations
+        keep it. For HMACs that are not tokens (device cookies, challenges, login-failure
+        keys); never a signing key itself."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            self._secret or self._legacy_secret()
+        )
+
+    def _legacy_secret(self) -> bytes:
+        """A ring from a file without its own secret: one from its oldest key (frozen into
+        the file at the next rotation, so the value does not change then)."""
         key = self._keys[0].private_key
         if isinstance(key, bytes):
             material = key
@@ -210,9 +220,7 @@ class KeySet:
             material = key.private_bytes_raw()
         else:
             material = key.private_numbers().private_value.to_bytes(32, "big")
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
-            material
-        )
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"ring").derive(material)
 
     def get(self, kid: str) -> SigningKey | None:
         """The key with this ``kid``, or None: a dictionary lookup, never a file or URL."""
@@ -245,7 +253,12 @@ class KeySet:
 
     def to_json(self) -> str:
         """Private serialization for the key file: PKCS#8 PEM, base64url secrets, ISO times."""
-        return json.dumps({"version": _FILE_VERSION, "keys": [_dump(k) for k in self._keys]})
+        document: dict[str, Any] = {
+            "version": _FILE_VERSION,
+            "keys": [_dump(k) for k in self._keys],
+        }
+        document["secret"] = _b64(self._secret or self._legacy_secret())
+        return json.dumps(document)
 
     @classmethod
     def from_json(cls, text: str) -> KeySet:
@@ -254,7 +267,11 @@ class KeySet:
             document = json.loads(text)
             if document.get("version") != _FILE_VERSION:
                 raise ValueError("unsupported key file version")
-            return cls(_load(item) for item in document["keys"])
+            secret = document.get("secret")
+            return cls(
+                (_load(item) for item in document["keys"]),
+                secret=base64url_decode(secret) if isinstance(secret, str) else None,
+            )
         except (KeyError, TypeError, AttributeError, UnsupportedAlgorithm) as exc:
             raise ValueError(f"malformed key set ({type(exc).__name__})") from None
 

@@ -188,7 +188,9 @@ class RateLimitMiddleware:
 async def _send_quota_problem(
     send: Send, verdict: Verdict, headers: list[tuple[bytes, bytes]], request_id: str | None
 ) -> None:
-    body = quota_problem_body(verdict.retry_after, list(verdict.violated), request_id)
+    body = quota_problem_body(
+        verdict.retry_after, list(verdict.violated), request_id, blocked=verdict.blocked
+    )
     encoded = json.dumps(body).encode()
     await send(
         {
