@@ -78,7 +78,7 @@ def device_cookie(response: httpx.Response) -> str:
     return header.split(";", 1)[0].split("=", 1)[1]
 
 
-async def test_the_per_account_limit_answers_429_and_spares_other_accounts(
+async def test_past_the_per_account_limit_a_new_client_must_solve_a_challenge(
     make: AppMaker,
 ) -> None:
     app = await defended(make, rate_limits={"login": "3/minute", "login-ip": "1000/minute"})
@@ -87,15 +87,93 @@ async def test_the_per_account_limit_answers_429_and_spares_other_accounts(
     await add_user(app, "bob@example.com")
 
     answers = [(await attempt(client, "alice@example.com", WRONG)).status_code for _ in range(3)]
-    refused = await attempt(client, "alice@example.com", STRONG_PASSWORD)
+    over = await attempt(client, "alice@example.com", STRONG_PASSWORD)
     bob = await attempt(client, "bob@example.com", STRONG_PASSWORD)
+    solved = await attempt(
+        client, "alice@example.com", STRONG_PASSWORD, solution=solve(over.json()["challenge"])
+    )
 
     assert answers == [401, 401, 401]
-    assert refused.status_code == 429
-    assert refused.json()["violated-policies"] == ["login"]
-    assert refused.headers["RateLimit"].startswith('"login";r=0')
-    assert int(refused.headers["Retry-After"]) >= 1
-    assert bob.status_code == 200
+    assert over.status_code == 401
+    assert "challenge" in over.json()
+    assert bob.status_code == 200  # another account's quota is its own
+    assert solved.status_code == 200
+
+
+async def test_an_attacker_cannot_keep_the_user_out_with_the_account_limit(
+    make: AppMaker,
+) -> None:
+    """Many failures on the victim's email: no 429 block ever reaches the victim."""
+    app = await defended(
+        make,
+        rate_limits={"login": "5/minute", "login-ip": "1000/minute"},
+        rate_limit_block_after=3,
+    )
+    await add_user(app, "alice@example.com")
+    attacker = await make.client(app, ip="198.51.100.66")
+    home = await make.client(app, ip="192.0.2.10")
+    cookie = device_cookie(await attempt(home, "alice@example.com", STRONG_PASSWORD))
+
+    with capture_events() as events:
+        for _ in range(20):
+            await attempt(attacker, "alice@example.com", WRONG)
+        with_cookie = await attempt(home, "alice@example.com", STRONG_PASSWORD, device=cookie)
+        for _ in range(20):
+            await attempt(attacker, "alice@example.com", WRONG)
+    asked = await attempt(home, "alice@example.com", STRONG_PASSWORD)
+    solved = await attempt(
+        home, "alice@example.com", STRONG_PASSWORD, solution=solve(asked.json()["challenge"])
+    )
+
+    assert with_cookie.status_code == 200
+    assert asked.status_code == 401
+    assert solved.status_code == 200
+    assert not [e for e in events if e.event_type == "suspicious_activity"]
+
+
+async def test_a_crafted_solution_is_refused_not_an_error(make: AppMaker) -> None:
+    app = await defended(make, login_challenge_after=1, login_delay_after=50)
+    client = await make.client(app)
+    await attempt(client, "alice@example.com", WRONG)
+    crafted = [
+        {"algorithm": "SHA-256", "challenge": "x", "number": 1, "salt": 5, "signature": "y"},
+        {"algorithm": "SHA-256", "challenge": "x", "number": True, "salt": "s", "signature": "y"},
+        {"algorithm": "MD5", "challenge": "x", "number": 10**30, "salt": "s", "signature": "y"},
+        ["not", "an", "object"],
+    ]
+    for payload in crafted:
+        encoded = base64.b64encode(json.dumps(payload).encode()).decode()
+        response = await attempt(client, "alice@example.com", STRONG_PASSWORD, solution=encoded)
+        assert response.status_code == 401, payload
+        assert "challenge" in response.json()
+
+
+async def test_a_locked_account_answers_a_right_guess_as_a_wrong_one(make: AppMaker) -> None:
+    app = await defended(make, login_lock_after=3, login_delay_after=1, login_challenge_after=50)
+    await add_user(app, "alice@example.com")
+    for n in range(3):
+        await attempt(await make.client(app, ip=f"198.51.100.{n}"), "alice@example.com", WRONG)
+
+    right = await attempt(
+        await make.client(app, ip="192.0.2.1"), "alice@example.com", STRONG_PASSWORD
+    )
+    wrong = await attempt(await make.client(app, ip="192.0.2.2"), "alice@example.com", WRONG)
+
+    assert right.status_code == wrong.status_code == 401
+    assert right.headers.get("Retry-After") == wrong.headers.get("Retry-After")
+    assert without_request_id(right.json()) == without_request_id(wrong.json())
+
+
+async def test_ipv6_addresses_of_one_64_share_the_stuffing_count(make: AppMaker) -> None:
+    app = await defended(make, login_stuffing_accounts=3)
+    hosts = [await make.client(app, ip=f"2001:db8:1:2::{n:x}") for n in range(1, 5)]
+
+    answers = [
+        (await attempt(host, f"leaked{n}@example.com", WRONG)).status_code
+        for n, host in enumerate(hosts)
+    ]
+
+    assert answers == [401, 401, 401, 429]
 
 
 async def test_the_login_ip_limit_counts_every_login_from_one_ip(make: AppMaker) -> None:

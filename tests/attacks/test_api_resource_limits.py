@@ -127,3 +127,21 @@ async def test_a_request_over_its_time_budget_answers_503_and_the_app_keeps_serv
     assert response.json()["type"] == "/problems/request-timeout"
     assert response.headers["Retry-After"] == "1"
     await _ok(client)
+
+
+async def test_a_content_type_padded_with_unicode_space_is_still_measured(
+    make: AppMaker,
+) -> None:
+    app = await make.app(max_json_depth=8)
+    client = await make.client(app)
+    alice = await user(client, app, "alice@example.com")
+    body = "[" * 50 + "]" * 50
+
+    for padded in (b"application/json\xa0", b"application/json\x85"):
+        response = await client.post(
+            "/tasks",
+            content=body,
+            headers=[*alice["auth"].items(), ("Content-Type", padded)],
+        )
+        assert response.status_code == 422, padded
+        assert "nested deeper than 8" in response.json()["errors"][0]["msg"]

@@ -27,6 +27,7 @@ from bastion.errors import (
     TokenReuseError,
 )
 from bastion.events import EventLog, RequestContext
+from bastion.net import rate_partition
 from bastion.passwords import PasswordHasher, PasswordPolicy
 from bastion.stores import Account, AccountChange, AuthSession, SecurityEvent, Stores, UserState
 from bastion.throttle import LoginDefence, LoginGate, StoreUnavailableError, Verdict
@@ -174,7 +175,7 @@ class AccountService:
             key = None
         defence = self._defence
         gate: LoginGate | None = None
-        ip = context.ip_address or "unknown"
+        ip = rate_partition(context.ip_address)  # IPv6 by its /64, as the limiter
         account_key = defence.account_key(key or email.strip().lower()[:320]) if defence else ""
         if defence is not None:
             gate = await self._guard_login(
@@ -198,7 +199,9 @@ class AccountService:
         )
         if reason or account is None:
             retry_after = 0
-            if defence is not None and gate is not None and not ok:
+            # Counted whatever the password: a locked or disabled account must not answer
+            # a right guess differently (no Retry-After) from a wrong one.
+            if defence is not None and gate is not None:
                 retry_after = await self._login_failed(
                     defence, account_key, ip, gate, account, context
                 )

@@ -110,6 +110,7 @@ class MemoryAttemptStore:
 
     async def claim(self, value: str, ttl: int) -> bool:
         now = self._now()
+        self._sweep(now)
         if self._claims.get(value, 0) > now:
             return False
         self._claims[value] = now + ttl * 1000
@@ -119,12 +120,22 @@ class MemoryAttemptStore:
         return None
 
     def _sweep(self, now: float) -> None:
-        if len(self._counters) + len(self._seen) + len(self._claims) < self._max:
+        """Keep the store under its cap: drop what expired, then the oldest (which only
+        forgets failures). Runs when the cap is passed and leaves a tenth free, so it
+        costs nothing per call on average."""
+        if (
+            len(self._counters) + len(self._seen) + len(self._claims) + len(self._blocks)
+            < self._max
+        ):
             return
         self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
         self._claims = {k: at for k, at in self._claims.items() if at > now}
         self._blocks = {k: at for k, at in self._blocks.items() if at > now}
         self._seen.clear()  # the stuffing windows restart: only forgets, never blocks more
+        target = self._max * 9 // 10
+        for store in (self._counters, self._claims):
+            while len(store) > target // 2:
+                del store[next(iter(store))]
 
 
 _READ = """

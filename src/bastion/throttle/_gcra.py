@@ -93,9 +93,9 @@ class MemoryLimiter:
     def _now(self) -> float:
         return self._clock.now().timestamp() * 1000
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str) -> Verdict:
+    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict:
         now = self._now()
-        block_ttl = self._state.ttl(f"block:{offender}", now)
+        block_ttl = self._state.ttl(f"block:{offender}", now) if offender else 0.0
         steps = [gcra(self._state.get(c.storage_key, now), now, c.policy) for c in checks]
         states = tuple(step[2] for step in steps)
         if block_ttl > 0:
@@ -107,7 +107,7 @@ class MemoryLimiter:
             return Verdict(True, states)
         wait = max(step[3] for _, step in refused)
         violated = tuple(dict.fromkeys(c.policy.name for c, _ in refused))
-        level = self._strike(offender, now)
+        level = self._strike(offender, now) if offender else 0
         if level:
             wait = max(wait, self._escalation.block_seconds(level) * 1000)
         return Verdict(False, states, max(1, ceil_seconds(wait)), violated, escalated_to=level)

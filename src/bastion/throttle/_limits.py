@@ -55,7 +55,7 @@ class LimitsLimiter:
     def _key(self, name: str) -> str:
         return f"{self._prefix}:{name}"
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str) -> Verdict:
+    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict:
         try:
             return await self._acquire(checks, offender)
         except StoreUnavailableError:
@@ -63,9 +63,9 @@ class LimitsLimiter:
         except Exception as exc:  # the storages raise their clients' own errors
             raise StoreUnavailableError(repr(exc)) from exc
 
-    async def _acquire(self, checks: Sequence[Check], offender: str) -> Verdict:
+    async def _acquire(self, checks: Sequence[Check], offender: str | None) -> Verdict:
         block_key = self._key(f"block:{offender}")
-        if await self._storage.get(block_key) > 0:
+        if offender and await self._storage.get(block_key) > 0:
             wait = (await self._storage.get_expiry(block_key) - time.time()) * 1000
             states = await self.peek(checks)
             return Verdict(False, states, max(1, ceil_seconds(wait)), (), blocked=True)
@@ -83,7 +83,7 @@ class LimitsLimiter:
         if not refused:
             return Verdict(True, states)
         wait = max(s.reset for s, c in zip(states, checks, strict=True) if c in refused)
-        level = await self._strike(offender)
+        level = await self._strike(offender) if offender else 0
         if level:
             wait = max(wait, self._escalation.block_seconds(level))
         violated = tuple(dict.fromkeys(c.policy.name for c in refused))

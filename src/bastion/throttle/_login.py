@@ -43,7 +43,17 @@ from bastion.throttle._model import Check, Limiter, Policy, StoreUnavailableErro
 __all__ = ["FailureOutcome", "LoginDefence", "LoginGate", "LoginRules"]
 
 _DEVICE_VERSION = "d1"
-_FIELDS = ("algorithm", "challenge", "number", "salt", "signature")
+_TEXT_FIELDS = ("algorithm", "challenge", "salt", "signature")
+
+
+def _well_formed(data: dict[str, object]) -> bool:
+    number = data.get("number")
+    return (
+        all(isinstance(data.get(name), str) for name in _TEXT_FIELDS)
+        and isinstance(number, int)
+        and not isinstance(number, bool)
+        and 0 <= number < 10**12
+    )
 
 
 @dataclass(frozen=True)
@@ -165,13 +175,14 @@ class LoginDefence:
             data = json.loads(base64.b64decode(payload, validate=True))
         except (ValueError, TypeError):
             return False
-        if not isinstance(data, dict) or not all(
-            isinstance(data.get(f), str | int) for f in _FIELDS
-        ):
+        if not isinstance(data, dict) or not _well_formed(data):
             return False
         solution = cast(altcha.PayloadType, data)
-        ok, _ = altcha.verify_solution(solution, self._secret, check_expires=True)
-        params = altcha.extract_params(solution)
+        try:
+            ok, _ = altcha.verify_solution(solution, self._secret, check_expires=True)
+            params = altcha.extract_params(solution)
+        except Exception:  # a hostile payload must not become a 500
+            return False
         if not ok or params.get("acct") != [account] or "expires" not in params:
             return False
         # One solution, one attempt: a solved challenge cannot be replayed.
@@ -195,12 +206,13 @@ class LoginDefence:
         device = self.device_of(device_cookie, account)
         trusted = device is not None
         partition = f"dev:{device}" if device else f"acct:{account}"
-        verdict = await self.limiter.acquire(
-            [Check(self.account_policy, partition)], offender=f"login:{partition}"
-        )
+        # No repeat-offender block here: anyone can fill an account's partition, and a
+        # block would lock its owner out. Past the quota, a client without the device
+        # cookie must solve the challenge instead (the attacker pays, the user gets in).
+        verdict = await self.limiter.acquire([Check(self.account_policy, partition)], offender=None)
         if verdict.degraded:
             raise StoreUnavailableError("login limits are not shared while the store is down")
-        if not verdict.allowed:
+        if not verdict.allowed and trusted:
             return LoginGate("rate", trusted, device, verdict.retry_after, verdict)
         keys = self._keys(account, ip, device)
         now, counters, block_ms = await self.store.read(keys, ip)
@@ -209,7 +221,10 @@ class LoginDefence:
         wait = self._wait(counters[-1], now)
         if wait > 0:
             return LoginGate("delayed", trusted, device, wait)
-        challenged = not trusted and counters[0].failures >= self.rules.challenge_after
+        over_quota = not verdict.allowed
+        challenged = not trusted and (
+            over_quota or counters[0].failures >= self.rules.challenge_after
+        )
         if challenged and not await self._solved(solution, account):
             challenge = self.new_challenge(account)
             return LoginGate("challenge", trusted, device, challenge=challenge)

@@ -134,13 +134,14 @@ class Limiter(Protocol):
     """Checks every limit of one request together.
 
     ``acquire`` consumes one unit of each check's policy if all of them have one left, and
-    none otherwise; ``offender`` names the caller for repeat-offender blocks.
+    none otherwise; ``offender`` names the caller for repeat-offender blocks (None: no
+    blocking, for partitions an attacker could fill on someone else's behalf).
 
     Raises:
         StoreUnavailableError: the shared store did not answer.
     """
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str) -> Verdict: ...
+    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict: ...
 
     async def peek(self, checks: Sequence[Check]) -> tuple[PolicyState, ...]:
         """The state of each check without consuming anything."""

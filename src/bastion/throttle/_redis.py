@@ -130,13 +130,14 @@ class RedisLimiter:
         client = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         return cls(client, owns_client=True, prefix=prefix, escalation=escalation)
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str) -> Verdict:
+    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict:
         rules = self._escalation
-        keys = [f"{self._prefix}{part}:{offender}" for part in ("block", "level", "strikes")]
+        name = offender or "-"  # "-" is never an offender: its block key never exists
+        keys = [f"{self._prefix}{part}:{name}" for part in ("block", "level", "strikes")]
         keys += [self._prefix + c.storage_key for c in checks]
         args: list[int] = [
             len(checks),
-            rules.after,
+            rules.after if offender else 0,
             rules.window * 1000,
             rules.base * 1000,
             rules.cap * 1000,

@@ -68,7 +68,7 @@ class ResilientLimiter:
     def _skip_primary(self) -> bool:
         return self._down and time.monotonic() < self._next_try
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str) -> Verdict:
+    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict:
         if not self._skip_primary():
             try:
                 verdict = await self._primary.acquire(checks, offender=offender)

@@ -96,8 +96,9 @@ def json_shape_error(value: Any, *, max_depth: int, max_items: int) -> str | Non
 def _is_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media = value.split(b";")[0].strip().lower()
-            return bool(media == b"application/json" or media.endswith(b"+json"))
+            # str.strip as the framework does: it also strips NBSP and NEL.
+            media = value.decode("latin-1").split(";")[0].strip().lower()
+            return bool(media == "application/json" or media.endswith("+json"))
     return False
 
 
