@@ -26,6 +26,7 @@ __all__ = [
     "problem",
     "problem_body",
     "send_problem",
+    "send_problem_body",
     "validation_problem",
 ]
 
@@ -72,16 +73,22 @@ async def send_problem(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Send a problem response from ASGI middleware, below the framework's handlers."""
-    body = json.dumps(problem_body(status, slug, title, detail, request_id)).encode()
-    headers = [
+    extra = [*(headers or []), *([(b"connection", b"close")] if close else [])]
+    await send_problem_body(send, problem_body(status, slug, title, detail, request_id), extra)
+
+
+async def send_problem_body(
+    send: Send, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Send a built problem body (its ``status`` is the response's) from ASGI middleware."""
+    encoded = json.dumps(body).encode()
+    start = [
         (b"content-type", PROBLEM_JSON.encode()),
-        (b"content-length", str(len(body)).encode()),
+        (b"content-length", str(len(encoded)).encode()),
         *(headers or []),
     ]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.start", "status": body["status"], "headers": start})
+    await send({"type": "http.response.body", "body": encoded})
 
 
 def problem(

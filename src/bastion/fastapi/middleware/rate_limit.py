@@ -10,14 +10,13 @@ refusal is 429 with ``Retry-After`` and the ``quota-exceeded`` problem type.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.events import EventLog, RequestContext
-from bastion.fastapi.problems import PROBLEM_JSON, send_problem
+from bastion.fastapi.problems import send_problem, send_problem_body
 from bastion.fastapi.ratelimit_fields import quota_problem_body, rate_headers
 from bastion.fastapi.routes import match_route, route_table
 from bastion.net import TrustedProxies, rate_partition
@@ -191,17 +190,5 @@ async def _send_quota_problem(
     body = quota_problem_body(
         verdict.retry_after, list(verdict.violated), request_id, blocked=verdict.blocked
     )
-    encoded = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(encoded)).encode()),
-                (b"retry-after", str(verdict.retry_after).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": encoded})
+    retry_after = (b"retry-after", str(verdict.retry_after).encode())
+    await send_problem_body(send, body, [retry_after, *headers])

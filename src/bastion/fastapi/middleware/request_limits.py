@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.fastapi.problems import PROBLEM_JSON, problem_body, send_problem
+from bastion.fastapi.problems import problem_body, send_problem, send_problem_body
 
 __all__ = ["JSONLimitMiddleware", "RequestLimitsMiddleware", "json_shape_error"]
 
@@ -166,15 +166,4 @@ async def _send_validation_problem(send: Send, reason: str, request_id: str | No
         request_id,
         errors=[{"loc": ["body"], "msg": reason, "type": "json_shape"}],
     )
-    encoded = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 422,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(encoded)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": encoded})
+    await send_problem_body(send, body)
