@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 import httpx
+from altcha import v1 as altcha
 
 from bastion.accounts import normalize_email
 from bastion.stores import Account
@@ -81,3 +84,22 @@ async def refreshed_auth(client: httpx.AsyncClient, pair: dict[str, Any]) -> dic
     response = await client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def solve(challenge: dict[str, Any]) -> str:
+    """The base64 ALTCHA payload that solves ``challenge`` (what the widget sends back)."""
+    found = altcha.solve_challenge(
+        challenge["challenge"],
+        challenge["salt"],
+        challenge["algorithm"],
+        challenge["maxnumber"],
+    )
+    assert found is not None
+    payload = {
+        "algorithm": challenge["algorithm"],
+        "challenge": challenge["challenge"],
+        "number": found.number,
+        "salt": challenge["salt"],
+        "signature": challenge["signature"],
+    }
+    return base64.b64encode(json.dumps(payload).encode()).decode()

@@ -15,11 +15,10 @@ import json
 from typing import Any
 
 import httpx
-from altcha import v1 as altcha
 
 from bastion.testing import capture_events
 from tests.conftest import STRONG_PASSWORD, AppMaker
-from tests.helpers import add_user, user, without_request_id
+from tests.helpers import add_user, solve, user, without_request_id
 
 WRONG = "not the password at all 0"
 DEVICE_COOKIE = "__Host-bastion-device"
@@ -49,24 +48,6 @@ async def attempt(
         body["altcha"] = solution
     headers = {"Cookie": f"{DEVICE_COOKIE}={device}"} if device else {}
     return await client.post("/auth/login", json=body, headers=headers)
-
-
-def solve(challenge: dict[str, Any]) -> str:
-    found = altcha.solve_challenge(
-        challenge["challenge"],
-        challenge["salt"],
-        challenge["algorithm"],
-        challenge["maxnumber"],
-    )
-    assert found is not None
-    payload = {
-        "algorithm": challenge["algorithm"],
-        "challenge": challenge["challenge"],
-        "number": found.number,
-        "salt": challenge["salt"],
-        "signature": challenge["signature"],
-    }
-    return base64.b64encode(json.dumps(payload).encode()).decode()
 
 
 def device_cookie(response: httpx.Response) -> str:

@@ -11,8 +11,6 @@ instance would see enough failures.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import secrets
@@ -31,6 +29,7 @@ import redis.asyncio as aioredis
 
 from bastion.tokens import ensure_key_file
 from tests.conftest import REDIS_URL, STRONG_PASSWORD, _truncate
+from tests.helpers import solve
 
 INSTANCE_COUNTS = [2, 4]
 WRITES_QUOTA = 6
@@ -284,23 +283,6 @@ async def test_instances_share_one_rate_limit(cluster: Cluster, instances: int) 
             assert int(blocked.headers["Retry-After"]) >= 1
 
 
-def _solve(challenge: dict[str, Any]) -> str:
-    """The ALTCHA payload solving ``challenge`` (what the browser widget sends back)."""
-    assert challenge["algorithm"] == "SHA-256"
-    salt = str(challenge["salt"])
-    for number in range(int(challenge["maxnumber"]) + 1):
-        if hashlib.sha256(f"{salt}{number}".encode()).hexdigest() == challenge["challenge"]:
-            payload = {
-                "algorithm": challenge["algorithm"],
-                "challenge": challenge["challenge"],
-                "number": number,
-                "salt": salt,
-                "signature": challenge["signature"],
-            }
-            return base64.b64encode(json.dumps(payload).encode()).decode()
-    pytest.fail("the challenge has no solution")
-
-
 @pytest.mark.parametrize("instances", INSTANCE_COUNTS)
 async def test_instances_share_one_lockout_state(cluster: Cluster, instances: int) -> None:
     urls = cluster.urls[:instances]
@@ -331,7 +313,7 @@ async def test_instances_share_one_lockout_state(cluster: Cluster, instances: in
 
         # A challenge issued by one instance is accepted by another (one shared secret).
         solved = await login(
-            urls[(CHALLENGE_AFTER + 1) % len(urls)], STRONG_PASSWORD, altcha=_solve(challenge)
+            urls[(CHALLENGE_AFTER + 1) % len(urls)], STRONG_PASSWORD, altcha=solve(challenge)
         )
         assert solved.status_code == 200, solved.text
         assert solved.json()["access_token"]

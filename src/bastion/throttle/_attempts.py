@@ -182,19 +182,12 @@ return out
 class RedisAttemptStore:
     """The same, shared by every instance: one round trip (one script) per call."""
 
-    def __init__(
-        self, client: aioredis.Redis, *, prefix: str = "bastion:", owns_client: bool = False
-    ) -> None:
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "bastion:") -> None:
+        """``client`` is shared (the revocation store's pool) and closed by its owner."""
         self._redis = client
-        self._owns_client = owns_client
         self._prefix = f"{prefix}login:"
         self._read = client.register_script(_READ)
         self._fail = client.register_script(_FAIL)
-
-    @classmethod
-    def from_url(cls, url: str, *, prefix: str = "bastion:") -> RedisAttemptStore:
-        client = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        return cls(client, owns_client=True, prefix=prefix)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -244,5 +237,4 @@ class RedisAttemptStore:
             raise StoreUnavailableError(repr(exc)) from exc
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._redis.aclose()
+        return None  # the client belongs to the revocation store

@@ -16,8 +16,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.events import EventLog, RequestContext
-from bastion.fastapi.problems import send_problem, send_problem_body
-from bastion.fastapi.ratelimit_fields import quota_problem_body, rate_headers
+from bastion.fastapi.problems import (
+    quota_problem_body,
+    rate_headers,
+    send_problem,
+    send_problem_body,
+)
 from bastion.fastapi.routes import match_route, route_table
 from bastion.net import TrustedProxies, rate_partition
 from bastion.throttle import Check, Limiter, Policy, Verdict
