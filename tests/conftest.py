@@ -21,10 +21,12 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 
+from bastion.clock import Clock
 from bastion.config import Settings
 from bastion.stores.sql import create_engine
 from bastion_tasks import create_app
 from bastion_tasks.migrate import upgrade_connection
+from tests.smtp import SMTPTestServer
 
 PG_ADMIN_DSN = os.environ.get("BASTION_TEST_PG_DSN", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -82,6 +84,7 @@ async def redis_prefix() -> AsyncIterator[str]:
 
 
 _TABLES = [
+    "one_time_tokens",
     "refresh_tokens",
     "auth_sessions",
     "task_shares",
@@ -165,9 +168,10 @@ class AppMaker:
         self._settings = settings
         self._stack = stack
 
-    async def app(self, **overrides: Any) -> Any:
+    async def app(self, *, clock: Clock | None = None, **overrides: Any) -> Any:
         values = {**self._settings.model_dump(), **overrides}
-        application = create_app(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        application = create_app(settings, clock=clock)
         await self._stack.enter_async_context(LifespanManager(application))
         return application
 
@@ -189,3 +193,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("BASTION_") and not name.startswith("BASTION_TEST_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SMTPTestServer]:
+    """A real SMTP server on loopback that records what it receives."""
+    async with SMTPTestServer() as server:
+        yield server

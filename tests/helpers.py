@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from typing import Any
 from uuid import uuid4
 
@@ -103,3 +105,21 @@ def solve(challenge: dict[str, Any]) -> str:
         "signature": challenge["signature"],
     }
     return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+_LINK = re.compile(r"(https?://\S+?)#token=([A-Za-z0-9_.-]+)")
+
+
+def link_in(message: EmailMessage, path: str) -> str:
+    """The token of the link to ``path`` in an emailed ``message``."""
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    for url, token in _LINK.findall(text):
+        if url.endswith(path):
+            return str(token)
+    raise AssertionError(f"no link to {path} in {message['Subject']!r}")
+
+
+def mail_to(messages: list[EmailMessage], address: str) -> list[EmailMessage]:
+    return [m for m in messages if m["To"] == address]

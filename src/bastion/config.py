@@ -36,6 +36,10 @@ DEFAULT_POLICIES: dict[str, str] = {
     "register": "5/minute",
     "refresh": "30/minute",
     "password-reset": "5/hour",
+    "links": "30/hour",
+    "password-reset-account": "3/hour",
+    "password-change": "10/hour",
+    "mail": "5/hour",
 }
 
 _SECRET_MIN_BYTES = 32  # RFC 7518 §3.2: an HS256 key is at least the hash output size.
@@ -118,6 +122,28 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
     log_events_to_stdout: bool = True
 
+    # Account emails and one-time links (docs/accounts.md)
+    public_url: str = "http://127.0.0.1:8000"  # where the links in emails point
+    require_verified_email: bool | None = None  # None: on in production, off in development
+    verify_email_ttl_seconds: int = Field(default=86_400, ge=600, le=7 * 86_400)
+    password_reset_ttl_seconds: int = Field(default=1_800, ge=300, le=86_400)
+    unlock_link_ttl_seconds: int = Field(default=3_600, ge=300, le=86_400)
+    mail_backend: Literal["outbox", "smtp"] = "outbox"
+    mail_from: str = "Bastion <no-reply@localhost>"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65_535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    smtp_ca_file: Path | None = None
+
+    # Breached passwords (docs/passwords.md): the range API by k-anonymity, a local file
+    breached_passwords_api: bool = False
+    breached_passwords_api_url: str = "https://api.pwnedpasswords.com"
+    breached_passwords_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    breached_passwords_file: Path | None = None
+
     @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -173,6 +199,16 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def verified_email_required(self) -> bool:
+        if self.require_verified_email is None:
+            return self.is_production
+        return self.require_verified_email
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_dir / "outbox"
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -181,6 +217,49 @@ class Finding:
     setting: str
     message: str
     fatal: bool = True
+
+
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _mail_findings(settings: Settings) -> list[Finding]:
+    """Links in emails are credentials: they travel over TLS and land nowhere else."""
+    findings: list[Finding] = []
+    if settings.mail_backend == "outbox":
+        findings.append(
+            Finding(
+                "BASTION_MAIL_BACKEND",
+                "the outbox writes one-time links to a folder and the console; use smtp",
+            )
+        )
+    elif settings.smtp_host is None:
+        findings.append(Finding("BASTION_SMTP_HOST", "the smtp mail backend needs a host"))
+    elif settings.smtp_security == "none" and settings.smtp_host not in _LOOPBACK_HOSTS:
+        findings.append(
+            Finding("BASTION_SMTP_SECURITY", "mail to a remote server must use starttls or tls")
+        )
+    if not settings.public_url.startswith("https://"):
+        findings.append(
+            Finding("BASTION_PUBLIC_URL", "links in emails must use https:// in production")
+        )
+    if settings.require_verified_email is False:
+        findings.append(
+            Finding(
+                "BASTION_REQUIRE_VERIFIED_EMAIL",
+                "accounts can log in before their address is verified",
+                fatal=False,
+            )
+        )
+    if not settings.breached_passwords_api and settings.breached_passwords_file is None:
+        findings.append(
+            Finding(
+                "BASTION_BREACHED_PASSWORDS_API",
+                "no breached-password source (ASVS 6.2.12): set it or "
+                "BASTION_BREACHED_PASSWORDS_FILE",
+                fatal=False,
+            )
+        )
+    return findings
 
 
 def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
@@ -232,6 +311,8 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
         findings.append(
             Finding("BASTION_LOGIN_DEFENCE_ENABLED", "the login brute-force defence must be on")
         )
+    if settings.is_production:  # the outbox and plain links are the development default
+        findings.extend(_mail_findings(settings))
     if settings.database_url.startswith("sqlite"):
         findings.append(
             Finding(

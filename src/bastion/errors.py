@@ -5,11 +5,14 @@ Every error carries a stable ``code`` (the slug of its RFC 9457 problem type,
 
     BastionError                      internal-error        500
     ├── ConfigurationError            insecure-configuration 500
+    ├── InvalidLinkError              invalid-link          400
     ├── AuthenticationError           invalid-credentials   401
     │   ├── InvalidCredentialsError   invalid-credentials   401
     │   └── InvalidTokenError         invalid-token         401
     │       └── TokenReuseError       invalid-token         401
     ├── PermissionDeniedError         forbidden             403
+    ├── WrongPasswordError            wrong-password        403
+    ├── EmailNotVerifiedError         email-not-verified    403
     ├── NotFoundError                 not-found             404
     ├── ConflictError                 conflict              409
     │   └── LastAdminError            last-admin            409
@@ -31,7 +34,9 @@ __all__ = [
     "BastionError",
     "ConfigurationError",
     "ConflictError",
+    "EmailNotVerifiedError",
     "InvalidCredentialsError",
+    "InvalidLinkError",
     "InvalidTokenError",
     "LastAdminError",
     "NotFoundError",
@@ -41,6 +46,7 @@ __all__ = [
     "ServiceBusyError",
     "ServiceUnavailableError",
     "TokenReuseError",
+    "WrongPasswordError",
 ]
 
 
@@ -104,6 +110,34 @@ class TokenReuseError(InvalidTokenError):
         self.user_id = user_id
 
 
+class InvalidLinkError(BastionError):
+    """A one-time link (email verification, password reset, unlock) is unknown, used,
+    expired, or was issued for an account state that has changed since. One answer for
+    every reason; the precise one is for logs."""
+
+    code = "invalid-link"
+    title = "Invalid or expired link"
+    status = 400
+
+
+class WrongPasswordError(BastionError):
+    """The current password given to confirm a sensitive change is wrong (the caller is
+    signed in, so this is not a login failure; it is counted like one all the same)."""
+
+    code = "wrong-password"
+    title = "The current password is incorrect"
+    status = 403
+
+
+class EmailNotVerifiedError(BastionError):
+    """The right password, but the account's email address is not verified yet and the
+    service requires it. Only told to a caller who gave the right password."""
+
+    code = "email-not-verified"
+    title = "Email address not verified"
+    status = 403
+
+
 class PermissionDeniedError(BastionError):
     """The caller may not do this; ``decision`` (a ``bastion.authz.Decision``) says why."""
 
@@ -142,9 +176,10 @@ class PasswordPolicyError(BastionError):
     title = "Password does not meet the policy"
     status = 422
 
-    def __init__(self, reasons: list[str]) -> None:
+    def __init__(self, reasons: list[str], *, field: str = "password") -> None:
         super().__init__("; ".join(reasons))
         self.reasons = reasons
+        self.field = field  # the request field the reasons are about
 
 
 class RateLimitedError(BastionError):

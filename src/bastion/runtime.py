@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from bastion.accounts import AccountService
+from bastion.accounts import AccountLifecycle, AccountService, Letters
 from bastion.clock import Clock, SystemClock
 from bastion.config import Finding, Settings, check_settings
+from bastion.errors import ConfigurationError
 from bastion.events import EventLog, EventSink, JSONLinesSink, StoreSink
-from bastion.passwords import PasswordHasher, PasswordPolicy
+from bastion.mail import Mailer, OutboxMailer, Postman, SMTPMailer
+from bastion.passwords import (
+    BreachCheck,
+    BreachChecks,
+    PasswordHasher,
+    PasswordPolicy,
+    PwnedFile,
+    PwnedRangeAPI,
+)
 from bastion.stores import Stores, open_stores
 from bastion.stores.redis import RedisRevocationStore
 from bastion.throttle import (
@@ -33,6 +44,7 @@ from bastion.throttle import (
     ResilientLimiter,
 )
 from bastion.tokens import AccessTokens, KeySet, ensure_key_file, load_key_file
+from bastion.tokens.onetime import OneTimeTokens
 
 __all__ = ["Security", "load_keys", "open_security"]
 
@@ -52,10 +64,20 @@ class Security:
     limiter: Limiter
     policies: dict[str, Policy]
     login_defence: LoginDefence | None
+    lifecycle: AccountLifecycle
+    postman: Postman
+    breached: BreachChecks
     findings: list[Finding] = field(default_factory=list)
 
-    async def aclose(self) -> None:
+    async def drain(self) -> None:
+        """Wait for the background work: emails and deferred events."""
+        await self.postman.drain()
         await self.events.drain()
+
+    async def aclose(self) -> None:
+        await self.postman.aclose()
+        await self.events.drain()
+        await self.breached.aclose()
         self.hasher.close()
         await self.limiter.aclose()
         if self.login_defence is not None:
@@ -109,6 +131,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         sinks.insert(0, JSONLinesSink())
     events = EventLog(sinks, clock=clock)
     limiter, attempts = _open_limits(settings, stores, events, clock)
+    breached = _open_breach_checks(settings)
     policies = settings.policies
     defence = None
     if settings.login_defence_enabled:
@@ -141,6 +164,26 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         refresh_idle_ttl=timedelta(seconds=settings.refresh_idle_ttl_seconds),
         refresh_absolute_ttl=timedelta(seconds=settings.refresh_absolute_ttl_seconds),
         defence=defence,
+        breached=breached,
+        require_verified_email=settings.verified_email_required,
+    )
+    postman = Postman(_open_mailer(settings), on_failure=_mail_failed(events))
+    lifecycle = AccountLifecycle(
+        accounts,
+        OneTimeTokens(
+            stores.tokens,
+            lifetimes={
+                "verify-email": timedelta(seconds=settings.verify_email_ttl_seconds),
+                "password-reset": timedelta(seconds=settings.password_reset_ttl_seconds),
+                "unlock": timedelta(seconds=settings.unlock_link_ttl_seconds),
+            },
+            clock=clock,
+        ),
+        postman,
+        Letters(settings.public_url),
+        secret=keys.derive_secret("bastion account mail"),
+        limiter=limiter if settings.rate_limit_enabled else None,
+        policies=policies,
     )
     return Security(
         settings,
@@ -154,8 +197,54 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         limiter,
         policies,
         defence,
+        lifecycle,
+        postman,
+        breached,
         findings,
     )
+
+
+def _open_mailer(settings: Settings) -> Mailer:
+    if settings.mail_backend == "smtp":
+        if settings.smtp_host is None:
+            raise ConfigurationError("BASTION_SMTP_HOST", "the smtp mail backend needs a host")
+        password = settings.smtp_password
+        return SMTPMailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            sender=settings.mail_from,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password else None,
+            timeout=settings.smtp_timeout_seconds,
+            ca_file=settings.smtp_ca_file,
+        )
+    return OutboxMailer(settings.outbox_path, sender=settings.mail_from, console=sys.stderr)
+
+
+def _mail_failed(events: EventLog) -> Callable[[str, BaseException], None]:
+    def failed(kind: str, error: BaseException) -> None:
+        events.emit_soon(
+            "email_failed",
+            details=f"{kind} email not delivered ({type(error).__name__})",
+            severity="medium",
+        )
+
+    return failed
+
+
+def _open_breach_checks(settings: Settings) -> BreachChecks:
+    checks: list[BreachCheck] = []
+    if settings.breached_passwords_api:
+        checks.append(
+            PwnedRangeAPI(
+                settings.breached_passwords_api_url,
+                timeout=settings.breached_passwords_timeout_seconds,
+            )
+        )
+    if settings.breached_passwords_file is not None:
+        checks.append(PwnedFile(settings.breached_passwords_file))
+    return BreachChecks(checks)
 
 
 def _open_limits(

@@ -14,12 +14,14 @@ from starlette.responses import JSONResponse
 from bastion.clock import Clock
 from bastion.config import Settings
 from bastion.fastapi import (
+    LINK_PAGE_PATHS,
     BodyLimitMiddleware,
     Guard,
     JSONLimitMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
     RequestLimitsMiddleware,
+    account_router,
     admin_router,
     auth_router,
     docs_router,
@@ -79,10 +81,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.guard = guard
     install_problem_handlers(app)
 
-    app.include_router(auth_router(guard, secure_cookies=settings.cookie_secure))
+    tasks = TaskService(engine, clock=clock)
+    # A share with an address that had no account waits until the address is verified.
+    security.lifecycle.on_email_verified(tasks.activate_pending_shares)
+    app.include_router(
+        auth_router(guard, security.lifecycle, secure_cookies=settings.cookie_secure)
+    )
+    app.include_router(account_router(guard, security.lifecycle))
     app.include_router(jwks_router(guard, security.keys))
     app.include_router(users_router(guard))
-    app.include_router(tasks_router(guard, TaskService(engine, clock=clock)))
+    app.include_router(tasks_router(guard, tasks))
     app.include_router(admin_router(guard))
     if docs:
         app.include_router(docs_router(guard, title=title))
@@ -112,6 +120,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_middleware(
         RequestContextMiddleware,
         docs_paths=("/docs", "/redoc") if docs else (),
+        page_paths=LINK_PAGE_PATHS,
         hsts=settings.is_production,
     )
     return app

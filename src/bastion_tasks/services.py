@@ -195,6 +195,15 @@ class TaskService:
             rows = (await conn.execute(query)).all()
         return [ShareOut(user_id=row.user_id, permission=row.permission) for row in rows]
 
+    async def activate_pending_shares(self, user_id: uuid.UUID) -> None:
+        """The address of ``user_id`` is verified: its pending shares now count."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                _shares.update()
+                .where(_shares.c.user_id == user_id, _shares.c.pending.is_(True))
+                .values(pending=False)
+            )
+
     async def share(
         self,
         task_id: uuid.UUID,

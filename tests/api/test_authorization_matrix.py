@@ -13,6 +13,8 @@ change the route promises, and nothing else.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -202,6 +204,21 @@ def _refresh(world: World, actor: str) -> dict[str, str]:
     return {"refresh_token": world.users[holder]["refresh_token"]}
 
 
+def _own_session(world: World, actor: str) -> tuple[str, dict[str, Any]]:
+    # The session id is the access token's ``sid``; anonymous callers name the owner's.
+    token = world.users["owner" if actor == "anonymous" else actor]["access_token"]
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return f"/auth/sessions/{claims['sid']}", {}
+
+
+BOGUS_LINK = {"token": "bogusselector0000.bogusverifierbogusverifierbogusverifier00000"}
+PUBLIC_202 = statuses(**dict.fromkeys(ACTORS, 202))
+# A public route that redeems an emailed link: the same refusal for every caller.
+LINK_REFUSED = statuses(**dict.fromkeys(ACTORS, 400))
+SIGNED_IN_204 = statuses(**{**dict.fromkeys(ACTORS, 204), "anonymous": 401})
+
+
 def _decision_query(world: World, actor: str) -> dict[str, str]:
     return {"user_id": world.id("reader"), "method": "GET", "path": f"/tasks/{world.task_id}"}
 
@@ -236,6 +253,41 @@ MATRIX: dict[tuple[str, str], Entry] = {
         PUBLIC_200, plain("/auth/refresh", json=_refresh), changes("refresh_tokens")
     ),
     ("GET", "/.well-known/jwks.json"): Entry(PUBLIC_200, plain("/.well-known/jwks.json")),
+    # The account lifecycle: links that go by email, the pages they open, sessions.
+    ("POST", "/auth/password/forgot"): Entry(
+        PUBLIC_202,
+        plain("/auth/password/forgot", json=lambda w, a: {"email": w.users["stranger"]["email"]}),
+    ),
+    ("POST", "/auth/email/verify/request"): Entry(
+        PUBLIC_202,
+        plain(
+            "/auth/email/verify/request", json=lambda w, a: {"email": w.users["stranger"]["email"]}
+        ),
+    ),
+    ("POST", "/auth/password/reset"): Entry(
+        LINK_REFUSED,
+        plain("/auth/password/reset", json={**BOGUS_LINK, "new_password": "a new passphrase 77"}),
+    ),
+    ("POST", "/auth/email/verify"): Entry(
+        LINK_REFUSED, plain("/auth/email/verify", json=BOGUS_LINK)
+    ),
+    ("POST", "/auth/unlock"): Entry(LINK_REFUSED, plain("/auth/unlock", json=BOGUS_LINK)),
+    ("GET", "/auth/email/verify"): Entry(PUBLIC_200, plain("/auth/email/verify")),
+    ("GET", "/auth/password/reset"): Entry(PUBLIC_200, plain("/auth/password/reset")),
+    ("GET", "/auth/unlock"): Entry(PUBLIC_200, plain("/auth/unlock")),
+    ("GET", "/auth/link.js"): Entry(PUBLIC_200, plain("/auth/link.js")),
+    ("GET", "/auth/sessions"): Entry(SIGNED_IN, plain("/auth/sessions")),
+    ("DELETE", "/auth/sessions/{session_id}"): Entry(
+        SIGNED_IN_204, _own_session, changes("auth_sessions", check=_session_revoked)
+    ),
+    ("POST", "/auth/password/change"): Entry(
+        SIGNED_IN_204,
+        plain(
+            "/auth/password/change",
+            json={"current_password": STRONG_PASSWORD, "new_password": "a new passphrase 77"},
+        ),
+        changes("accounts"),
+    ),
     ("GET", "/healthz"): Entry(PUBLIC_200, plain("/healthz")),
     ("GET", "/readyz"): Entry(PUBLIC_200, plain("/readyz")),
     ("GET", "/openapi.json"): Entry(PUBLIC_200, plain("/openapi.json")),

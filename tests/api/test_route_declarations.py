@@ -22,6 +22,13 @@ PUBLIC = {
     "/auth/login",
     "/auth/token",
     "/auth/refresh",
+    # The emailed links: the address or the one-time token is the credential.
+    "/auth/password/forgot",
+    "/auth/password/reset",
+    "/auth/email/verify",
+    "/auth/email/verify/request",
+    "/auth/unlock",
+    "/auth/link.js",
     "/.well-known/jwks.json",
     "/healthz",
     "/readyz",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bastion.stores import open_stores
+from bastion.stores import Account, open_stores
 from bastion_cli import app
 from tests.helpers import STRONG_PASSWORD
 
@@ -27,16 +27,20 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environment: None
     return tmp_path
 
 
-def _account_role(tmp_path: Path, email: str) -> str | None:
-    async def read() -> str | None:
+def _account(tmp_path: Path, email: str) -> Account | None:
+    async def read() -> Account | None:
         stores = open_stores(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
         try:
-            account = await stores.accounts.get_by_email(email)
-            return account.role if account else None
+            return await stores.accounts.get_by_email(email)
         finally:
             await stores.aclose()
 
     return asyncio.run(read())
+
+
+def _account_role(tmp_path: Path, email: str) -> str | None:
+    account = _account(tmp_path, email)
+    return account.role if account else None
 
 
 def test_migrate_creates_the_schema(env: Path) -> None:
@@ -56,6 +60,19 @@ def test_users_create_migrates_the_embedded_database_and_reads_stdin(env: Path) 
     assert result.exit_code == 0, result.output
     assert _account_role(env, "root@example.com") == "admin"
     assert STRONG_PASSWORD not in result.output
+
+
+def test_users_create_makes_a_verified_account(env: Path) -> None:
+    runner.invoke(
+        app,
+        ["users", "create", "--email", "ops@example.com", "--password-stdin"],
+        input=STRONG_PASSWORD + "\n",
+    )
+
+    account = _account(env, "ops@example.com")
+
+    assert account is not None
+    assert account.email_verified is True
 
 
 def test_users_create_prompts_without_echo(env: Path) -> None:

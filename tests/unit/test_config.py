@@ -16,6 +16,10 @@ SECURE: dict[str, Any] = {
     "env": "production",
     "database_url": "postgresql+asyncpg://db/bastion",
     "password_profile": "rfc9106-low-memory",
+    "mail_backend": "smtp",
+    "smtp_host": "smtp.example.org",
+    "public_url": "https://tasks.example.org",
+    "breached_passwords_api": True,
 }
 
 
@@ -58,6 +62,14 @@ def test_secure_production_settings_pass() -> None:
             "BASTION_LOGIN_DEFENCE_ENABLED",
             id="no-login-defence",
         ),
+        pytest.param({"mail_backend": "outbox"}, True, "BASTION_MAIL_BACKEND", id="outbox"),
+        pytest.param({"smtp_host": None}, True, "BASTION_SMTP_HOST", id="smtp-without-host"),
+        pytest.param(
+            {"smtp_security": "none"}, True, "BASTION_SMTP_SECURITY", id="plain-remote-smtp"
+        ),
+        pytest.param(
+            {"public_url": "http://tasks.example.org"}, True, "BASTION_PUBLIC_URL", id="http-links"
+        ),
     ],
 )
 def test_production_refuses_insecure_setting(
@@ -68,6 +80,42 @@ def test_production_refuses_insecure_setting(
 
     assert caught.value.setting == setting
     assert setting in str(caught.value)
+
+
+def test_plain_smtp_to_loopback_passes() -> None:
+    findings = check_settings(
+        _settings(smtp_host="127.0.0.1", smtp_security="none"), keys_exist=True
+    )
+
+    assert findings == []
+
+
+@pytest.mark.parametrize(
+    ("values", "setting"),
+    [
+        pytest.param(
+            {"require_verified_email": False},
+            "BASTION_REQUIRE_VERIFIED_EMAIL",
+            id="unverified-logins",
+        ),
+        pytest.param(
+            {"breached_passwords_api": False},
+            "BASTION_BREACHED_PASSWORDS_API",
+            id="no-breach-source",
+        ),
+    ],
+)
+def test_production_warns_about_a_weaker_account_setting(
+    values: dict[str, Any], setting: str
+) -> None:
+    findings = check_settings(_settings(**values), keys_exist=True)
+
+    assert [(f.setting, f.fatal) for f in findings] == [(setting, False)]
+
+
+def test_verified_email_is_required_in_production_by_default() -> None:
+    assert _settings().verified_email_required is True
+    assert _settings(env="development").verified_email_required is False
 
 
 def test_hs256_with_a_long_secret_passes() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -19,24 +20,30 @@ from bastion.authz import ROLE_ORDER, Subject
 from bastion.clock import Clock, SystemClock
 from bastion.errors import (
     ConflictError,
+    EmailNotVerifiedError,
     InvalidCredentialsError,
     InvalidTokenError,
     NotFoundError,
+    PasswordPolicyError,
     RateLimitedError,
     ServiceUnavailableError,
     TokenReuseError,
 )
 from bastion.events import EventLog, RequestContext
 from bastion.net import rate_partition
-from bastion.passwords import PasswordHasher, PasswordPolicy
+from bastion.passwords import BreachChecks, PasswordHasher, PasswordPolicy
 from bastion.stores import Account, AccountChange, AuthSession, SecurityEvent, Stores, UserState
 from bastion.throttle import LoginDefence, LoginGate, StoreUnavailableError, Verdict
 from bastion.tokens import AccessClaims, AccessTokens
 from bastion.tokens.refresh import new_refresh_token, refresh_digest
 
-__all__ = ["AccountService", "Principal", "TokenPair"]
+__all__ = ["BREACHED_REASON", "AccountService", "Principal", "TokenPair"]
 
 ROLES = ROLE_ORDER
+BREACHED_REASON = (
+    "This password has appeared in a data breach, so attackers try it first; choose another."
+)
+_logger = logging.getLogger("bastion.accounts")
 T = TypeVar("T")
 
 
@@ -77,8 +84,15 @@ class AccountService:
         refresh_idle_ttl: timedelta = timedelta(days=14),
         refresh_absolute_ttl: timedelta = timedelta(days=30),
         defence: LoginDefence | None = None,
+        breached: BreachChecks | None = None,
+        require_verified_email: bool = False,
     ) -> None:
         self._stores = stores
+        self._breached = breached
+        self._require_verified = require_verified_email
+        # Called (in the background) when failed logins lock an account: the account
+        # lifecycle sends its owner an unlock link.
+        self.on_locked: Callable[[Account, RequestContext], None] | None = None
         self._defence = defence
         self._hasher = hasher
         self._policy = policy
@@ -92,11 +106,63 @@ class AccountService:
     def access_ttl(self) -> timedelta:
         return self._access.ttl
 
-    async def check_password(self, password: str, *, email: str, display_name: str | None) -> None:
-        """Raise PasswordPolicyError with the reasons; zxcvbn runs off the event loop."""
+    @property
+    def hasher(self) -> PasswordHasher:
+        return self._hasher
+
+    @property
+    def stores(self) -> Stores:
+        return self._stores
+
+    @property
+    def events(self) -> EventLog:
+        return self._events
+
+    @property
+    def defence(self) -> LoginDefence | None:
+        return self._defence
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def idle_ttl_seconds(self) -> int:
+        return int(self._idle_ttl.total_seconds())
+
+    async def check_password(
+        self,
+        password: str,
+        *,
+        email: str,
+        display_name: str | None,
+        field: str = "password",
+    ) -> None:
+        """Raise PasswordPolicyError with the reasons (about the request's ``field``).
+
+        The policy (length, common passwords, zxcvbn with the account's own words as
+        context) runs off the event loop; then the breached-password sources, if any
+        (ASVS 6.2.12). A source that cannot answer does not block the password: it is
+        logged as a warning and a ``breach_check_unavailable`` event (fail open, so that
+        an outage of the range API never blocks sign-up).
+        """
         local = email.partition("@")[0]
         context = [email, local, *([display_name] if display_name else [])]
-        await asyncio.to_thread(self._policy.check, password, user_inputs=context)
+        try:
+            await asyncio.to_thread(self._policy.check, password, user_inputs=context)
+        except PasswordPolicyError as exc:
+            raise PasswordPolicyError(exc.reasons, field=field) from None
+        if not self._breached:
+            return
+        verdict = await self._breached.check(password)
+        for failure in verdict.unavailable:
+            _logger.warning("breached-password check unavailable: %s", failure)
+            self._events.emit_soon(
+                "breach_check_unavailable",
+                details=f"breached-password source did not answer ({failure}); password allowed",
+            )
+        if verdict.breached:
+            raise PasswordPolicyError([BREACHED_REASON], field=field)
 
     async def register(
         self,
@@ -105,11 +171,13 @@ class AccountService:
         *,
         display_name: str | None = None,
         role: str = "member",
+        email_verified: bool = False,
         context: RequestContext | None = None,
     ) -> Account | None:
         """Create an account; None when the email is taken (the caller answers the same).
 
         Both paths hash the password, so the answer's timing does not tell them apart.
+        ``email_verified`` is for accounts an operator creates, who vouches for the address.
 
         Raises:
             InvalidEmailError, PasswordPolicyError, ServiceBusyError.
@@ -129,6 +197,7 @@ class AccountService:
             password_hash=password_hash,
             display_name=display_name,
             role=role,
+            email_verified=email_verified,
             created_at=now,
             updated_at=now,
         )
@@ -212,6 +281,16 @@ class AccountService:
                 details=reason,
             )
             raise InvalidCredentialsError(reason, retry_after=retry_after)
+        if self._require_verified and not account.email_verified:
+            # Told only to a caller who knows the password: no enumeration. Not counted
+            # as a failure, nor as a success that would clear the account's failures.
+            await self._events.emit(
+                "auth_failure",
+                context=context,
+                user_id=str(account.id),
+                details="email address not verified",
+            )
+            raise EmailNotVerifiedError("email not verified")
         if account.password_hash and self._hasher.needs_rehash(account.password_hash):
             # Upgrade on successful login (STYLE principle 9): new profile, or legacy bcrypt.
             new_hash = await self._hasher.hash(password)
@@ -306,7 +385,7 @@ class AccountService:
             )
         if outcome.lock and account is not None and account.locked_at is None:
             failures = outcome.account_failures
-            await self._apply(
+            locked = await self._apply(
                 account.id,
                 AccountChange(locked=True, bump_token_version=False, reason="failed logins"),
                 lambda before, after: [
@@ -318,6 +397,8 @@ class AccountService:
                     )
                 ],
             )
+            if self.on_locked is not None:
+                self.on_locked(locked, context)
         return outcome.retry_after
 
     async def unlock(
@@ -572,6 +653,20 @@ class AccountService:
             return built
 
         return await self._apply(user_id, change, events)
+
+    async def apply(
+        self,
+        user_id: uuid.UUID,
+        change: AccountChange,
+        events: Callable[[Account, Account], Sequence[SecurityEvent | None]],
+    ) -> Account:
+        """Apply ``change`` with the events built from the account before and after it,
+        in one transaction; the cached standing is dropped first and written after."""
+        return await self._apply(user_id, change, events)
+
+    async def deny_session(self, session_id: uuid.UUID | str) -> None:
+        """Deny every access token of a session at once (until the longest expires)."""
+        await self._deny_session(session_id)
 
     async def _apply(
         self,

@@ -58,6 +58,13 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "rate_limit_unavailable": "high",
     "rate_limit_store_down": "high",
     "rate_limit_store_recovered": "medium",
+    "email_verified": "info",
+    "password_reset_requested": "low",
+    "password_change_failed": "medium",
+    "session_revoked": "low",
+    "email_failed": "medium",
+    "email_suppressed": "low",
+    "breach_check_unavailable": "medium",
 }
 
 # Hooks that tests install through bastion.testing.capture_events().

@@ -15,6 +15,8 @@ from bastion.fastapi.problems import (
     validation_problem,
 )
 from bastion.fastapi.routers import (
+    LINK_PAGE_PATHS,
+    account_router,
     admin_router,
     auth_router,
     docs_router,
@@ -25,6 +27,7 @@ from bastion.fastapi.routes import RouteEntry, match_route, requirement_of, rout
 from bastion.fastapi.schemas import SafeText, safe_text
 
 __all__ = [
+    "LINK_PAGE_PATHS",
     "PROBLEM_JSON",
     "Authorized",
     "BodyLimitMiddleware",
@@ -37,6 +40,7 @@ __all__ = [
     "Resolved",
     "RouteEntry",
     "SafeText",
+    "account_router",
     "admin_router",
     "auth_router",
     "docs_router",

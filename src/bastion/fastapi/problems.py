@@ -170,6 +170,9 @@ _PUBLIC_DETAIL = {
     "invalid-credentials": "Email or password is incorrect.",
     "invalid-token": "The access or refresh token is missing, invalid, expired or revoked.",
     "service-busy": "The service is busy; try again shortly.",
+    "invalid-link": "The link is invalid, used or expired; ask for a new one.",
+    "wrong-password": "The current password is incorrect.",
+    "email-not-verified": "Verify your email address with the link we sent, then log in.",
     # One answer for a missing object and one the caller may not see (OWASP API1:2023).
     "not-found": "No such resource.",
 }
@@ -193,7 +196,7 @@ async def _bastion_error(request: Request, exc: Exception) -> Response:
         return _quota_exceeded(request, exc)
     if isinstance(exc, PasswordPolicyError):
         detail = "The password was refused."
-        extra["errors"] = [{"loc": ["body", "password"], "msg": r} for r in exc.reasons]
+        extra["errors"] = [{"loc": ["body", exc.field], "msg": r} for r in exc.reasons]
     elif detail is None and exc.status < 500:
         detail = exc.reason
     return problem(request, exc.status, exc.code, exc.title, detail, headers=headers, **extra)

@@ -15,16 +15,22 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 __all__ = [
+    "AcceptedOut",
     "AdminUserList",
     "AdminUserOut",
     "AdminUserPatch",
     "DecisionOut",
+    "EmailIn",
+    "LinkTokenIn",
     "LoginIn",
     "LogoutIn",
+    "PasswordChangeIn",
+    "PasswordResetIn",
     "RefreshIn",
     "RegisterIn",
     "RegisteredOut",
     "SafeText",
+    "SessionOut",
     "TokenPairOut",
     "UserOut",
     "UserPatch",
@@ -61,7 +67,43 @@ class RegisterIn(_In):
 
 class RegisteredOut(BaseModel):
     status: str = "accepted"
-    detail: str = "If the address can be registered, the account is ready to sign in."
+    detail: str = "If the address can be registered, a confirmation link is on its way to it."
+
+
+class AcceptedOut(BaseModel):
+    status: str = "accepted"
+    detail: str = "If the address has an account, a link is on its way to it."
+
+
+class EmailIn(_In):
+    email: Email
+
+
+# A one-time link's token: ``<selector>.<verifier>``, URL-safe base64 halves.
+LinkToken = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class LinkTokenIn(_In):
+    token: LinkToken
+
+
+class PasswordResetIn(_In):
+    token: LinkToken
+    new_password: Password
+
+
+class PasswordChangeIn(_In):
+    current_password: Password
+    new_password: Password
+
+
+class SessionOut(BaseModel):
+    id: UUID
+    created_at: datetime
+    last_used_at: datetime
+    ip_address: str | None
+    user_agent: str | None
+    current: bool
 
 
 # A solved ALTCHA challenge: base64 of a small JSON object.

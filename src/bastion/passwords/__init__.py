@@ -9,6 +9,14 @@ decides whether a new password is acceptable. Parameter sets are named
 from __future__ import annotations
 
 from bastion.passwords._hasher import PasswordHasher
+from bastion.passwords.breached import (
+    BreachCheck,
+    BreachChecks,
+    BreachCheckUnavailableError,
+    BreachVerdict,
+    PwnedFile,
+    PwnedRangeAPI,
+)
 from bastion.passwords.policy import PasswordPolicy
 from bastion.passwords.profiles import (
     OWASP_MINIMUM,
@@ -25,7 +33,13 @@ __all__ = [
     "RFC9106_LOW_MEMORY",
     "TEST_ONLY_INSECURE",
     "Argon2Profile",
+    "BreachCheck",
+    "BreachCheckUnavailableError",
+    "BreachChecks",
+    "BreachVerdict",
     "PasswordHasher",
     "PasswordPolicy",
+    "PwnedFile",
+    "PwnedRangeAPI",
     "is_below_owasp_floor",
 ]

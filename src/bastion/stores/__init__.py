@@ -21,15 +21,19 @@ from bastion.stores.base import (
     AuthSession,
     EventQuery,
     EventStore,
+    OneTimeToken,
+    OneTimeTokenStore,
     RevocationStore,
     RotateOutcome,
     SecurityEvent,
     SessionStore,
+    TokenUse,
     UserState,
 )
 from bastion.stores.memory import (
     MemoryAccountStore,
     MemoryEventStore,
+    MemoryOneTimeTokenStore,
     MemoryRevocationStore,
     MemorySessionStore,
 )
@@ -41,11 +45,14 @@ __all__ = [
     "AuthSession",
     "EventQuery",
     "EventStore",
+    "OneTimeToken",
+    "OneTimeTokenStore",
     "RevocationStore",
     "RotateOutcome",
     "SecurityEvent",
     "SessionStore",
     "Stores",
+    "TokenUse",
     "UserState",
     "open_stores",
 ]
@@ -57,6 +64,7 @@ class Stores:
     sessions: SessionStore
     revocation: RevocationStore
     events: EventStore
+    tokens: OneTimeTokenStore
     engine: AsyncEngine | None = None
 
     async def aclose(self) -> None:
@@ -85,7 +93,9 @@ def open_stores(
 
     if database_url.startswith("memory://"):
         sessions, events = MemorySessionStore(), MemoryEventStore()
-        return Stores(MemoryAccountStore(sessions, events), sessions, revocation, events)
+        tokens = MemoryOneTimeTokenStore()
+        accounts = MemoryAccountStore(sessions, events, tokens)
+        return Stores(accounts, sessions, revocation, events, tokens)
     if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError(
             "BASTION_DATABASE_URL must start with sqlite+aiosqlite://, "
@@ -94,6 +104,7 @@ def open_stores(
     from bastion.stores.sql import (
         SQLAccountStore,
         SQLEventStore,
+        SQLOneTimeTokenStore,
         SQLSessionStore,
         create_engine,
     )
@@ -104,5 +115,6 @@ def open_stores(
         SQLSessionStore(engine),
         revocation,
         SQLEventStore(engine),
+        SQLOneTimeTokenStore(engine),
         engine=engine,
     )

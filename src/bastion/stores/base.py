@@ -23,11 +23,15 @@ __all__ = [
     "EventQuery",
     "EventStore",
     "EventsFor",
+    "OneTimeToken",
+    "OneTimeTokenStore",
     "RevocationStore",
     "RotateOutcome",
     "SecurityEvent",
     "SessionStore",
+    "TokenUse",
     "UserState",
+    "token_spendable",
 ]
 
 Role = str
@@ -121,6 +125,54 @@ class EventQuery:
 
 
 @dataclass(frozen=True)
+class OneTimeToken:
+    """A one-time link's token as stored: never the secret, only its SHA-256 digest.
+
+    ``selector`` is the public half of the token and the lookup key; ``digest`` the
+    digest of its secret half, compared in constant time (the selector/verifier split
+    keeps the comparison out of the database index). ``state`` is a digest of the
+    account state the token was issued for (STYLE principle 10).
+    """
+
+    selector: str
+    digest: str
+    purpose: str  # "verify-email", "password-reset", "unlock"
+    user_id: UUID
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    """Spend a one-time token in the same transaction as the change it authorizes.
+
+    The store refuses the whole change (``InvalidLinkError``) unless the token is unused,
+    unexpired, of ``purpose``, for this account, and ``state_of(account)`` still equals the
+    state it was issued for.
+    """
+
+    selector: str
+    purpose: str
+    state_of: Callable[[Account], str]
+
+
+def token_spendable(
+    token: OneTimeToken | None, use: TokenUse, account: Account, now: datetime
+) -> bool:
+    """Whether ``use`` may spend ``token`` for ``account`` now: every backend's one rule."""
+    return (
+        token is not None
+        and token.used_at is None
+        and token.expires_at > now
+        and token.purpose == use.purpose
+        and token.user_id == account.id
+        and token.state == use.state_of(account)
+    )
+
+
+@dataclass(frozen=True)
 class AccountChange:
     """A change of an account's standing, applied atomically with its security events.
 
@@ -136,6 +188,9 @@ class AccountChange:
     keep_session: UUID | None = None
     bump_token_version: bool = True  # when the role or active flag changes
     locked: bool | None = None  # lock (failed logins) or unlock; sessions stay
+    password_hash: str | None = None  # a new password (with ``revoke_sessions``)
+    email_verified: bool | None = None
+    use_token: TokenUse | None = None  # the one-time token this change spends
     reason: str = "account change"
 
     @property
@@ -228,6 +283,17 @@ class SessionStore(Protocol):
     async def revoke_all(
         self, user_id: UUID, *, now: datetime, reason: str, keep: UUID | None = None
     ) -> int: ...
+
+
+class OneTimeTokenStore(Protocol):
+    """One-time link tokens. Spending one is part of an account change (``TokenUse``)."""
+
+    async def issue(self, token: OneTimeToken) -> None:
+        """Store ``token``; every other unused token of its account and purpose dies (a
+        newer link replaces the older), and expired tokens are purged."""
+        ...
+
+    async def get(self, selector: str) -> OneTimeToken | None: ...
 
 
 class RevocationStore(Protocol):

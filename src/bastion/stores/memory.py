@@ -15,21 +15,25 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from bastion.errors import ConflictError, LastAdminError, NotFoundError
+from bastion.errors import ConflictError, InvalidLinkError, LastAdminError, NotFoundError
 from bastion.stores.base import (
     Account,
     AccountChange,
     AuthSession,
     EventQuery,
     EventsFor,
+    OneTimeToken,
     RotateOutcome,
     SecurityEvent,
+    TokenUse,
     UserState,
+    token_spendable,
 )
 
 __all__ = [
     "MemoryAccountStore",
     "MemoryEventStore",
+    "MemoryOneTimeTokenStore",
     "MemoryRevocationStore",
     "MemorySessionStore",
 ]
@@ -45,11 +49,13 @@ class MemoryAccountStore:
         self,
         sessions: MemorySessionStore | None = None,
         events: MemoryEventStore | None = None,
+        tokens: MemoryOneTimeTokenStore | None = None,
     ) -> None:
         self._by_id: dict[UUID, Account] = {}
         self._reserved: dict[str, UUID] = {}
         self._sessions = sessions or MemorySessionStore()
         self._events = events or MemoryEventStore()
+        self._tokens = tokens or MemoryOneTimeTokenStore()
 
     def _check_free(self, email_key: str, owner: UUID | None = None) -> None:
         """Raise ConflictError when another account than ``owner`` holds ``email_key``."""
@@ -116,9 +122,15 @@ class MemoryAccountStore:
             after = dataclasses.replace(after, token_version=before.token_version + 1)
         if change.locked is not None and change.locked != (before.locked_at is not None):
             after = dataclasses.replace(after, locked_at=now if change.locked else None)
+        if change.password_hash is not None:
+            after = dataclasses.replace(after, password_hash=change.password_hash)
+        if change.email_verified is not None:
+            after = dataclasses.replace(after, email_verified=change.email_verified)
         if after != before:
             after = dataclasses.replace(after, updated_at=now)
         new_events = events(before, after)
+        if change.use_token is not None:
+            self._tokens.spend(change.use_token, before, now)
         if change.revoke_sessions:
             self._sessions.revoke_all_now(
                 account_id, now=now, reason=change.reason, keep=change.keep_session
@@ -142,6 +154,35 @@ class MemoryAccountStore:
             current, token_version=current.token_version + 1
         )
         return current.token_version + 1
+
+
+class MemoryOneTimeTokenStore:
+    def __init__(self) -> None:
+        self._tokens: dict[str, OneTimeToken] = {}
+
+    async def issue(self, token: OneTimeToken) -> None:
+        self._tokens = {
+            selector: held
+            for selector, held in self._tokens.items()
+            if held.expires_at > token.created_at
+            and not (
+                held.user_id == token.user_id
+                and held.purpose == token.purpose
+                and held.used_at is None
+            )
+        }
+        self._tokens[token.selector] = token
+
+    async def get(self, selector: str) -> OneTimeToken | None:
+        return self._tokens.get(selector)
+
+    def spend(self, use: TokenUse, account: Account, now: datetime) -> None:
+        """Mark the token used, or raise InvalidLinkError (see :class:`TokenUse`)."""
+        held = self._tokens.get(use.selector)
+        if not token_spendable(held, use, account, now):
+            raise InvalidLinkError("one-time token not usable")
+        assert held is not None
+        self._tokens[use.selector] = dataclasses.replace(held, used_at=now)
 
 
 class MemorySessionStore:

@@ -30,7 +30,7 @@ __all__ = ["CREDENTIAL_CLASSES", "RateLimitMiddleware", "client_ip_of", "method_
 
 # Routes whose abuse is an attack on credentials: they fail closed when limits cannot be
 # shared (Redis down), whatever the setting for other routes.
-CREDENTIAL_CLASSES = frozenset({"login-ip", "register", "refresh", "password-reset"})
+CREDENTIAL_CLASSES = frozenset({"login-ip", "register", "refresh", "password-reset", "links"})
 
 
 def method_class(method: str) -> str:

@@ -37,6 +37,12 @@ _DOCS_CSP = (
     b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
     b"https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'",
 )
+# The pages emailed links open: our own script only, which posts to this origin.
+_PAGE_CSP = (
+    b"content-security-policy",
+    b"default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; "
+    b"form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+)
 _NO_STORE = (b"cache-control", b"no-store")
 _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 
@@ -46,9 +52,19 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, docs_paths: Iterable[str] = (), hsts: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        docs_paths: Iterable[str] = (),
+        page_paths: Iterable[str] = (),
+        hsts: bool = False,
+    ) -> None:
+        """``docs_paths``: prefixes of the API docs (their CSP admits the docs' CDN);
+        ``page_paths``: exact paths of HTML pages served with a script of our own."""
         self.app = app
         self._docs_paths = tuple(docs_paths)
+        self._page_paths = frozenset(page_paths)
         self._hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,7 +80,9 @@ class RequestContextMiddleware:
                 break
         scope.setdefault("state", {})["request_id"] = request_id
         is_docs = scope["path"].startswith(self._docs_paths) if self._docs_paths else False
-        extra = [*_API_HEADERS, _DOCS_CSP if is_docs else _JSON_CSP]
+        is_page = scope["method"] == "GET" and scope["path"] in self._page_paths
+        csp = _DOCS_CSP if is_docs else _PAGE_CSP if is_page else _JSON_CSP
+        extra = [*_API_HEADERS, csp]
         if not is_docs:
             extra.append(_NO_STORE)
         if self._hsts:

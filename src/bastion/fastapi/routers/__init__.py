@@ -1,8 +1,17 @@
 """Router factories: each takes its dependencies and returns an APIRouter."""
 
+from bastion.fastapi.routers.account import LINK_PAGE_PATHS, account_router
 from bastion.fastapi.routers.admin import admin_router
 from bastion.fastapi.routers.auth import auth_router, jwks_router
 from bastion.fastapi.routers.docs import docs_router
 from bastion.fastapi.routers.users import users_router
 
-__all__ = ["admin_router", "auth_router", "docs_router", "jwks_router", "users_router"]
+__all__ = [
+    "LINK_PAGE_PATHS",
+    "account_router",
+    "admin_router",
+    "auth_router",
+    "docs_router",
+    "jwks_router",
+    "users_router",
+]

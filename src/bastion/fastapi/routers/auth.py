@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Form, Request, Response, status
 
-from bastion.accounts import InvalidEmailError, Principal
+from bastion.accounts import AccountLifecycle, InvalidEmailError, Principal
 from bastion.errors import InvalidCredentialsError
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.problems import validation_problem
@@ -39,7 +39,9 @@ DEVICE_COOKIE = "__Host-bastion-device"
 _DEVICE_COOKIE_PLAIN = "bastion-device"  # without Secure, the __Host- prefix is refused
 
 
-def auth_router(guard: Guard, *, secure_cookies: bool = True) -> APIRouter:
+def auth_router(
+    guard: Guard, lifecycle: AccountLifecycle, *, secure_cookies: bool = True
+) -> APIRouter:
     """``secure_cookies=False`` (development over plain HTTP only) drops ``Secure`` and
     the ``__Host-`` prefix from the device cookie."""
     router = APIRouter(prefix="/auth", tags=["auth"])
@@ -58,9 +60,12 @@ def auth_router(guard: Guard, *, secure_cookies: bool = True) -> APIRouter:
         responses={422: {"description": "Invalid email or refused password"}},
     )
     async def register(body: RegisterIn, request: Request) -> Any:
-        """202 whether or not the email is already registered: no account enumeration."""
+        """202 whether or not the email is already registered: no account enumeration.
+
+        A new account gets a verification link by email; an address that has an account
+        already gets a notice instead (and no second account)."""
         try:
-            await service.register(
+            await lifecycle.register(
                 body.email,
                 body.password,
                 display_name=body.display_name,

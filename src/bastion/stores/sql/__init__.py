@@ -1,12 +1,18 @@
 """SQL backends (SQLite through aiosqlite, PostgreSQL through asyncpg)."""
 
 from bastion.stores.sql.engine import create_engine
-from bastion.stores.sql.stores import SQLAccountStore, SQLEventStore, SQLSessionStore
+from bastion.stores.sql.stores import (
+    SQLAccountStore,
+    SQLEventStore,
+    SQLOneTimeTokenStore,
+    SQLSessionStore,
+)
 from bastion.stores.sql.tables import UTCDateTime
 
 __all__ = [
     "SQLAccountStore",
     "SQLEventStore",
+    "SQLOneTimeTokenStore",
     "SQLSessionStore",
     "UTCDateTime",
     "create_engine",

@@ -15,26 +15,30 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.errors import ConflictError, LastAdminError, NotFoundError
+from bastion.errors import ConflictError, InvalidLinkError, LastAdminError, NotFoundError
 from bastion.stores.base import (
     Account,
     AccountChange,
     AuthSession,
     EventQuery,
     EventsFor,
+    OneTimeToken,
     RotateOutcome,
     SecurityEvent,
+    TokenUse,
+    token_spendable,
 )
 from bastion.stores.sql.engine import write_locking
 from bastion.stores.sql.tables import (
     AccountReservationRow,
     AccountRow,
     AuthSessionRow,
+    OneTimeTokenRow,
     RefreshTokenRow,
     SecurityEventRow,
 )
 
-__all__ = ["SQLAccountStore", "SQLEventStore", "SQLSessionStore"]
+__all__ = ["SQLAccountStore", "SQLEventStore", "SQLOneTimeTokenStore", "SQLSessionStore"]
 
 _ACCOUNT_FIELDS = [f.name for f in dataclasses.fields(Account)]
 _SESSION_FIELDS = [f.name for f in dataclasses.fields(AuthSession)]
@@ -45,6 +49,8 @@ _sessions = AuthSessionRow.__table__  # type: ignore[attr-defined]
 _tokens = RefreshTokenRow.__table__  # type: ignore[attr-defined]
 _events = SecurityEventRow.__table__  # type: ignore[attr-defined]
 _reservations = AccountReservationRow.__table__  # type: ignore[attr-defined]
+_one_time = OneTimeTokenRow.__table__  # type: ignore[attr-defined]
+_ONE_TIME_FIELDS = [f.name for f in dataclasses.fields(OneTimeToken)]
 
 
 def _account(row: Any) -> Account:
@@ -70,6 +76,53 @@ async def _insert_events(conn: Any, events: Sequence[SecurityEvent]) -> None:
 class _SQLStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+
+async def _spend(conn: Any, use: TokenUse, account: Account, now: datetime) -> None:
+    """Mark the token used inside the change's transaction, or raise InvalidLinkError.
+
+    The conditional UPDATE is the compare-and-set: of two concurrent spends of one
+    token, one updates a row and the other none (and rolls its change back)."""
+    row = (
+        await conn.execute(_one_time.select().where(_one_time.c.selector == use.selector))
+    ).first()
+    token = OneTimeToken(**{name: getattr(row, name) for name in _ONE_TIME_FIELDS}) if row else None
+    if not token_spendable(token, use, account, now):
+        raise InvalidLinkError("one-time token not usable")
+    spent = await conn.execute(
+        _one_time.update()
+        .where(_one_time.c.selector == use.selector, _one_time.c.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if spent.rowcount != 1:
+        raise InvalidLinkError("one-time token spent concurrently")
+
+
+class SQLOneTimeTokenStore(_SQLStore):
+    async def issue(self, token: OneTimeToken) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                _one_time.delete().where(
+                    sa.or_(
+                        _one_time.c.expires_at <= token.created_at,
+                        sa.and_(
+                            _one_time.c.user_id == token.user_id,
+                            _one_time.c.purpose == token.purpose,
+                            _one_time.c.used_at.is_(None),
+                        ),
+                    )
+                )
+            )
+            await conn.execute(_one_time.insert().values(**dataclasses.asdict(token)))
+
+    async def get(self, selector: str) -> OneTimeToken | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(_one_time.select().where(_one_time.c.selector == selector))
+            ).first()
+        return (
+            OneTimeToken(**{name: getattr(row, name) for name in _ONE_TIME_FIELDS}) if row else None
+        )
 
 
 class SQLAccountStore(_SQLStore):
@@ -139,6 +192,12 @@ class SQLAccountStore(_SQLStore):
                 values["token_version"] = _accounts.c.token_version + 1
             if change.locked is not None and change.locked != (before.locked_at is not None):
                 values["locked_at"] = now if change.locked else None
+            if change.password_hash is not None:
+                values["password_hash"] = change.password_hash
+            if change.email_verified is not None:
+                values["email_verified"] = change.email_verified
+            if change.use_token is not None:
+                await _spend(conn, change.use_token, before, now)
             if change.revoke_sessions:
                 condition = [_sessions.c.user_id == account_id, _sessions.c.revoked_at.is_(None)]
                 if change.keep_session is not None:

@@ -18,6 +18,7 @@ __all__ = [
     "AccountReservationRow",
     "AccountRow",
     "AuthSessionRow",
+    "OneTimeTokenRow",
     "RefreshTokenRow",
     "SecurityEventRow",
     "UTCDateTime",
@@ -103,6 +104,22 @@ class RefreshTokenRow(SQLModel, table=True):
     digest: str = Field(primary_key=True, max_length=64)
     session_id: UUID = Field(foreign_key="auth_sessions.id", index=True, ondelete="CASCADE")
     created_at: datetime = _utc()
+    used_at: datetime | None = _utc(default=None)
+
+
+class OneTimeTokenRow(SQLModel, table=True):
+    """A one-time link's token: the public selector and the digest of the secret half."""
+
+    __tablename__ = "one_time_tokens"
+    __table_args__ = (sa.Index("ix_one_time_tokens_user_purpose", "user_id", "purpose"),)
+
+    selector: str = Field(primary_key=True, max_length=32)
+    digest: str = Field(max_length=64)
+    purpose: str = Field(max_length=32)
+    user_id: UUID = Field(foreign_key="accounts.id", ondelete="CASCADE")
+    state: str = Field(max_length=64)
+    created_at: datetime = _utc()
+    expires_at: datetime = _utc(index=True)
     used_at: datetime | None = _utc(default=None)
 
 

@@ -1,0 +1,467 @@
+"""The account flows around a login: email verification, password reset and change,
+one's own sessions, and the emailed unlock link.
+
+Every flow that starts from an email address (registration, forgotten password, a new
+verification link) answers the same whatever the address: the request only takes a rate
+limit and posts a background job; the job looks the account up, issues the token and
+sends the message (OWASP Forgot Password Cheat Sheet: "return a consistent message for
+both existent and non-existent accounts", "ensure that responses return in a consistent
+amount of time"). One-time tokens are spent in the transaction of the change they
+authorize (:mod:`bastion.tokens.onetime`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from bastion.accounts._emails import normalize_email
+from bastion.accounts._letters import Letters
+from bastion.accounts._service import AccountService, Principal
+from bastion.errors import (
+    InvalidLinkError,
+    NotFoundError,
+    PasswordPolicyError,
+    RateLimitedError,
+    WrongPasswordError,
+)
+from bastion.events import RequestContext
+from bastion.mail import Message, Postman
+from bastion.stores import Account, AccountChange, AuthSession, SecurityEvent, TokenUse
+from bastion.throttle import Check, Limiter, Policy, Verdict
+from bastion.tokens.onetime import OneTimeTokens, Purpose
+
+__all__ = ["AccountLifecycle", "SessionView"]
+
+EmailVerifiedHook = Callable[[uuid.UUID], Awaitable[None]]
+SAME_PASSWORD_REASON: Final = "The new password must differ from the current one."  # noqa: S105
+
+
+class SessionView:
+    """One session of the caller, as ``GET /auth/sessions`` lists it."""
+
+    __slots__ = ("current", "session")
+
+    def __init__(self, session: AuthSession, *, current: bool) -> None:
+        self.session = session
+        self.current = current
+
+
+class AccountLifecycle:
+    """Email verification, password reset and change, sessions, unlock links.
+
+    ``limiter`` and ``policies`` (``password-reset-account``, ``password-change``,
+    ``mail``) throttle per account; without a limiter nothing is throttled here (the
+    per-IP route limits stay in the middleware).
+    """
+
+    def __init__(
+        self,
+        service: AccountService,
+        tokens: OneTimeTokens,
+        postman: Postman,
+        letters: Letters,
+        *,
+        secret: bytes,
+        limiter: Limiter | None = None,
+        policies: dict[str, Policy] | None = None,
+    ) -> None:
+        self._service = service
+        self._stores = service.stores
+        self._events = service.events
+        self._tokens = tokens
+        self._postman = postman
+        self._letters = letters
+        self._secret = secret
+        self._limiter = limiter
+        self._policies = policies or {}
+        self._verified_hooks: list[EmailVerifiedHook] = []
+        service.on_locked = self._locked
+
+    def on_email_verified(self, hook: EmailVerifiedHook) -> None:
+        """Run ``hook(user_id)`` after an address is verified (e.g. activate shares)."""
+        self._verified_hooks.append(hook)
+
+    # -- throttles ------------------------------------------------------------------
+
+    def _recipient_key(self, email_key: str) -> str:
+        """A keyed hash of the address: the same key whether or not it has an account."""
+        return hmac.new(self._secret, email_key.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def _take(self, policy_name: str, key: str) -> Verdict | None:
+        """One use of ``policy_name`` for ``key``: the verdict, or None when unlimited."""
+        policy = self._policies.get(policy_name)
+        if self._limiter is None or policy is None:
+            return None
+        return await self._limiter.acquire([Check(policy, key)], offender=None)
+
+    async def _take_or_refuse(self, policy_name: str, key: str, context: RequestContext) -> None:
+        verdict = await self._take(policy_name, key)
+        if verdict is not None and not verdict.allowed:
+            await self._events.emit(
+                "rate_limit_exceeded",
+                context=context,
+                details=f"rate limit {policy_name} exceeded",
+                violated_policies=list(verdict.violated),
+                retry_after=verdict.retry_after,
+            )
+            raise RateLimitedError(f"{policy_name} limit", verdict=verdict)
+
+    # -- mail -----------------------------------------------------------------------
+
+    def _post(
+        self, kind: str, email_key: str, build: Callable[[], Awaitable[Message | None]]
+    ) -> None:
+        """Send in the background, at most ``mail`` messages per address and window."""
+
+        async def job() -> Message | None:
+            verdict = await self._take("mail", "rcpt:" + self._recipient_key(email_key))
+            if verdict is not None and not verdict.allowed:
+                await self._events.emit(
+                    "email_suppressed",
+                    details=f"{kind} email not sent: too many emails to this address",
+                )
+                return None
+            return await build()
+
+        self._postman.post(job, kind=kind)
+
+    async def _link(self, account: Account, purpose: Purpose) -> Message:
+        token = await self._tokens.issue(account, purpose)
+        lifetime = self._tokens.lifetime(purpose)
+        if purpose == "verify-email":
+            return self._letters.verify_email(account.email, token, lifetime)
+        if purpose == "password-reset":
+            return self._letters.password_reset(account.email, token, lifetime)
+        return self._letters.unlock(account.email, token, lifetime)
+
+    # -- registration and verification ------------------------------------------------
+
+    async def register(
+        self,
+        email: str,
+        password: str,
+        *,
+        display_name: str | None = None,
+        context: RequestContext | None = None,
+    ) -> None:
+        """Register; email a verification link, or, when the address has an account
+        already, a notice to that address (and no second account). Same answer."""
+        account = await self._service.register(
+            email, password, display_name=display_name, context=context
+        )
+        _, key = normalize_email(email)
+        if account is not None:
+            created = account
+            self._post("verify-email", key, lambda: self._link(created, "verify-email"))
+            return
+
+        async def notice() -> Message | None:
+            existing = await self._stores.accounts.get_by_email(key)
+            return self._letters.already_registered(existing.email) if existing else None
+
+        self._post("already-registered", key, notice)
+
+    async def request_verification(self, email: str, *, context: RequestContext) -> None:
+        """Send a new verification link when the address has an unverified account."""
+        _, key = normalize_email(email)
+        await self._take_or_refuse("password-reset-account", self._recipient_key(key), context)
+
+        async def build() -> Message | None:
+            account = await self._stores.accounts.get_by_email(key)
+            if account is None or account.email_verified or not account.is_active:
+                return None
+            return await self._link(account, "verify-email")
+
+        self._post("verify-email", key, build)
+
+    async def verify_email(self, token: str, *, context: RequestContext) -> None:
+        """Mark the address verified and spend the token.
+
+        Raises:
+            InvalidLinkError: unknown, used, expired or outdated link.
+        """
+        account, use = await self._account_for(token, "verify-email", context)
+        await self._spend(
+            account,
+            AccountChange(
+                email_verified=True,
+                use_token=use,
+                bump_token_version=False,
+                reason="email verified",
+            ),
+            lambda before, after: [
+                self._events.build(
+                    "email_verified", context=context, user_id=str(after.id), severity="info"
+                )
+            ],
+            context,
+        )
+        for hook in self._verified_hooks:
+            await hook(account.id)
+
+    # -- forgotten password and reset -----------------------------------------------
+
+    async def forgot_password(self, email: str, *, context: RequestContext) -> None:
+        """Email a reset link when the address has an active account; always the same.
+
+        Raises:
+            InvalidEmailError: not an email address (says nothing about accounts).
+            RateLimitedError: too many requests for this address (counted for every
+                address alike, so a 429 says nothing about accounts either).
+        """
+        _, key = normalize_email(email)
+        await self._take_or_refuse("password-reset-account", self._recipient_key(key), context)
+
+        async def build() -> Message | None:
+            account = await self._stores.accounts.get_by_email(key)
+            known = account is not None and account.is_active
+            await self._events.emit(
+                "password_reset_requested",
+                context=context,
+                user_id=str(account.id) if account and known else None,
+                details="reset link sent" if known else "no active account: nothing sent",
+            )
+            if account is None or not known:
+                return None
+            return await self._link(account, "password-reset")
+
+        self._post("password-reset", key, build)
+
+    async def reset_password(
+        self, token: str, new_password: str, *, context: RequestContext
+    ) -> None:
+        """Set a new password with a reset link: every session and access token ends,
+        a lock after failed logins ends, and the address counts as verified (the link
+        reached it).
+
+        Raises:
+            InvalidLinkError: unknown, used, expired or outdated link.
+            PasswordPolicyError: the new password is refused (the link stays usable).
+        """
+        account, use = await self._account_for(token, "password-reset", context)
+        await self._service.check_password(
+            new_password,
+            email=account.email,
+            display_name=account.display_name,
+            field="new_password",
+        )
+        password_hash = await self._service.hasher.hash(new_password)
+
+        def events(before: Account, after: Account) -> list[SecurityEvent | None]:
+            built = [
+                self._events.build(
+                    "password_changed",
+                    context=context,
+                    user_id=str(after.id),
+                    details="password reset with an emailed link; every session revoked",
+                )
+            ]
+            if before.locked_at is not None:
+                built.append(
+                    self._events.build(
+                        "account_unlocked",
+                        context=context,
+                        user_id=str(after.id),
+                        details="unlocked by a password reset",
+                    )
+                )
+            return built
+
+        changed = await self._spend(
+            account,
+            AccountChange(
+                password_hash=password_hash,
+                revoke_sessions=True,
+                locked=False,
+                email_verified=True,
+                use_token=use,
+                reason="password reset",
+            ),
+            events,
+            context,
+        )
+        await self._forget_failures(changed)
+        self._post(
+            "password-changed",
+            changed.email_key,
+            lambda: _ready(self._letters.password_changed(changed.email, by_reset=True)),
+        )
+
+    # -- password change ------------------------------------------------------------
+
+    async def change_password(
+        self,
+        principal: Principal,
+        current_password: str,
+        new_password: str,
+        *,
+        context: RequestContext,
+    ) -> None:
+        """Change the caller's password: the current one is required (ASVS 6.2.3); every
+        other session ends, and every access token issued before (the caller refreshes
+        its own with its refresh token, which stays valid: ASVS 7.4.3).
+
+        Raises:
+            WrongPasswordError: the current password is wrong (throttled per account).
+            PasswordPolicyError: the new password is refused.
+            RateLimitedError: too many attempts for this account.
+        """
+        await self._take_or_refuse("password-change", f"user:{principal.user_id}", context)
+        account = await self._stores.accounts.get(principal.user_id)
+        if account is None:
+            raise NotFoundError("no such account")
+        if not await self._service.hasher.verify(account.password_hash, current_password):
+            await self._events.emit(
+                "password_change_failed",
+                context=context,
+                user_id=str(account.id),
+                details="wrong current password",
+            )
+            raise WrongPasswordError("wrong current password")
+        if new_password == current_password:
+            raise PasswordPolicyError([SAME_PASSWORD_REASON], field="new_password")
+        await self._service.check_password(
+            new_password,
+            email=account.email,
+            display_name=account.display_name,
+            field="new_password",
+        )
+        password_hash = await self._service.hasher.hash(new_password)
+        changed = await self._service.apply(
+            account.id,
+            AccountChange(
+                password_hash=password_hash,
+                revoke_sessions=True,
+                keep_session=uuid.UUID(principal.session_id),
+                reason="password changed",
+            ),
+            lambda before, after: [
+                self._events.build(
+                    "password_changed",
+                    context=context,
+                    user_id=str(after.id),
+                    details="password changed; every other session revoked",
+                )
+            ],
+        )
+        self._post(
+            "password-changed",
+            changed.email_key,
+            lambda: _ready(self._letters.password_changed(changed.email, by_reset=False)),
+        )
+
+    # -- sessions -------------------------------------------------------------------
+
+    async def sessions(self, principal: Principal) -> list[SessionView]:
+        """The caller's live sessions, newest first."""
+        now = self._service.clock.now()
+        live = await self._stores.sessions.list_live(
+            principal.user_id, now=now, idle_ttl_seconds=self._service.idle_ttl_seconds
+        )
+        live.sort(key=lambda s: (s.created_at, str(s.id)), reverse=True)
+        return [SessionView(s, current=str(s.id) == principal.session_id) for s in live]
+
+    async def end_session(
+        self, principal: Principal, session_id: uuid.UUID, *, context: RequestContext
+    ) -> None:
+        """End one of the caller's sessions: its refresh family and its access tokens.
+
+        Raises:
+            NotFoundError: no live session of the caller has this id (another user's
+                session answers the same).
+        """
+        session = await self._stores.sessions.get(session_id)
+        now = self._service.clock.now()
+        if (
+            session is None
+            or session.user_id != principal.user_id
+            or not session.is_live(now, self._service.idle_ttl_seconds)
+        ):
+            raise NotFoundError("no such session")
+        await self._stores.sessions.revoke(session_id, now=now, reason="ended by the user")
+        await self._service.deny_session(session_id)
+        await self._events.emit(
+            "session_revoked",
+            context=context,
+            user_id=str(principal.user_id),
+            details="a session ended by its user"
+            + (" (the current one)" if str(session_id) == principal.session_id else ""),
+            session_id=str(session_id),
+        )
+
+    # -- unlock link ----------------------------------------------------------------
+
+    def _locked(self, account: Account, context: RequestContext) -> None:
+        self._post("unlock", account.email_key, lambda: self._link(account, "unlock"))
+
+    async def unlock(self, token: str, *, context: RequestContext) -> None:
+        """End a lock after failed logins with the emailed link.
+
+        Raises:
+            InvalidLinkError: unknown, used, expired or outdated link (the account was
+                unlocked already, or locked again since).
+        """
+        account, use = await self._account_for(token, "unlock", context)
+        changed = await self._spend(
+            account,
+            AccountChange(locked=False, use_token=use, bump_token_version=False, reason="unlock"),
+            lambda before, after: [
+                self._events.build(
+                    "account_unlocked",
+                    context=context,
+                    user_id=str(after.id),
+                    details="unlocked with the emailed link",
+                )
+            ],
+            context,
+        )
+        await self._forget_failures(changed)
+
+    # -- shared steps ---------------------------------------------------------------
+
+    async def _account_for(
+        self, token: str, purpose: Purpose, context: RequestContext
+    ) -> tuple[Account, TokenUse]:
+        try:
+            found, use = await self._tokens.check(token, purpose)
+            account = await self._stores.accounts.get(found.user_id)
+            if account is None or not account.is_active:
+                raise InvalidLinkError("account gone or disabled")
+        except InvalidLinkError as exc:
+            await self._link_refused(purpose, exc, context)
+            raise
+        return account, use
+
+    async def _spend(
+        self,
+        account: Account,
+        change: AccountChange,
+        events: Callable[[Account, Account], list[SecurityEvent | None]],
+        context: RequestContext,
+    ) -> Account:
+        assert change.use_token is not None
+        try:
+            return await self._service.apply(account.id, change, events)
+        except InvalidLinkError as exc:
+            await self._link_refused(change.use_token.purpose, exc, context)
+            raise
+
+    async def _link_refused(
+        self, purpose: str, exc: InvalidLinkError, context: RequestContext
+    ) -> None:
+        await self._events.emit(
+            "auth_failure", context=context, details=f"{purpose} link refused: {exc.reason}"
+        )
+
+    async def _forget_failures(self, account: Account) -> None:
+        defence = self._service.defence
+        if defence is not None:
+            await defence.unlock(defence.account_key(account.email_key))
+
+
+async def _ready(message: Message) -> Message:
+    return message
