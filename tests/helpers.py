@@ -50,7 +50,9 @@ _HASHES: dict[str, str] = {}
 
 
 async def add_user(app: Any, email: str, role: str = "member", **fields: Any) -> Account:
-    """An account stored directly (no sign-up round trip), with STRONG_PASSWORD."""
+    """An account stored directly (no sign-up round trip), with STRONG_PASSWORD and a
+    verified address unless ``email_verified=False``."""
+    fields.setdefault("email_verified", True)
     security = app.state.security
     profile = security.settings.password_profile
     if profile not in _HASHES:

@@ -12,7 +12,6 @@ Every error carries a stable ``code`` (the slug of its RFC 9457 problem type,
     │       └── TokenReuseError       invalid-token         401
     ├── PermissionDeniedError         forbidden             403
     ├── WrongPasswordError            wrong-password        403
-    ├── EmailNotVerifiedError         email-not-verified    403
     ├── NotFoundError                 not-found             404
     ├── ConflictError                 conflict              409
     │   └── LastAdminError            last-admin            409
@@ -34,7 +33,6 @@ __all__ = [
     "BastionError",
     "ConfigurationError",
     "ConflictError",
-    "EmailNotVerifiedError",
     "InvalidCredentialsError",
     "InvalidLinkError",
     "InvalidTokenError",
@@ -126,15 +124,6 @@ class WrongPasswordError(BastionError):
 
     code = "wrong-password"
     title = "The current password is incorrect"
-    status = 403
-
-
-class EmailNotVerifiedError(BastionError):
-    """The right password, but the account's email address is not verified yet and the
-    service requires it. Only told to a caller who gave the right password."""
-
-    code = "email-not-verified"
-    title = "Email address not verified"
     status = 403
 
 

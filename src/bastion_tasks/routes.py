@@ -135,8 +135,8 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
         description=(
             "The answer is the same whether or not the address has an account: an "
             "address without one gets a reserved account id, which the account takes "
-            "when the address registers; such a share stays pending until the address "
-            "is verified."
+            "when the address registers; a share stays pending until the address is "
+            "verified."
         ),
     )
     async def share_task(task_id: UUID, body: ShareIn, request: Request, access: CanShare) -> Any:
@@ -148,6 +148,10 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
                     [{"loc": ["body", "email"], "msg": "the task's owner has it already"}],
                 )
             user_id, has_account = await guard.service.resolve_account_id(body.email)
+            # Read for either kind of id (the same work): only a verified address gets
+            # the share at once, so registering someone's address first gains nothing.
+            account = await guard.service.get_account(user_id)
+            verified = has_account and account is not None and account.email_verified
         except InvalidEmailError:
             return validation_problem(
                 request, [{"loc": ["body", "email"], "msg": "not a valid email address"}]
@@ -157,7 +161,7 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
             user_id,
             body.permission,
             by=access.principal.user_id,
-            pending=not has_account,
+            pending=not verified,
         )
         await guard.events.emit(
             "share_granted",

@@ -12,10 +12,20 @@ from typing import Any
 import httpx
 import pytest
 
+from bastion.errors import InvalidTokenError
+from bastion.events import RequestContext
 from bastion.stores import AccountChange
 from bastion.testing import capture_events
 from tests.conftest import AppMaker
-from tests.helpers import STRONG_PASSWORD, add_user, link_in, login, mail_to, register
+from tests.helpers import (
+    STRONG_PASSWORD,
+    add_user,
+    link_in,
+    login,
+    mail_to,
+    register,
+    without_request_id,
+)
 from tests.smtp import SMTPTestServer
 from tests.smtp import mail_settings as smtp_settings
 
@@ -66,25 +76,28 @@ async def test_newcomer_registers_follows_the_link_and_logs_in(
     pair = await login(client, "newcomer@example.com")
     me = await client.get("/users/me", headers=bearer(pair))
 
-    assert before.status_code == 403
-    assert before.json()["type"] == "/problems/email-not-verified"
+    assert before.status_code == 401
     assert verified.status_code == 204
     assert me.json()["email_verified"] is True
 
 
-async def test_unverified_account_with_a_wrong_password_looks_like_any_failure(
+async def test_unverified_login_looks_like_a_wrong_password(
     make: AppMaker, smtp: SMTPTestServer
 ) -> None:
     app = await make.app(**mail_settings(smtp, require_verified_email=True))
     client = await make.client(app)
     await register(client, "newcomer@example.com")
 
-    response = await client.post(
+    right = await client.post(
+        "/auth/login", json={"email": "newcomer@example.com", "password": STRONG_PASSWORD}
+    )
+    wrong = await client.post(
         "/auth/login", json={"email": "newcomer@example.com", "password": NEW_PASSWORD}
     )
 
-    assert response.status_code == 401
-    assert response.json()["type"] == "/problems/invalid-credentials"
+    assert right.status_code == wrong.status_code == 401
+    assert without_request_id(right.json()) == without_request_id(wrong.json())
+    assert set(right.headers) == set(wrong.headers)
 
 
 async def test_verification_email_links_to_the_public_url(
@@ -136,6 +149,53 @@ async def test_verifying_the_address_activates_shares_made_before_it_registered(
 
     assert pending.status_code == 404
     assert active.status_code == 200
+
+
+async def test_a_share_with_an_unverified_account_waits_for_verification(
+    mail_app: Any, mail_client: httpx.AsyncClient, smtp: SMTPTestServer
+) -> None:
+    # Mallory registers Bob's address before anyone shares with it.
+    await register(mail_client, "bob@example.com")
+    squatter = await login(mail_client, "bob@example.com")
+    await add_user(mail_app, "owner@example.com")
+    owner = await login(mail_client, "owner@example.com")
+    task = await mail_client.post("/tasks", json={"title": "plan"}, headers=bearer(owner))
+    task_id = task.json()["id"]
+
+    shared = await mail_client.post(
+        f"/tasks/{task_id}/shares",
+        json={"email": "bob@example.com", "permission": "read"},
+        headers=bearer(owner),
+    )
+    seen = await mail_client.get(f"/tasks/{task_id}", headers=bearer(squatter))
+
+    assert shared.status_code == 201
+    assert seen.status_code == 404
+
+
+async def test_a_password_reset_activates_shares_waiting_for_the_address(
+    mail_app: Any, mail_client: httpx.AsyncClient, smtp: SMTPTestServer
+) -> None:
+    await add_user(mail_app, "owner@example.com")
+    owner = await login(mail_client, "owner@example.com")
+    task = await mail_client.post("/tasks", json={"title": "plan"}, headers=bearer(owner))
+    task_id = task.json()["id"]
+    await mail_client.post(
+        f"/tasks/{task_id}/shares",
+        json={"email": "later@example.com", "permission": "read"},
+        headers=bearer(owner),
+    )
+    await register(mail_client, "later@example.com")
+    await mail_client.post("/auth/password/forgot", json={"email": "later@example.com"})
+    token = await emailed_token(mail_app, smtp, "later@example.com", "/auth/password/reset")
+
+    await mail_client.post(
+        "/auth/password/reset", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+    later = await login(mail_client, "later@example.com", NEW_PASSWORD)
+    seen = await mail_client.get(f"/tasks/{task_id}", headers=bearer(later))
+
+    assert seen.status_code == 200
 
 
 async def test_a_new_verification_link_can_be_asked_for(
@@ -313,6 +373,44 @@ async def test_password_change_keeps_this_session_and_ends_the_others(
     assert ended.status_code == 401
     assert old_access.status_code == 401
     assert new_login.status_code == 200
+
+
+async def test_password_change_tells_the_owner_by_email(
+    mail_app: Any, mail_client: httpx.AsyncClient, smtp: SMTPTestServer
+) -> None:
+    await add_user(mail_app, "alice@example.com")
+    pair = await login(mail_client, "alice@example.com")
+
+    await mail_client.post(
+        "/auth/password/change",
+        json={"current_password": STRONG_PASSWORD, "new_password": NEW_PASSWORD},
+        headers=bearer(pair),
+    )
+    [message] = await delivered(mail_app, smtp, "alice@example.com")
+
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert "password was changed" in message["Subject"]
+    assert NEW_PASSWORD not in text
+
+
+async def test_a_password_change_does_not_land_after_a_revocation_during_it(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    await add_user(app, "alice@example.com")
+    pair = await login(client, "alice@example.com")
+    security = app.state.security
+    principal = await security.accounts.authenticate(pair["access_token"])
+    await client.post("/auth/logout-all", headers=bearer(pair))  # e.g. a reset meanwhile
+
+    with pytest.raises(InvalidTokenError):
+        await security.lifecycle.change_password(
+            principal, STRONG_PASSWORD, NEW_PASSWORD, context=RequestContext()
+        )
+    still = await client.post(
+        "/auth/login", json={"email": "alice@example.com", "password": STRONG_PASSWORD}
+    )
+
+    assert still.status_code == 200
 
 
 async def test_password_change_to_the_same_password_is_refused(

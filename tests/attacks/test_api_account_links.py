@@ -184,6 +184,53 @@ async def test_one_address_gets_at_most_a_few_emails_an_hour(
     assert len(mail_to(smtp.messages, "alice@example.com")) == 5
 
 
+async def test_a_full_mail_cap_never_silences_a_reset_link(
+    make: AppMaker, smtp: SMTPTestServer
+) -> None:
+    app = await make.app(**mail_settings(smtp), rate_limit_enabled=True)
+    await add_user(app, "alice@example.com")
+    for i in range(6):  # an attacker fills the cap with notices
+        client = await make.client(app, ip=f"198.51.100.{40 + i}")
+        await client.post(
+            "/auth/register", json={"email": "alice@example.com", "password": NEW_PASSWORD}
+        )
+    owner = await make.client(app, ip="192.0.2.10")
+
+    await owner.post("/auth/password/forgot", json={"email": "alice@example.com"})
+    await app.state.security.drain()
+
+    assert link_in(mail_to(smtp.messages, "alice@example.com")[-1], "/auth/password/reset")
+
+
+async def test_plus_tags_share_their_mailbox_cap(make: AppMaker, smtp: SMTPTestServer) -> None:
+    app = await make.app(**mail_settings(smtp), rate_limit_enabled=True)
+    for i in range(8):
+        client = await make.client(app, ip=f"198.51.100.{60 + i}")
+        await client.post(
+            "/auth/register", json={"email": f"bob+{i}@example.com", "password": NEW_PASSWORD}
+        )
+
+    await app.state.security.drain()
+
+    assert len([m for m in smtp.messages if m["To"].startswith("bob+")]) == 5
+
+
+async def test_a_revocation_kills_an_outstanding_reset_link(
+    make: AppMaker, smtp: SMTPTestServer
+) -> None:
+    app = await make.app(**mail_settings(smtp))
+    client = await make.client(app)
+    await add_user(app, "alice@example.com")
+    token = await _reset_token(app, client, smtp)
+    pair = await login(client, "alice@example.com")
+
+    await client.post(
+        "/auth/logout-all", headers={"Authorization": f"Bearer {pair['access_token']}"}
+    )
+
+    assert await _reset(client, token) == 400
+
+
 # -- the links themselves ---------------------------------------------------------------
 
 

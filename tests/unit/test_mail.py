@@ -212,6 +212,16 @@ async def test_a_rejected_message_error_does_not_contain_the_body() -> None:
     assert LINK not in repr(caught.value)
 
 
+async def test_a_server_reply_quoting_the_address_is_masked() -> None:
+    failure = "550 5.1.1 <alice@example.org>: Recipient address rejected"
+    async with SMTPTestServer(fail_first=1, failure=failure) as server:
+        with pytest.raises(MailError) as caught:
+            await plain_mailer(server).send(message())
+
+    assert "alice@example.org" not in str(caught.value)
+    assert "Recipient address rejected" in str(caught.value)
+
+
 # Message
 
 

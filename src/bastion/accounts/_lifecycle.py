@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -31,11 +32,12 @@ from bastion.errors import (
 from bastion.events import RequestContext
 from bastion.mail import Message, Postman
 from bastion.stores import Account, AccountChange, AuthSession, SecurityEvent, TokenUse
-from bastion.throttle import Check, Limiter, Policy, Verdict
+from bastion.throttle import Check, Limiter, Policy, StoreUnavailableError, Verdict
 from bastion.tokens.onetime import OneTimeTokens, Purpose
 
 __all__ = ["AccountLifecycle", "SessionView"]
 
+_logger = logging.getLogger("bastion.accounts")
 EmailVerifiedHook = Callable[[uuid.UUID], Awaitable[None]]
 SAME_PASSWORD_REASON: Final = "The new password must differ from the current one."  # noqa: S105
 
@@ -112,22 +114,29 @@ class AccountLifecycle:
 
     # -- mail -----------------------------------------------------------------------
 
-    def _post(
-        self, kind: str, email_key: str, build: Callable[[], Awaitable[Message | None]]
-    ) -> None:
-        """Send in the background, at most ``mail`` messages per address and window."""
+    def _post(self, kind: str, build: Callable[[], Awaitable[Message | None]]) -> None:
+        """Build and send a message in the background."""
+        self._postman.post(build, kind=kind)
 
-        async def job() -> Message | None:
-            verdict = await self._take("mail", "rcpt:" + self._recipient_key(email_key))
-            if verdict is not None and not verdict.allowed:
-                await self._events.emit(
-                    "email_suppressed",
-                    details=f"{kind} email not sent: too many emails to this address",
-                )
-                return None
-            return await build()
+    async def _unsolicited_allowed(self, kind: str, email_key: str) -> bool:
+        """Whether one more message anyone can trigger (a verification link, a notice
+        of a registration attempt) may go to this mailbox in the ``mail`` window.
 
-        self._postman.post(job, kind=kind)
+        Only those are capped: a reset link has its own per-address limit, an unlock
+        link goes once per lock and a password-changed notice once per change, so an
+        attacker who fills the cap cannot silence the owner's security mail. Taken only
+        when there is a message to send; ``+tags`` count as their mailbox.
+        """
+        local, _, domain = email_key.rpartition("@")
+        mailbox = f"{local.partition('+')[0]}@{domain}"
+        verdict = await self._take("mail", "rcpt:" + self._recipient_key(mailbox))
+        if verdict is not None and not verdict.allowed:
+            await self._events.emit(
+                "email_suppressed",
+                details=f"{kind} email not sent: too many emails to this address",
+            )
+            return False
+        return True
 
     async def _link(self, account: Account, purpose: Purpose) -> Message:
         token = await self._tokens.issue(account, purpose)
@@ -155,15 +164,24 @@ class AccountLifecycle:
         )
         _, key = normalize_email(email)
         if account is not None:
-            created = account
-            self._post("verify-email", key, lambda: self._link(created, "verify-email"))
+            self._send_verification(account)
             return
 
         async def notice() -> Message | None:
             existing = await self._stores.accounts.get_by_email(key)
-            return self._letters.already_registered(existing.email) if existing else None
+            if existing is None or not await self._unsolicited_allowed("already-registered", key):
+                return None
+            return self._letters.already_registered(existing.email)
 
-        self._post("already-registered", key, notice)
+        self._post("already-registered", notice)
+
+    def _send_verification(self, account: Account) -> None:
+        async def build() -> Message | None:
+            if not await self._unsolicited_allowed("verify-email", account.email_key):
+                return None  # before issuing: a new link would kill the pending one
+            return await self._link(account, "verify-email")
+
+        self._post("verify-email", build)
 
     async def request_verification(self, email: str, *, context: RequestContext) -> None:
         """Send a new verification link when the address has an unverified account."""
@@ -174,9 +192,11 @@ class AccountLifecycle:
             account = await self._stores.accounts.get_by_email(key)
             if account is None or account.email_verified or not account.is_active:
                 return None
+            if not await self._unsolicited_allowed("verify-email", key):
+                return None
             return await self._link(account, "verify-email")
 
-        self._post("verify-email", key, build)
+        self._post("verify-email", build)
 
     async def verify_email(self, token: str, *, context: RequestContext) -> None:
         """Mark the address verified and spend the token.
@@ -200,8 +220,7 @@ class AccountLifecycle:
             ],
             context,
         )
-        for hook in self._verified_hooks:
-            await hook(account.id)
+        await self._verified(account)
 
     # -- forgotten password and reset -----------------------------------------------
 
@@ -229,7 +248,7 @@ class AccountLifecycle:
                 return None
             return await self._link(account, "password-reset")
 
-        self._post("password-reset", key, build)
+        self._post("password-reset", build)
 
     async def reset_password(
         self, token: str, new_password: str, *, context: RequestContext
@@ -284,12 +303,12 @@ class AccountLifecycle:
             events,
             context,
         )
-        await self._forget_failures(changed)
         self._post(
             "password-changed",
-            changed.email_key,
             lambda: _ready(self._letters.password_changed(changed.email, by_reset=True)),
         )
+        await self._verified(account)  # the link reached the address
+        await self._forget_failures(changed)
 
     # -- password change ------------------------------------------------------------
 
@@ -337,6 +356,8 @@ class AccountLifecycle:
                 password_hash=password_hash,
                 revoke_sessions=True,
                 keep_session=uuid.UUID(principal.session_id),
+                # Not after a revocation (a reset) that happened while this one ran.
+                expect_token_version=principal.claims.tv,
                 reason="password changed",
             ),
             lambda before, after: [
@@ -350,7 +371,6 @@ class AccountLifecycle:
         )
         self._post(
             "password-changed",
-            changed.email_key,
             lambda: _ready(self._letters.password_changed(changed.email, by_reset=False)),
         )
 
@@ -396,7 +416,7 @@ class AccountLifecycle:
     # -- unlock link ----------------------------------------------------------------
 
     def _locked(self, account: Account, context: RequestContext) -> None:
-        self._post("unlock", account.email_key, lambda: self._link(account, "unlock"))
+        self._post("unlock", lambda: self._link(account, "unlock"))
 
     async def unlock(self, token: str, *, context: RequestContext) -> None:
         """End a lock after failed logins with the emailed link.
@@ -457,10 +477,21 @@ class AccountLifecycle:
             "auth_failure", context=context, details=f"{purpose} link refused: {exc.reason}"
         )
 
+    async def _verified(self, before: Account) -> None:
+        """Run the hooks when an address has just become verified."""
+        if not before.email_verified:
+            for hook in self._verified_hooks:
+                await hook(before.id)
+
     async def _forget_failures(self, account: Account) -> None:
+        """Best effort, after the change has committed: the lock itself is gone already."""
         defence = self._service.defence
-        if defence is not None:
+        if defence is None:
+            return
+        try:
             await defence.unlock(defence.account_key(account.email_key))
+        except StoreUnavailableError:
+            _logger.warning("could not forget the failed logins of %s", account.id)
 
 
 async def _ready(message: Message) -> Message:

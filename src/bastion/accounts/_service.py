@@ -20,7 +20,6 @@ from bastion.authz import ROLE_ORDER, Subject
 from bastion.clock import Clock, SystemClock
 from bastion.errors import (
     ConflictError,
-    EmailNotVerifiedError,
     InvalidCredentialsError,
     InvalidTokenError,
     NotFoundError,
@@ -232,8 +231,8 @@ class AccountService:
 
         Raises:
             InvalidCredentialsError: unknown email, wrong password, disabled or locked
-                account, or an attempt the defence holds back (with ``retry_after`` or
-                ``challenge``).
+                account, an unverified address where logins need a verified one, or an
+                attempt the defence holds back (with ``retry_after`` or ``challenge``).
             RateLimitedError: the per-account limit, or the IP's stuffing block.
             ServiceBusyError: the hashing pool is saturated.
             ServiceUnavailableError: the shared login-defence store does not answer.
@@ -264,6 +263,8 @@ class AccountService:
             if not account.is_active
             else "account locked"
             if locked and not (gate and gate.trusted)
+            else "email not verified"
+            if self._require_verified and not account.email_verified
             else ""
         )
         if reason or account is None:
@@ -280,17 +281,9 @@ class AccountService:
                 user_id=str(account.id) if account else None,
                 details=reason,
             )
+            # An unverified address answers as any failure: else registering an address
+            # and logging in would tell whether it had an account before.
             raise InvalidCredentialsError(reason, retry_after=retry_after)
-        if self._require_verified and not account.email_verified:
-            # Told only to a caller who knows the password: no enumeration. Not counted
-            # as a failure, nor as a success that would clear the account's failures.
-            await self._events.emit(
-                "auth_failure",
-                context=context,
-                user_id=str(account.id),
-                details="email address not verified",
-            )
-            raise EmailNotVerifiedError("email not verified")
         if account.password_hash and self._hasher.needs_rehash(account.password_hash):
             # Upgrade on successful login (STYLE principle 9): new profile, or legacy bcrypt.
             new_hash = await self._hasher.hash(password)

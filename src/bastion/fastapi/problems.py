@@ -172,7 +172,6 @@ _PUBLIC_DETAIL = {
     "service-busy": "The service is busy; try again shortly.",
     "invalid-link": "The link is invalid, used or expired; ask for a new one.",
     "wrong-password": "The current password is incorrect.",
-    "email-not-verified": "Verify your email address with the link we sent, then log in.",
     # One answer for a missing object and one the caller may not see (OWASP API1:2023).
     "not-found": "No such resource.",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import ssl
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -212,8 +213,12 @@ def _tls_reason(exc: BaseException) -> str:
     return str(exc)
 
 
+_ADDRESS = re.compile(r"[^\s<>@]+@[^\s<>@]+")
+
+
 def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
+    # A server reply may quote the recipient ("550 <bob@x> unknown"): no address in logs.
+    text = _ADDRESS.sub("<address>", " ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

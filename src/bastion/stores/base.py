@@ -191,6 +191,9 @@ class AccountChange:
     password_hash: str | None = None  # a new password (with ``revoke_sessions``)
     email_verified: bool | None = None
     use_token: TokenUse | None = None  # the one-time token this change spends
+    # Refuse the change (InvalidTokenError) unless the account's token version is still
+    # this one: a change authorized by a session must not land after a revocation.
+    expect_token_version: int | None = None
     reason: str = "account change"
 
     @property

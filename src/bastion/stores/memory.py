@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from bastion.errors import ConflictError, InvalidLinkError, LastAdminError, NotFoundError
+from bastion.errors import (
+    ConflictError,
+    InvalidLinkError,
+    InvalidTokenError,
+    LastAdminError,
+    NotFoundError,
+)
 from bastion.stores.base import (
     Account,
     AccountChange,
@@ -109,6 +115,9 @@ class MemoryAccountStore:
         before = self._by_id.get(account_id)
         if before is None:
             raise NotFoundError("no such account")
+        expected = change.expect_token_version
+        if expected is not None and before.token_version != expected:
+            raise InvalidTokenError("token version revoked during the change")
         after = dataclasses.replace(
             before,
             role=before.role if change.role is None else change.role,

@@ -9,8 +9,9 @@ much of it matches, and the database index only ever sees the selector.
 A token is bound to the account state it was issued for (STYLE principle 10, after
 Django's ``PasswordResetTokenGenerator``): ``state`` is a digest of the fields its purpose
 depends on, and spending it checks that digest again in the change's transaction. A reset
-link dies when the password or email changes, a verification link once the email is
-verified, an unlock link once the account is unlocked; issuing a link of a purpose
+link dies when the password or email changes or the account's tokens are revoked, a
+verification link once the email is verified, an unlock link once the account is
+unlocked; issuing a link of a purpose
 deletes the account's older unused ones. Tokens are spent in the same transaction as the
 change they authorize (:class:`bastion.stores.TokenUse`): used once, or not at all.
 """
@@ -46,10 +47,17 @@ def account_state(purpose: str, account: Account) -> str:
     if purpose == "verify-email":
         fields = [account.email_key, str(account.email_verified)]
     elif purpose == "password-reset":
-        fields = [account.email_key, account.password_hash or "", str(account.is_active)]
+        # The token version too: every revocation (logout-all, an admin's revoke or
+        # disable) kills outstanding reset links, which must not outlive an incident.
+        fields = [
+            account.email_key,
+            account.password_hash or "",
+            str(account.is_active),
+            str(account.token_version),
+        ]
     elif purpose == "unlock":
         locked = account.locked_at.isoformat() if account.locked_at else ""
-        fields = [account.email_key, locked]
+        fields = [account.email_key, locked, str(account.token_version)]
     else:
         raise ValueError(f"unknown purpose {purpose!r}")
     return _digest("\x1f".join([purpose, str(account.id), *fields]))

@@ -15,7 +15,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.errors import ConflictError, InvalidLinkError, LastAdminError, NotFoundError
+from bastion.errors import (
+    ConflictError,
+    InvalidLinkError,
+    InvalidTokenError,
+    LastAdminError,
+    NotFoundError,
+)
 from bastion.stores.base import (
     Account,
     AccountChange,
@@ -178,6 +184,9 @@ class SQLAccountStore(_SQLStore):
             if row is None:
                 raise NotFoundError("no such account")
             before = _account(row)
+            expected = change.expect_token_version
+            if expected is not None and before.token_version != expected:
+                raise InvalidTokenError("token version revoked during the change")
             values: dict[str, Any] = {}
             if change.role is not None and change.role != before.role:
                 values["role"] = change.role
