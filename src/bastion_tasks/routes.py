@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 
-from bastion.accounts import InvalidEmailError, Principal
+from bastion.accounts import Principal
 from bastion.authz import Permission
 from bastion.cursors import InvalidCursorError
 from bastion.fastapi import Authorized, Guard, validation_problem
@@ -140,22 +140,18 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
         ),
     )
     async def share_task(task_id: UUID, body: ShareIn, request: Request, access: CanShare) -> Any:
-        try:
-            # The owner check comes first, so that a refused request reserves nothing.
-            if await guard.service.peek_account_id(body.email) == access.resource.owner_id:
-                return validation_problem(
-                    request,
-                    [{"loc": ["body", "email"], "msg": "the task's owner has it already"}],
-                )
-            user_id, has_account = await guard.service.resolve_account_id(body.email)
-            # Read for either kind of id (the same work): only a verified address gets
-            # the share at once, so registering someone's address first gains nothing.
-            account = await guard.service.get_account(user_id)
-            verified = has_account and account is not None and account.email_verified
-        except InvalidEmailError:
+        # The owner check comes first, so that a refused request reserves nothing; an
+        # invalid address raises InvalidEmailError, a 422 about ``email``.
+        if await guard.service.peek_account_id(body.email) == access.resource.owner_id:
             return validation_problem(
-                request, [{"loc": ["body", "email"], "msg": "not a valid email address"}]
+                request,
+                [{"loc": ["body", "email"], "msg": "the task's owner has it already"}],
             )
+        user_id, has_account = await guard.service.resolve_account_id(body.email)
+        # Read for either kind of id (the same work): only a verified address gets the
+        # share at once, so registering someone's address first gains nothing.
+        account = await guard.service.get_account(user_id)
+        verified = has_account and account is not None and account.email_verified
         share = await tasks.share(
             task_id,
             user_id,

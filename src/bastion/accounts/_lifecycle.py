@@ -114,10 +114,6 @@ class AccountLifecycle:
 
     # -- mail -----------------------------------------------------------------------
 
-    def _post(self, kind: str, build: Callable[[], Awaitable[Message | None]]) -> None:
-        """Build and send a message in the background."""
-        self._postman.post(build, kind=kind)
-
     async def _unsolicited_allowed(self, kind: str, email_key: str) -> bool:
         """Whether one more message anyone can trigger (a verification link, a notice
         of a registration attempt) may go to this mailbox in the ``mail`` window.
@@ -173,7 +169,7 @@ class AccountLifecycle:
                 return None
             return self._letters.already_registered(existing.email)
 
-        self._post("already-registered", notice)
+        self._postman.post(kind="already-registered", job=notice)
 
     def _send_verification(self, account: Account) -> None:
         async def build() -> Message | None:
@@ -181,7 +177,7 @@ class AccountLifecycle:
                 return None  # before issuing: a new link would kill the pending one
             return await self._link(account, "verify-email")
 
-        self._post("verify-email", build)
+        self._postman.post(kind="verify-email", job=build)
 
     async def request_verification(self, email: str, *, context: RequestContext) -> None:
         """Send a new verification link when the address has an unverified account."""
@@ -196,7 +192,7 @@ class AccountLifecycle:
                 return None
             return await self._link(account, "verify-email")
 
-        self._post("verify-email", build)
+        self._postman.post(kind="verify-email", job=build)
 
     async def verify_email(self, token: str, *, context: RequestContext) -> None:
         """Mark the address verified and spend the token.
@@ -248,7 +244,7 @@ class AccountLifecycle:
                 return None
             return await self._link(account, "password-reset")
 
-        self._post("password-reset", build)
+        self._postman.post(kind="password-reset", job=build)
 
     async def reset_password(
         self, token: str, new_password: str, *, context: RequestContext
@@ -262,13 +258,7 @@ class AccountLifecycle:
             PasswordPolicyError: the new password is refused (the link stays usable).
         """
         account, use = await self._account_for(token, "password-reset", context)
-        await self._service.check_password(
-            new_password,
-            email=account.email,
-            display_name=account.display_name,
-            field="new_password",
-        )
-        password_hash = await self._service.hasher.hash(new_password)
+        password_hash = await self._new_password_hash(account, new_password)
 
         def events(before: Account, after: Account) -> list[SecurityEvent | None]:
             built = [
@@ -303,10 +293,7 @@ class AccountLifecycle:
             events,
             context,
         )
-        self._post(
-            "password-changed",
-            lambda: _ready(self._letters.password_changed(changed.email, by_reset=True)),
-        )
+        self._notify_password_changed(changed, by_reset=True)
         await self._verified(account)  # the link reached the address
         await self._forget_failures(changed)
 
@@ -343,13 +330,7 @@ class AccountLifecycle:
             raise WrongPasswordError("wrong current password")
         if new_password == current_password:
             raise PasswordPolicyError([SAME_PASSWORD_REASON], field="new_password")
-        await self._service.check_password(
-            new_password,
-            email=account.email,
-            display_name=account.display_name,
-            field="new_password",
-        )
-        password_hash = await self._service.hasher.hash(new_password)
+        password_hash = await self._new_password_hash(account, new_password)
         changed = await self._service.apply(
             account.id,
             AccountChange(
@@ -369,10 +350,7 @@ class AccountLifecycle:
                 )
             ],
         )
-        self._post(
-            "password-changed",
-            lambda: _ready(self._letters.password_changed(changed.email, by_reset=False)),
-        )
+        self._notify_password_changed(changed, by_reset=False)
 
     # -- sessions -------------------------------------------------------------------
 
@@ -416,7 +394,7 @@ class AccountLifecycle:
     # -- unlock link ----------------------------------------------------------------
 
     def _locked(self, account: Account, context: RequestContext) -> None:
-        self._post("unlock", lambda: self._link(account, "unlock"))
+        self._postman.post(kind="unlock", job=lambda: self._link(account, "unlock"))
 
     async def unlock(self, token: str, *, context: RequestContext) -> None:
         """End a lock after failed logins with the emailed link.
@@ -442,6 +420,28 @@ class AccountLifecycle:
         await self._forget_failures(changed)
 
     # -- shared steps ---------------------------------------------------------------
+
+    async def _new_password_hash(self, account: Account, new_password: str) -> str:
+        """The hash of an acceptable new password for ``account``.
+
+        Raises:
+            PasswordPolicyError: about the request's ``new_password``.
+        """
+        await self._service.check_password(
+            new_password,
+            email=account.email,
+            display_name=account.display_name,
+            field="new_password",
+        )
+        return await self._service.hasher.hash(new_password)
+
+    def _notify_password_changed(self, account: Account, *, by_reset: bool) -> None:
+        message = self._letters.password_changed(account.email, by_reset=by_reset)
+
+        async def ready() -> Message:
+            return message
+
+        self._postman.post(ready, kind="password-changed")
 
     async def _account_for(
         self, token: str, purpose: Purpose, context: RequestContext
@@ -492,7 +492,3 @@ class AccountLifecycle:
             await defence.unlock(defence.account_key(account.email_key))
         except StoreUnavailableError:
             _logger.warning("could not forget the failed logins of %s", account.id)
-
-
-async def _ready(message: Message) -> Message:
-    return message

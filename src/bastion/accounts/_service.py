@@ -378,7 +378,7 @@ class AccountService:
             )
         if outcome.lock and account is not None and account.locked_at is None:
             failures = outcome.account_failures
-            locked = await self._apply(
+            locked = await self.apply(
                 account.id,
                 AccountChange(locked=True, bump_token_version=False, reason="failed logins"),
                 lambda before, after: [
@@ -409,7 +409,7 @@ class AccountService:
             await self._unavailable_is_closed(
                 self._defence.unlock(self._defence.account_key(account.email_key)), context
             )
-        await self._apply(
+        await self.apply(
             user_id,
             AccountChange(locked=False, bump_token_version=False, reason="unlocked"),
             lambda before, after: [
@@ -480,7 +480,7 @@ class AccountService:
         )
         session = outcome.session
         if outcome.status == "reused" and session is not None:
-            await self._deny_session(session.id)
+            await self.deny_session(session.id)
             await self._events.emit(
                 "token_reuse_detected",
                 context=context,
@@ -549,7 +549,7 @@ class AccountService:
                 session_ids.add(str(other.id))
         for session_id in session_ids:
             await self._stores.sessions.revoke(uuid.UUID(session_id), now=now, reason="logout")
-            await self._deny_session(session_id)
+            await self.deny_session(session_id)
         await self._stores.revocation.revoke(
             principal.claims.jti, _from_ts(principal.claims.exp) + timedelta(seconds=60)
         )
@@ -557,7 +557,7 @@ class AccountService:
 
     async def logout_all(self, principal: Principal, *, context: RequestContext) -> None:
         """Every session and every access token of the caller, at once (token version)."""
-        await self._apply(
+        await self.apply(
             principal.user_id,
             AccountChange(revoke_sessions=True, reason="logout-all"),
             lambda before, after: [
@@ -575,7 +575,7 @@ class AccountService:
         Raises:
             NotFoundError: no such account.
         """
-        await self._apply(
+        await self.apply(
             user_id,
             AccountChange(revoke_sessions=True, reason="revoked by an admin"),
             lambda before, after: [
@@ -645,7 +645,7 @@ class AccountService:
                 )
             return built
 
-        return await self._apply(user_id, change, events)
+        return await self.apply(user_id, change, events)
 
     async def apply(
         self,
@@ -655,18 +655,6 @@ class AccountService:
     ) -> Account:
         """Apply ``change`` with the events built from the account before and after it,
         in one transaction; the cached standing is dropped first and written after."""
-        return await self._apply(user_id, change, events)
-
-    async def deny_session(self, session_id: uuid.UUID | str) -> None:
-        """Deny every access token of a session at once (until the longest expires)."""
-        await self._deny_session(session_id)
-
-    async def _apply(
-        self,
-        user_id: uuid.UUID,
-        change: AccountChange,
-        events: Callable[[Account, Account], Sequence[SecurityEvent | None]],
-    ) -> Account:
         stored: list[SecurityEvent] = []
 
         def collect(before: Account, after: Account) -> list[SecurityEvent]:
@@ -739,8 +727,8 @@ class AccountService:
         await self._stores.revocation.put_user_state(str(account.id), state)
         return state
 
-    async def _deny_session(self, session_id: uuid.UUID | str) -> None:
-        # Access tokens of this session stay denied until the longest of them expires.
+    async def deny_session(self, session_id: uuid.UUID | str) -> None:
+        """Deny every access token of a session at once (until the longest expires)."""
         until = self._clock.now() + self._access.ttl + timedelta(seconds=60)
         await self._stores.revocation.revoke(f"sid:{session_id}", until)
 

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
+from bastion.accounts import InvalidEmailError
 from bastion.errors import (
     BastionError,
     InvalidCredentialsError,
@@ -234,7 +235,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem(request, exc.status_code, slug, title, detail, headers=headers)
 
 
+async def _invalid_email(request: Request, exc: Exception) -> Response:
+    # Every route that takes an address names its field ``email``; the address is
+    # checked by the core (normalize_email), after the request model.
+    return validation_problem(
+        request, [{"loc": ["body", "email"], "msg": "not a valid email address"}]
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BastionError, _bastion_error)
+    app.add_exception_handler(InvalidEmailError, _invalid_email)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

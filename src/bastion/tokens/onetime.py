@@ -11,9 +11,9 @@ Django's ``PasswordResetTokenGenerator``): ``state`` is a digest of the fields i
 depends on, and spending it checks that digest again in the change's transaction. A reset
 link dies when the password or email changes or the account's tokens are revoked, a
 verification link once the email is verified, an unlock link once the account is
-unlocked; issuing a link of a purpose
-deletes the account's older unused ones. Tokens are spent in the same transaction as the
-change they authorize (:class:`bastion.stores.TokenUse`): used once, or not at all.
+unlocked; issuing a link of a purpose deletes the account's older unused ones. Tokens are
+spent in the same transaction as the change they authorize
+(:class:`bastion.stores.TokenUse`): used once, or not at all.
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import HTMLResponse
 
-from bastion.accounts import AccountLifecycle, InvalidEmailError, Principal
+from bastion.accounts import AccountLifecycle, Principal
 from bastion.fastapi.dependencies import Guard
-from bastion.fastapi.problems import validation_problem
 from bastion.fastapi.schemas import (
     AcceptedOut,
     EmailIn,
@@ -73,11 +72,6 @@ def account_router(guard: Guard, lifecycle: AccountLifecycle) -> APIRouter:
     page = [guard.public("the page an emailed link opens; it holds no data", rate="links")]
     script = [guard.public("the script of the link pages")]
 
-    def email_problem(request: Request) -> Response:
-        return validation_problem(
-            request, [{"loc": ["body", "email"], "msg": "not a valid email address"}]
-        )
-
     @router.post(
         "/password/forgot",
         dependencies=sends_mail,
@@ -89,10 +83,7 @@ def account_router(guard: Guard, lifecycle: AccountLifecycle) -> APIRouter:
     async def forgot_password(body: EmailIn, request: Request) -> Any:
         """Always 202 with the same body: whether the address has an account is never
         told, by the answer or by its timing (the lookup and the email happen after it)."""
-        try:
-            await lifecycle.forgot_password(body.email, context=guard.context(request))
-        except InvalidEmailError:
-            return email_problem(request)
+        await lifecycle.forgot_password(body.email, context=guard.context(request))
         return AcceptedOut()
 
     @router.post(
@@ -154,10 +145,7 @@ def account_router(guard: Guard, lifecycle: AccountLifecycle) -> APIRouter:
     )
     async def request_verification(body: EmailIn, request: Request) -> Any:
         """Always 202 with the same body, as the forgotten-password route."""
-        try:
-            await lifecycle.request_verification(body.email, context=guard.context(request))
-        except InvalidEmailError:
-            return email_problem(request)
+        await lifecycle.request_verification(body.email, context=guard.context(request))
         return AcceptedOut()
 
     @router.post(

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Form, Request, Response, status
 
-from bastion.accounts import AccountLifecycle, InvalidEmailError, Principal
+from bastion.accounts import AccountLifecycle, Principal
 from bastion.errors import InvalidCredentialsError
 from bastion.fastapi.dependencies import Guard
-from bastion.fastapi.problems import validation_problem
 from bastion.fastapi.schemas import (
     LoginIn,
     LogoutIn,
@@ -64,17 +63,12 @@ def auth_router(
 
         A new account gets a verification link by email; an address that has an account
         already gets a notice instead (and no second account)."""
-        try:
-            await lifecycle.register(
-                body.email,
-                body.password,
-                display_name=body.display_name,
-                context=guard.context(request),
-            )
-        except InvalidEmailError:
-            return validation_problem(
-                request, [{"loc": ["body", "email"], "msg": "not a valid email address"}]
-            )
+        await lifecycle.register(
+            body.email,
+            body.password,
+            display_name=body.display_name,
+            context=guard.context(request),
+        )
         return RegisteredOut()
 
     async def _login(

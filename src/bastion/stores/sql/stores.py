@@ -84,15 +84,18 @@ class _SQLStore:
         self._engine = engine
 
 
+async def _one_time_token(conn: Any, selector: str) -> OneTimeToken | None:
+    query = _one_time.select().where(_one_time.c.selector == selector)
+    row = (await conn.execute(query)).first()
+    return OneTimeToken(**{name: getattr(row, name) for name in _ONE_TIME_FIELDS}) if row else None
+
+
 async def _spend(conn: Any, use: TokenUse, account: Account, now: datetime) -> None:
     """Mark the token used inside the change's transaction, or raise InvalidLinkError.
 
     The conditional UPDATE is the compare-and-set: of two concurrent spends of one
     token, one updates a row and the other none (and rolls its change back)."""
-    row = (
-        await conn.execute(_one_time.select().where(_one_time.c.selector == use.selector))
-    ).first()
-    token = OneTimeToken(**{name: getattr(row, name) for name in _ONE_TIME_FIELDS}) if row else None
+    token = await _one_time_token(conn, use.selector)
     if not token_spendable(token, use, account, now):
         raise InvalidLinkError("one-time token not usable")
     spent = await conn.execute(
@@ -123,12 +126,7 @@ class SQLOneTimeTokenStore(_SQLStore):
 
     async def get(self, selector: str) -> OneTimeToken | None:
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(_one_time.select().where(_one_time.c.selector == selector))
-            ).first()
-        return (
-            OneTimeToken(**{name: getattr(row, name) for name in _ONE_TIME_FIELDS}) if row else None
-        )
+            return await _one_time_token(conn, selector)
 
 
 class SQLAccountStore(_SQLStore):
