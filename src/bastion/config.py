@@ -9,9 +9,11 @@ in production it refuses every insecure setting and names it (ASVS 13.x, OWASP
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +22,7 @@ from bastion.authz import DEFAULT_GRANTS, Permission, RolePermissions
 from bastion.errors import ConfigurationError
 from bastion.passwords import PROFILES, Argon2Profile, is_below_owasp_floor
 from bastion.throttle import Policy
+from bastion.uploads import SUPPORTED_TYPES
 
 __all__ = ["DEFAULT_POLICIES", "Finding", "Settings", "check_settings"]
 
@@ -42,6 +45,7 @@ DEFAULT_POLICIES: dict[str, str] = {
     "mail": "5/hour",
 }
 
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:]+\](:[0-9]{1,5})?")
 _SECRET_MIN_BYTES = 32  # RFC 7518 §3.2: an HS256 key is at least the hash output size.
 
 
@@ -66,6 +70,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Host names the service answers for (``*.example.com`` for subdomains); empty: any
+    # host in development, the host of BASTION_PUBLIC_URL in production.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cookie_secure: bool = True
 
     # Tokens
@@ -119,7 +126,16 @@ class Settings(BaseSettings):
     max_json_items: int = Field(default=1000, ge=10)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
-    docs_enabled: bool = True
+    # Task attachments (docs/attachments.md): the cap on one file, and the types allowed,
+    # as detected from the content (comma-separated media types).
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024**3)
+    attachment_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(SUPPORTED_TYPES)
+    )
+    docs_enabled: bool = True  # false: no /docs, /redoc, /openapi.json at all (404)
+    # Who may read the docs and the schema (docs/api-docs.md): "public"; "admin", a
+    # signed-in admin; "off". Unset: public in development, off in production.
+    docs_access: Literal["public", "admin", "off"] | None = None
     log_events_to_stdout: bool = True
 
     # Account emails and one-time links (docs/accounts.md)
@@ -144,7 +160,7 @@ class Settings(BaseSettings):
     breached_passwords_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     breached_passwords_file: Path | None = None
 
-    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -154,6 +170,17 @@ class Settings(BaseSettings):
     def _cidrs(cls, value: list[str]) -> list[str]:
         for item in value:
             ipaddress.ip_network(item, strict=False)  # raises ValueError, naming the value
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """Origins as browsers send them: ``scheme://host[:port]``, no path, no slash."""
+        for item in value:
+            if item == "*":
+                continue  # refused in production by check_settings, naming the setting
+            if not _ORIGIN.fullmatch(item):
+                raise ValueError(f"{item!r} is not an origin like https://app.example.com")
         return value
 
     @field_validator("rate_limits")
@@ -180,6 +207,20 @@ class Settings(BaseSettings):
     def roles(self) -> RolePermissions:
         return RolePermissions(self.role_permissions)
 
+    @field_validator("attachment_types", mode="before")
+    @classmethod
+    def _types_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("attachment_types")
+    @classmethod
+    def _upload_types(cls, value: list[str]) -> list[str]:
+        types = [item.lower() for item in value]
+        unknown = sorted(set(types) - set(SUPPORTED_TYPES))
+        if unknown or not types:
+            raise ValueError(f"unsupported {unknown}; a non-empty list of {list(SUPPORTED_TYPES)}")
+        return types
+
     @field_validator("password_profile")
     @classmethod
     def _known_profile(cls, value: str) -> str:
@@ -198,6 +239,22 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def hosts(self) -> list[str]:
+        """The allowed hosts; empty means any (development only)."""
+        if self.allowed_hosts or not self.is_production:
+            return self.allowed_hosts
+        return [urlsplit(self.public_url).hostname or ""]
+
+    @property
+    def docs_mode(self) -> Literal["public", "admin", "off"]:
+        """Who may read the API docs, all settings considered."""
+        if not self.docs_enabled:
+            return "off"
+        if self.docs_access is None:
+            return "off" if self.is_production else "public"
+        return self.docs_access
 
     @property
     def verified_email_required(self) -> bool:
@@ -277,6 +334,10 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
         findings.append(Finding("BASTION_DEBUG", "debug mode must be off"))
     if "*" in settings.cors_origins:
         findings.append(Finding("BASTION_CORS_ORIGINS", "'*' allows every origin"))
+    elif settings.is_production and any(o.startswith("http://") for o in settings.cors_origins):
+        findings.append(Finding("BASTION_CORS_ORIGINS", "origins must use https:// in production"))
+    if "*" in settings.allowed_hosts:
+        findings.append(Finding("BASTION_ALLOWED_HOSTS", "'*' allows every host"))
     if not settings.cookie_secure:
         findings.append(Finding("BASTION_COOKIE_SECURE", "cookies must be Secure"))
     if settings.jwt_algorithm == "HS256":
@@ -310,6 +371,14 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
     if not settings.login_defence_enabled:
         findings.append(
             Finding("BASTION_LOGIN_DEFENCE_ENABLED", "the login brute-force defence must be on")
+        )
+    if settings.is_production and settings.docs_mode == "public":
+        findings.append(
+            Finding(
+                "BASTION_DOCS_ACCESS",
+                "the API docs and schema are public (OWASP API9:2023); use admin or off",
+                fatal=False,
+            )
         )
     if settings.is_production:  # the outbox and plain links are the development default
         findings.extend(_mail_findings(settings))

@@ -11,6 +11,7 @@ Every error carries a stable ``code`` (the slug of its RFC 9457 problem type,
     │   └── InvalidTokenError         invalid-token         401
     │       └── TokenReuseError       invalid-token         401
     ├── PermissionDeniedError         forbidden             403
+    ├── CSRFError                     csrf-failed           403
     ├── WrongPasswordError            wrong-password        403
     ├── NotFoundError                 not-found             404
     ├── ConflictError                 conflict              409
@@ -31,6 +32,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "BastionError",
+    "CSRFError",
     "ConfigurationError",
     "ConflictError",
     "InvalidCredentialsError",
@@ -137,6 +139,15 @@ class PermissionDeniedError(BastionError):
     def __init__(self, reason: str = "", *, decision: object = None) -> None:
         super().__init__(reason)
         self.decision = decision
+
+
+class CSRFError(BastionError):
+    """A state-changing request of a cookie session without a valid CSRF token, or from
+    another site (OWASP CSRF Prevention Cheat Sheet). Bearer-token requests never see it."""
+
+    code = "csrf-failed"
+    title = "CSRF check failed"
+    status = 403
 
 
 class NotFoundError(BastionError):

@@ -15,7 +15,11 @@ from bastion.clock import Clock
 from bastion.config import Settings
 from bastion.fastapi import (
     LINK_PAGE_PATHS,
+    AllowedHostsMiddleware,
     BodyLimitMiddleware,
+    CookieTransport,
+    CORSMiddleware,
+    CSRFMiddleware,
     Guard,
     JSONLimitMiddleware,
     RateLimitMiddleware,
@@ -26,11 +30,16 @@ from bastion.fastapi import (
     auth_router,
     docs_router,
     install_problem_handlers,
+    install_problem_schema,
     jwks_router,
+    require_declared_media_type,
     users_router,
 )
 from bastion.net import TrustedProxies
 from bastion.runtime import Security, open_security
+from bastion.tokens import CSRFTokens
+from bastion_tasks.attachment_service import attachment_service
+from bastion_tasks.attachments import attachment_body_limits, attachments_router
 from bastion_tasks.routes import tasks_router
 from bastion_tasks.services import TaskService
 
@@ -54,13 +63,19 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         finally:
             await security.aclose()
 
-    docs = settings.docs_enabled
+    docs = settings.docs_mode  # "off": no docs routes at all
+    cookies = CookieTransport(
+        CSRFTokens(security.keys.derive_secret("bastion csrf")),
+        secure=settings.cookie_secure,
+        session_max_age=settings.refresh_absolute_ttl_seconds,
+    )
     guard = Guard(
         security.accounts,
         security.events,
         TrustedProxies(settings.trusted_proxies),
         roles=settings.roles,
         limits=(security.limiter, security.policies) if settings.rate_limit_enabled else None,
+        cookies=cookies,
     )
     title = "Bastion task service"
     app = FastAPI(
@@ -68,18 +83,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         version="0.1.0",
         lifespan=lifespan,
         debug=False,
-        # The docs routes come from docs_router, declared public like every other route.
+        # The docs routes come from docs_router, declared like every other route.
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        # Deny by default: a route that declares no requirement refuses every request.
-        dependencies=[Depends(guard.gate)],
+        # A body of a type the route does not take is a 415; deny by default: a route
+        # that declares no requirement refuses every request.
+        dependencies=[Depends(require_declared_media_type), Depends(guard.gate)],
     )
     # An exact path or nothing: no redirect from /tasks/ to /tasks (nor any other).
     app.router.redirect_slashes = False
     app.state.security = security
     app.state.guard = guard
     install_problem_handlers(app)
+    install_problem_schema(app)  # /openapi.json documents every error as a problem
 
     tasks = TaskService(engine, clock=clock)
     # A share with an address that had no account waits until the address is verified.
@@ -91,21 +108,37 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(jwks_router(guard, security.keys))
     app.include_router(users_router(guard))
     app.include_router(tasks_router(guard, tasks))
+    attachments = attachment_service(settings, engine, clock=clock)
+    tasks.on_delete(attachments.on_task_delete)  # a deleted task's files go with it
+    app.state.attachments = attachments
+    app.include_router(attachments_router(guard, tasks, attachments))
     app.include_router(admin_router(guard))
-    if docs:
-        app.include_router(docs_router(guard, title=title))
+    if docs != "off":
+        app.include_router(docs_router(guard, title=title, access=docs))
     _add_operations(app, guard, security)
 
-    # Outermost last: request id and headers, rate limits, time and header caps, body cap,
-    # JSON shape; the body cap and the JSON shape run before any route parses the body.
+    # Outermost last: request id and headers, allowed hosts, CORS, rate limits, CSRF, time
+    # and header caps, body cap, JSON shape; the body cap and the JSON shape run before any
+    # route parses the body.
     app.add_middleware(
         JSONLimitMiddleware, max_depth=settings.max_json_depth, max_items=settings.max_json_items
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        overrides=attachment_body_limits(attachments.policy),  # the upload route only
+    )
     app.add_middleware(
         RequestLimitsMiddleware,
         max_header_bytes=settings.max_header_bytes,
         timeout=settings.request_timeout_seconds,
+    )
+    app.add_middleware(
+        CSRFMiddleware,
+        transport=cookies,
+        events=security.events,
+        proxies=guard.proxies,
+        trusted_origins=[settings.public_url, *(o for o in settings.cors_origins if o != "*")],
     )
     if settings.rate_limit_enabled:
         app.add_middleware(
@@ -116,10 +149,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             events=security.events,
             verify_token=security.access_tokens.verify,
             fail_closed=settings.rate_limit_on_store_failure == "fail-closed",
+            access_cookie=cookies.names.access,
         )
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
+    if settings.hosts:
+        app.add_middleware(AllowedHostsMiddleware, hosts=settings.hosts)
     app.add_middleware(
         RequestContextMiddleware,
-        docs_paths=("/docs", "/redoc") if docs else (),
+        docs_paths=("/docs", "/redoc") if docs != "off" else (),
         page_paths=LINK_PAGE_PATHS,
         hsts=settings.is_production,
     )

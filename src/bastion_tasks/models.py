@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from bastion.stores.sql import UTCDateTime
 
-__all__ = ["TaskRow", "TaskShareRow"]
+__all__ = ["AttachmentRow", "TaskRow", "TaskShareRow"]
 
 
 class TaskRow(SQLModel, table=True):
@@ -46,5 +46,23 @@ class TaskShareRow(SQLModel, table=True):
     user_id: UUID = Field(primary_key=True)
     permission: str = Field(max_length=8)
     pending: bool = False
+    created_by: UUID
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class AttachmentRow(SQLModel, table=True):
+    """A file attached to a task: its sanitized display name, the type detected from
+    its bytes, and the key of the stored object (generated, never a client's name).
+    ``created_by`` is the uploader's account id (no foreign key, like a share's)."""
+
+    __tablename__ = "task_attachments"
+    __table_args__ = (sa.Index("ix_task_attachments_task_created", "task_id", "created_at", "id"),)
+
+    id: UUID = Field(primary_key=True)
+    task_id: UUID = Field(foreign_key="tasks.id", ondelete="CASCADE")
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=64)
+    size: int = Field(sa_type=sa.BigInteger)
+    storage_key: str = Field(max_length=64)
     created_by: UUID
     created_at: datetime = Field(sa_type=UTCDateTime)

@@ -4,12 +4,13 @@ so that pagination stays correct and no row the caller may not see is ever read.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bastion.clock import Clock, SystemClock
 from bastion.cursors import decode_cursor, encode_cursor
@@ -18,12 +19,16 @@ from bastion.html import sanitize_html
 from bastion_tasks.models import TaskRow, TaskShareRow
 from bastion_tasks.schemas import ShareOut, TaskCreate, TaskOut, TaskUpdate
 
-__all__ = ["Scope", "TaskService", "UnknownOwnerError"]
+__all__ = ["DeleteHook", "Scope", "TaskService", "UnknownOwnerError"]
 
 _tasks = TaskRow.__table__  # type: ignore[attr-defined]
 _shares = TaskShareRow.__table__  # type: ignore[attr-defined]
 
 OWNER = "owner"
+
+# Runs in the transaction that deletes a task, before its row goes; what it returns (if
+# anything) runs after the commit, e.g. removing the task's stored files.
+DeleteHook = Callable[[AsyncConnection, uuid.UUID], Awaitable[Callable[[], Awaitable[None]] | None]]
 
 
 class UnknownOwnerError(ValueError):
@@ -68,6 +73,11 @@ class TaskService:
     def __init__(self, engine: AsyncEngine, *, clock: Clock | None = None) -> None:
         self._engine = engine
         self._clock = clock or SystemClock()
+        self._delete_hooks: list[DeleteHook] = []
+
+    def on_delete(self, hook: DeleteHook) -> None:
+        """Run ``hook(conn, task_id)`` whenever a task is deleted (see :data:`DeleteHook`)."""
+        self._delete_hooks.append(hook)
 
     async def create(self, owner_id: uuid.UUID, data: TaskCreate) -> TaskOut:
         now = self._clock.now()
@@ -182,8 +192,12 @@ class TaskService:
         """
         statement = _tasks.delete().where(_tasks.c.id == task_id, scope.owns())
         async with self._engine.begin() as conn:
+            after_commit = [await hook(conn, task_id) for hook in self._delete_hooks]
             if (await conn.execute(statement)).rowcount != 1:
                 raise NotFoundError("not found")
+        for then in after_commit:
+            if then is not None:
+                await then()
 
     async def shares(self, task_id: uuid.UUID) -> list[ShareOut]:
         query = (

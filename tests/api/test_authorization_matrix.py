@@ -40,6 +40,7 @@ _SNAPSHOT = {
     "task_shares": "task_id, user_id, permission",
     "auth_sessions": "id, user_id, revoked_at",
     "refresh_tokens": "digest, used_at",
+    "task_attachments": "id, task_id, filename",
 }
 Snapshot = dict[str, set[tuple[Any, ...]]]
 
@@ -50,6 +51,7 @@ class World:
     app: Any
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_id: str = ""
+    attachment_id: str = ""
 
     def id(self, actor: str) -> str:
         return str(self.users[actor]["id"])
@@ -122,6 +124,17 @@ def _task_title_changed(world: World, actor: str, before: Snapshot, after: Snaps
 def _task_deleted(world: World, actor: str, before: Snapshot, after: Snapshot) -> None:
     assert _rows(after, "tasks", id=world.task_id) == []
     assert _rows(after, "task_shares", task_id=world.task_id) == []
+    assert _rows(after, "task_attachments", task_id=world.task_id) == []
+
+
+def _attachment_added(world: World, actor: str, before: Snapshot, after: Snapshot) -> None:
+    [new] = after["task_attachments"] - before["task_attachments"]
+    assert new[1:] == (world.task_id, f"by {actor}.txt")
+
+
+def _attachment_removed(world: World, actor: str, before: Snapshot, after: Snapshot) -> None:
+    [gone] = before["task_attachments"] - after["task_attachments"]
+    assert gone[0] == world.attachment_id
 
 
 def _task_created_for_actor(world: World, actor: str, before: Snapshot, after: Snapshot) -> None:
@@ -175,6 +188,7 @@ def plain(path: str, **kwargs: Any) -> Build:
     def build(world: World, actor: str) -> tuple[str, dict[str, Any]]:
         concrete = path.format(
             task_id=world.task_id,
+            attachment_id=world.attachment_id,
             user_id=world.id(
                 "reader" if "shares" in path else "locked" if "unlock" in path else "stranger"
             ),
@@ -253,6 +267,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
         PUBLIC_200, plain("/auth/refresh", json=_refresh), changes("refresh_tokens")
     ),
     ("GET", "/.well-known/jwks.json"): Entry(PUBLIC_200, plain("/.well-known/jwks.json")),
+    ("GET", "/auth/csrf"): Entry(PUBLIC_200, plain("/auth/csrf")),
     # The account lifecycle: links that go by email, the pages they open, sessions.
     ("POST", "/auth/password/forgot"): Entry(
         PUBLIC_202,
@@ -293,6 +308,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", "/openapi.json"): Entry(PUBLIC_200, plain("/openapi.json")),
     ("GET", "/docs"): Entry(PUBLIC_200, plain("/docs")),
     ("GET", "/docs/oauth2-redirect"): Entry(PUBLIC_200, plain("/docs/oauth2-redirect")),
+    ("GET", "/docs/assets/{name}"): Entry(PUBLIC_200, plain("/docs/assets/swagger-ui.css")),
     ("GET", "/redoc"): Entry(PUBLIC_200, plain("/redoc")),
     # Any signed-in account, for its own data.
     ("POST", "/auth/logout"): Entry(
@@ -338,7 +354,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
             anonymous=401, viewer=403, owner=204, reader=403, editor=403, stranger=404, admin=204
         ),
         plain("/tasks/{task_id}"),
-        changes("tasks", "task_shares", check=_task_deleted),
+        changes("tasks", "task_shares", "task_attachments", check=_task_deleted),
     ),
     ("GET", "/tasks/{task_id}/shares"): Entry(
         statuses(
@@ -362,6 +378,35 @@ MATRIX: dict[tuple[str, str], Entry] = {
         ),
         plain("/tasks/{task_id}/shares/{user_id}"),
         changes("task_shares", check=_reader_unshared),
+    ),
+    ("POST", "/tasks/{task_id}/attachments"): Entry(
+        statuses(
+            anonymous=401, viewer=403, owner=201, reader=403, editor=201, stranger=404, admin=201
+        ),
+        plain(
+            "/tasks/{task_id}/attachments",
+            files=lambda w, a: {"file": (f"by {a}.txt", b"a note\n", "text/plain")},
+        ),
+        changes("task_attachments", check=_attachment_added),
+    ),
+    ("GET", "/tasks/{task_id}/attachments"): Entry(
+        statuses(
+            anonymous=401, viewer=200, owner=200, reader=200, editor=200, stranger=404, admin=200
+        ),
+        plain("/tasks/{task_id}/attachments"),
+    ),
+    ("GET", "/tasks/{task_id}/attachments/{attachment_id}"): Entry(
+        statuses(
+            anonymous=401, viewer=200, owner=200, reader=200, editor=200, stranger=404, admin=200
+        ),
+        plain("/tasks/{task_id}/attachments/{attachment_id}"),
+    ),
+    ("DELETE", "/tasks/{task_id}/attachments/{attachment_id}"): Entry(
+        statuses(
+            anonymous=401, viewer=403, owner=204, reader=403, editor=204, stranger=404, admin=204
+        ),
+        plain("/tasks/{task_id}/attachments/{attachment_id}"),
+        changes("task_attachments", check=_attachment_removed),
     ),
     # Administration.
     ("GET", "/admin/users"): Entry(ADMIN_ONLY, plain("/admin/users")),
@@ -405,6 +450,13 @@ async def world(client: httpx.AsyncClient, app: Any) -> World:
             headers=owner,
         )
         assert shared.status_code == 201, shared.text
+    attached = await client.post(
+        f"/tasks/{built.task_id}/attachments",
+        files={"file": ("T.txt", b"the task's notes\n", "text/plain")},
+        headers=owner,
+    )
+    assert attached.status_code == 201, attached.text
+    built.attachment_id = attached.json()["id"]
     # An account locked after failed logins: unlocking it is a change to see.
     built.users["locked"] = await user(client, app, "locked@example.com", "member")
     await app.state.security.stores.accounts.change(

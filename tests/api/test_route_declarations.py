@@ -22,6 +22,7 @@ PUBLIC = {
     "/auth/login",
     "/auth/token",
     "/auth/refresh",
+    "/auth/csrf",  # a CSRF token for the cookie mode's login
     # The emailed links: the address or the one-time token is the credential.
     "/auth/password/forgot",
     "/auth/password/reset",
@@ -35,6 +36,7 @@ PUBLIC = {
     "/openapi.json",
     "/docs",
     "/docs/oauth2-redirect",
+    "/docs/assets/{name}",
     "/redoc",
 }
 

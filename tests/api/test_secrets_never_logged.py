@@ -115,11 +115,52 @@ async def _scenario(client: httpx.AsyncClient, transcript: Transcript) -> list[h
     after = await send("GET", "/users/me", headers=_bearer(second["access_token"]))
     assert after.status_code == 401
 
+    await _cookie_mode(send, transcript)
+
     for name, weak in WEAK_PASSWORDS.items():
         body = {"email": "weak@example.com", "password": weak}
         assert (await send("POST", "/auth/register", json=body)).status_code == 422
         transcript.keep(f"{name} password", weak)
     return responses
+
+
+async def _cookie_mode(send: Any, transcript: Transcript) -> None:
+    """The cookie mode: session cookies and CSRF tokens, accepted and refused."""
+
+    def cookies(**values: str) -> str:
+        return "; ".join(f"__Host-bastion-{name}={value}" for name, value in values.items())
+
+    def set_cookie(response: httpx.Response, name: str) -> str:
+        for header in response.headers.get_list("set-cookie"):
+            if header.startswith(f"__Host-bastion-{name}="):
+                return header.split(";")[0].split("=", 1)[1]
+        raise AssertionError(f"no {name} cookie")
+
+    pre = (await send("GET", "/auth/csrf")).json()["csrf_token"]
+    transcript.keep("pre-session CSRF token", pre)
+    login = await send(
+        "POST",
+        "/auth/login",
+        json={"email": EMAIL, "password": PASSWORD},
+        headers={"X-CSRF-Token": pre, "Cookie": cookies(csrf=pre)},
+    )
+    assert login.json()["token_type"] == "cookie"
+    jar = {name: set_cookie(login, name) for name in ("access", "refresh", "csrf")}
+    for name, value in jar.items():
+        transcript.keep(f"{name} cookie", value)
+    forged = await send("POST", "/tasks", json={"title": "t"}, headers={"Cookie": cookies(**jar)})
+    assert forged.status_code == 403
+    mismatched = await send(
+        "POST",
+        "/tasks",
+        json={"title": "t"},
+        headers={"Cookie": cookies(**jar), "X-CSRF-Token": pre},
+    )
+    assert mismatched.status_code == 403
+    logout = await send(
+        "POST", "/auth/logout", headers={"Cookie": cookies(**jar), "X-CSRF-Token": jar["csrf"]}
+    )
+    assert logout.status_code == 204
 
 
 @pytest.fixture
@@ -184,7 +225,7 @@ async def test_the_scenario_writes_to_every_checked_place(transcript: Transcript
     assert any("sqlalchemy.engine" in line for line in sources["log records"])
     assert len(sources["captured events"]) >= 10
     assert len(sources["stored events"]) == len(sources["captured events"])
-    assert len(sources["error responses"]) == 9
+    assert len(sources["error responses"]) == 11
     assert len(transcript.secrets) >= 20
 
 

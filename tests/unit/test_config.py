@@ -46,6 +46,10 @@ def test_secure_production_settings_pass() -> None:
         pytest.param({"jwt_algorithm": "HS256"}, True, "BASTION_JWT_SECRET", id="no-hs256-secret"),
         pytest.param({"debug": True}, True, "BASTION_DEBUG", id="debug"),
         pytest.param({"cors_origins": "*"}, True, "BASTION_CORS_ORIGINS", id="cors-star"),
+        pytest.param(
+            {"cors_origins": "http://app.example.org"}, True, "BASTION_CORS_ORIGINS", id="cors-http"
+        ),
+        pytest.param({"allowed_hosts": "*"}, True, "BASTION_ALLOWED_HOSTS", id="any-host"),
         pytest.param({"cookie_secure": False}, True, "BASTION_COOKIE_SECURE", id="insecure-cookie"),
         pytest.param(
             {"password_profile": "test-only-insecure"},
@@ -228,3 +232,53 @@ def test_the_hard_lock_never_waits_for_more_than_100_failures() -> None:
 def test_a_policy_name_must_fit_a_header() -> None:
     with pytest.raises(ValidationError, match="policy name"):
         _settings(rate_limits={'reads", "x': "5/minute"})
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://app.example/", "https://app.example/path", "app.example", "ftp://app.example"],
+)
+def test_a_cors_origin_must_be_a_bare_origin(origin: str) -> None:
+    with pytest.raises(ValidationError, match="is not an origin"):
+        _settings(cors_origins=origin)
+
+
+def test_production_answers_only_for_the_public_host_unless_told() -> None:
+    assert _settings().hosts == ["tasks.example.org"]
+    assert _settings(allowed_hosts="a.example.org,b.example.org").hosts == [
+        "a.example.org",
+        "b.example.org",
+    ]
+    assert _settings(env="development").hosts == []
+
+
+@pytest.mark.parametrize(
+    ("values", "mode"),
+    [
+        pytest.param({}, "off", id="production-default"),
+        pytest.param({"env": "development"}, "public", id="development-default"),
+        pytest.param({"docs_access": "admin"}, "admin", id="admin"),
+        pytest.param({"docs_access": "public", "docs_enabled": False}, "off", id="disabled-wins"),
+        pytest.param({"env": "development", "docs_enabled": False}, "off", id="disabled"),
+    ],
+)
+def test_who_may_read_the_api_docs(values: dict[str, Any], mode: str) -> None:
+    assert _settings(**values).docs_mode == mode
+
+
+def test_public_docs_in_production_only_warn() -> None:
+    findings = check_settings(_settings(docs_access="public"), keys_exist=True)
+
+    assert [(f.setting, f.fatal) for f in findings] == [("BASTION_DOCS_ACCESS", False)]
+
+
+@pytest.mark.parametrize("access", ["admin", "off"])
+def test_restricted_docs_in_production_pass(access: str) -> None:
+    findings = check_settings(_settings(docs_access=access), keys_exist=True)
+
+    assert findings == []
+
+
+def test_docs_access_is_one_of_the_known_modes() -> None:
+    with pytest.raises(ValidationError, match="docs_access"):
+        _settings(docs_access="everyone")

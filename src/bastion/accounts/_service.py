@@ -54,6 +54,7 @@ class TokenPair:
     refresh_expires_in: int
     token_type: str = "bearer"  # noqa: S105  (a token type, not a secret)
     device_token: str | None = None  # the login defence's device cookie, for a login
+    session_id: str = ""  # the session both tokens belong to (binds the cookie mode's CSRF)
 
 
 @dataclass(frozen=True)
@@ -457,6 +458,7 @@ class AccountService:
             expires_in=int(self._access.ttl.total_seconds()),
             refresh_token=refresh_token,
             refresh_expires_in=max(0, int(refresh_left.total_seconds())),
+            session_id=str(session.id),
         )
 
     async def refresh(
@@ -536,6 +538,11 @@ class AccountService:
         if claims.tv != state.token_version:
             raise InvalidTokenError("token version revoked")
         return Principal(uuid.UUID(claims.sub), state.role, claims.sid, claims)
+
+    async def session_of_refresh_token(self, refresh_token: str) -> str | None:
+        """The id of the session a refresh token belongs to, or None; nothing is used up."""
+        session = await self._stores.sessions.find_by_token(refresh_digest(refresh_token))
+        return str(session.id) if session is not None else None
 
     async def logout(
         self, principal: Principal, refresh_token: str | None, *, context: RequestContext

@@ -65,6 +65,9 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "email_failed": "medium",
     "email_suppressed": "low",
     "breach_check_unavailable": "medium",
+    "upload_refused": "low",
+    "share_granted": "low",
+    "share_revoked": "low",
 }
 
 # Hooks that tests install through bastion.testing.capture_events().

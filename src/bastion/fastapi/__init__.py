@@ -1,13 +1,18 @@
 """The thin FastAPI layer over the security core: the only package that imports FastAPI."""
 
 from bastion.fastapi.dependencies import Authorized, Guard, ObjectResolver, Resolved
+from bastion.fastapi.media_types import require_declared_media_type
 from bastion.fastapi.middleware import (
+    AllowedHostsMiddleware,
     BodyLimitMiddleware,
+    CORSMiddleware,
+    CSRFMiddleware,
     JSONLimitMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
     RequestLimitsMiddleware,
 )
+from bastion.fastapi.openapi import install_problem_schema
 from bastion.fastapi.problems import (
     PROBLEM_JSON,
     install_problem_handlers,
@@ -25,12 +30,17 @@ from bastion.fastapi.routers import (
 )
 from bastion.fastapi.routes import RouteEntry, match_route, requirement_of, route_table
 from bastion.fastapi.schemas import SafeText, safe_text
+from bastion.fastapi.transports import CookieTransport
 
 __all__ = [
     "LINK_PAGE_PATHS",
     "PROBLEM_JSON",
+    "AllowedHostsMiddleware",
     "Authorized",
     "BodyLimitMiddleware",
+    "CORSMiddleware",
+    "CSRFMiddleware",
+    "CookieTransport",
     "Guard",
     "JSONLimitMiddleware",
     "ObjectResolver",
@@ -45,9 +55,11 @@ __all__ = [
     "auth_router",
     "docs_router",
     "install_problem_handlers",
+    "install_problem_schema",
     "jwks_router",
     "match_route",
     "problem",
+    "require_declared_media_type",
     "requirement_of",
     "route_table",
     "safe_text",

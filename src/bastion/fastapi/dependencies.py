@@ -34,8 +34,9 @@ from bastion.authz import (
     decide_object,
     decide_route,
 )
-from bastion.errors import InvalidTokenError, NotFoundError, PermissionDeniedError
+from bastion.errors import CSRFError, InvalidTokenError, NotFoundError, PermissionDeniedError
 from bastion.events import EventLog, RequestContext
+from bastion.fastapi.middleware.csrf import SAFE_METHODS
 from bastion.fastapi.middleware.rate_limit import CREDENTIAL_CLASSES, client_ip_of, method_class
 from bastion.fastapi.routes import (
     RATE_ATTRIBUTE,
@@ -44,6 +45,7 @@ from bastion.fastapi.routes import (
     requirement_of,
     route_table,
 )
+from bastion.fastapi.transports import CookieTransport
 from bastion.net import TrustedProxies
 from bastion.throttle import Check, Limiter, Policy
 
@@ -102,10 +104,14 @@ class Guard:
         proxies: TrustedProxies | None = None,
         roles: RolePermissions | None = None,
         limits: tuple[Limiter, Mapping[str, Policy]] | None = None,
+        cookies: CookieTransport | None = None,
     ) -> None:
         """``limits`` (the limiter and its policies) lets :meth:`explain` say how many
-        requests the user has left."""
+        requests the user has left; ``cookies`` turns the cookie mode on: a request
+        without an ``Authorization`` header may then be authenticated by its access
+        cookie, and a state-changing one needs the session's CSRF token too."""
         self.service = service
+        self.cookies = cookies
         self.events = events
         self.proxies = proxies or TrustedProxies()
         self.roles = roles or RolePermissions()
@@ -196,6 +202,10 @@ class Guard:
     # -- enforcement -------------------------------------------------------------------
 
     async def _authenticate(self, request: Request, token: str | None) -> Principal:
+        from_cookie = False
+        if token is None and self.cookies is not None and "authorization" not in request.headers:
+            token = self.cookies.access_token(request)
+            from_cookie = token is not None
         try:
             if not token:
                 raise InvalidTokenError("no bearer token")
@@ -211,8 +221,34 @@ class Guard:
                 details=f"access token refused ({exc.reason})",
             )
             raise
+        if from_cookie and request.method not in SAFE_METHODS:
+            self._check_csrf(request, principal)
         request.state.principal = principal
         return principal
+
+    def _check_csrf(self, request: Request, principal: Principal) -> None:
+        """A cookie session's state-changing request carries the CSRF token signed for
+        that very session (OWASP "Signed Double-Submit Cookie"): a token of another
+        session, or none, is refused."""
+        assert self.cookies is not None
+        if self.cookies.csrf_valid(request, principal.session_id):
+            return
+        request.state.decision = Decision(
+            "deny",
+            "CSRF token missing or not this session's",
+            str(principal.user_id),
+            principal.role,
+            http_status=403,
+        )
+        self.events.emit_soon(
+            "suspicious_activity",
+            context=self.context(request),
+            user_id=str(principal.user_id),
+            details="CSRF refused: token missing or not signed for this session",
+            severity="high",
+            category="malicious_csrf",
+        )
+        raise CSRFError("CSRF token missing or not signed for this session")
 
     async def enforce(self, request: Request, decision: Decision, *, quiet: bool = False) -> None:
         """Record ``decision``; on deny, log ``permission_denied`` (unless ``quiet``: a

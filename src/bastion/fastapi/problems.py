@@ -173,6 +173,10 @@ _PUBLIC_DETAIL = {
     "service-busy": "The service is busy; try again shortly.",
     "invalid-link": "The link is invalid, used or expired; ask for a new one.",
     "wrong-password": "The current password is incorrect.",
+    "csrf-failed": (
+        "A cookie session needs the X-CSRF-Token header on state-changing requests, "
+        "from this site; GET /auth/csrf gives a token."
+    ),
     # One answer for a missing object and one the caller may not see (OWASP API1:2023).
     "not-found": "No such resource.",
 }

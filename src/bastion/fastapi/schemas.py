@@ -19,6 +19,8 @@ __all__ = [
     "AdminUserList",
     "AdminUserOut",
     "AdminUserPatch",
+    "CSRFOut",
+    "CookieSessionOut",
     "DecisionOut",
     "EmailIn",
     "LinkTokenIn",
@@ -38,11 +40,33 @@ __all__ = [
 ]
 
 
+# Refused anywhere, the ends included, so that nothing is dropped unseen: controls (Cc:
+# NUL, ESC, tab, newline, NEL), format characters (Cf: bidi overrides and isolates, the
+# Trojan Source trick, CVE-2021-42574; zero-width space, BOM, soft hyphen), lone
+# surrogates (Cs: not encodable as UTF-8, so not storable) and line and paragraph
+# separators (Zl, Zp): one-line text shows what it stores.
+_REFUSED = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+# ZWNJ and ZWJ join what stands on both sides (Persian and Indic words, emoji sequences
+# such as 👩\u200d💻); RFC 8264 §9.8 allows them in context, here between two characters.
+_JOINERS = {"\u200c", "\u200d"}
+
+
+def _joins(value: str, index: int) -> bool:
+    if value[index] not in _JOINERS or index == 0 or index == len(value) - 1:
+        return False
+    neighbours = (value[index - 1], value[index + 1])
+    return not any(ch.isspace() or ch in _JOINERS for ch in neighbours)
+
+
 def safe_text(value: str) -> str:
-    """NFC, no control or format characters (bidi overrides, NUL), trimmed, not empty."""
-    value = unicodedata.normalize("NFC", value).strip()
-    if any(unicodedata.category(ch) in {"Cc", "Cf"} for ch in value):
-        raise ValueError("control characters are not allowed")
+    """NFC, no control, format or separator character (a joiner only between two
+    characters), trimmed of spaces, not empty (OWASP Input Validation Cheat Sheet:
+    canonicalize, then validate against an allowlist of character classes)."""
+    value = unicodedata.normalize("NFC", value)
+    for index, ch in enumerate(value):
+        if unicodedata.category(ch) in _REFUSED and not _joins(value, index):
+            raise ValueError("control and format characters are not allowed")
+    value = value.strip()
     if not value:
         raise ValueError("must not be blank")
     return value
@@ -135,6 +159,20 @@ class TokenPairOut(BaseModel):
     expires_in: int
     refresh_token: str
     refresh_expires_in: int
+
+
+class CookieSessionOut(BaseModel):
+    """A login or refresh in cookie mode: the tokens went into ``HttpOnly`` cookies, and
+    the new CSRF token (also in its cookie) goes into ``X-CSRF-Token`` from now on."""
+
+    token_type: Literal["cookie"] = "cookie"  # noqa: S105  (a token type, not a secret)
+    csrf_token: str
+    expires_in: int
+    refresh_expires_in: int
+
+
+class CSRFOut(BaseModel):
+    csrf_token: str
 
 
 class UserOut(BaseModel):

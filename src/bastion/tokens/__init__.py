@@ -1,4 +1,4 @@
-"""Credentials as values: signing keys and JWT access tokens.
+"""Credentials as values: signing keys, JWT access tokens and CSRF tokens.
 
 ``AccessTokens`` is the recipe to use; ``KeySet`` is the key ring behind it, kept in a private
 key file by ``ensure_key_file`` / ``load_key_file`` / ``save_key_file``. Failures raise
@@ -9,6 +9,7 @@ key file by ``ensure_key_file`` / ``load_key_file`` / ``save_key_file``. Failure
 from __future__ import annotations
 
 from bastion.tokens.access import AccessClaims, AccessTokens
+from bastion.tokens.csrf import PRE_SESSION, CSRFTokens
 from bastion.tokens.keys import (
     KeySet,
     SigningKey,
@@ -18,8 +19,10 @@ from bastion.tokens.keys import (
 )
 
 __all__ = [
+    "PRE_SESSION",
     "AccessClaims",
     "AccessTokens",
+    "CSRFTokens",
     "KeySet",
     "SigningKey",
     "ensure_key_file",

@@ -1,6 +1,9 @@
 """Small pure-ASGI middlewares, one a module."""
 
 from bastion.fastapi.middleware.body_limit import BodyLimitMiddleware
+from bastion.fastapi.middleware.cors import CORSMiddleware
+from bastion.fastapi.middleware.csrf import CSRFMiddleware
+from bastion.fastapi.middleware.hosts import AllowedHostsMiddleware
 from bastion.fastapi.middleware.rate_limit import RateLimitMiddleware
 from bastion.fastapi.middleware.request_context import RequestContextMiddleware
 from bastion.fastapi.middleware.request_limits import (
@@ -9,7 +12,10 @@ from bastion.fastapi.middleware.request_limits import (
 )
 
 __all__ = [
+    "AllowedHostsMiddleware",
     "BodyLimitMiddleware",
+    "CORSMiddleware",
+    "CSRFMiddleware",
     "JSONLimitMiddleware",
     "RateLimitMiddleware",
     "RequestContextMiddleware",

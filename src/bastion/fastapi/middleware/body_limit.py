@@ -2,11 +2,16 @@
 
 A declared ``Content-Length`` over the cap is refused before reading anything; a body
 without one (chunked) is counted as it arrives and cut off at the cap (OWASP API4:2023).
+One cap for every route, except the routes given their own (an upload route takes a
+file larger than any JSON body), by method and path template.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.fastapi.problems import send_problem
@@ -22,22 +27,42 @@ class _TooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        overrides: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        """``overrides``: the cap of particular routes, keyed by method and path template,
+        e.g. ``{("POST", "/tasks/{task_id}/attachments"): 10_551_296}``."""
         self.app = app
         self.max_bytes = max_bytes
+        self._overrides = [
+            (method, compile_path(path)[0], limit)
+            for (method, path), limit in (overrides or {}).items()
+        ]
+
+    def limit_for(self, scope: Scope) -> int:
+        """The cap of the route that ``scope`` addresses."""
+        for method, regex, limit in self._overrides:
+            if scope["method"] == method and regex.match(scope["path"]):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = self.max_bytes + 1
-                if declared > self.max_bytes:
-                    await self._refuse(scope, send)
+                    declared = max_bytes + 1
+                if declared > max_bytes:
+                    await self._refuse(scope, send, max_bytes)
                     return
         received = 0
         response_started = False
@@ -47,8 +72,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise _TooLarge(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -62,15 +87,15 @@ class BodyLimitMiddleware:
         except _TooLarge:
             if response_started:
                 raise
-            await self._refuse(scope, send)
+            await self._refuse(scope, send, max_bytes)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send, max_bytes: int) -> None:
         await send_problem(
             send,
             413,
             "payload-too-large",
             "Payload too large",
-            f"The request body exceeds {self.max_bytes} bytes.",
+            f"The request body exceeds {max_bytes} bytes.",
             scope.get("state", {}).get("request_id"),
             close=True,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.events import EventLog, RequestContext
@@ -67,6 +68,7 @@ class RateLimitMiddleware:
         events: EventLog,
         verify_token: Callable[[str], Any] | None = None,
         fail_closed: bool = False,
+        access_cookie: str | None = None,
     ) -> None:
         """``verify_token(token)`` returns the claims of a validly signed access token
         (with ``sub``) or raises; ``fail_closed`` refuses every route, not only the
@@ -78,6 +80,7 @@ class RateLimitMiddleware:
         self._events = events
         self._verify = verify_token
         self._fail_closed = fail_closed
+        self._access_cookie = access_cookie
         self._table: list[Any] | None = None
 
     def _route_class(self, scope: Scope) -> str:
@@ -89,20 +92,29 @@ class RateLimitMiddleware:
         return method_class(scope["method"])
 
     def _subject(self, scope: Scope) -> str | None:
+        """The user of a validly signed access token (bearer header, else the cookie
+        mode's access cookie), whose quota the request then counts against."""
         if self._verify is None:
             return None
+        token = None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() != "bearer" or not token:
+                scheme, _, credentials = value.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer" or not credentials:
                     return None
-                try:
-                    claims = self._verify(token.strip())
-                except Exception:
-                    return None  # refused later by the guard, with its own answer
-                scope["state"]["verified_token"] = (token.strip(), claims)
-                return str(claims.sub)
-        return None
+                token = credentials.strip()
+                break
+        else:
+            if self._access_cookie is not None:
+                token = HTTPConnection(scope).cookies.get(self._access_cookie)
+        if not token:
+            return None
+        try:
+            claims = self._verify(token)
+        except Exception:
+            return None  # refused later by the guard, with its own answer
+        scope["state"]["verified_token"] = (token, claims)
+        return str(claims.sub)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -8,6 +8,13 @@
   than ``max_json_items`` members answers 422 before any route parses it, so a small
   hostile body cannot cost deep recursion or large allocations downstream.
 
+- A JSON body outside I-JSON (RFC 7493) answers 422 too: an object that names a member
+  twice (§2.3; parsers disagree on which value wins, so a check and a use may see two
+  different bodies: ASVS 1.5.3, "JSON interoperability"), a string with a lone
+  surrogate (§2.1; it has no UTF-8 form, so it could be neither stored nor answered),
+  or ``NaN``/``Infinity``, which Python's parser takes but RFC 8259 §6 does not; so
+  does a body that is not UTF-8 (§8.1), which the route's parser might read otherwise.
+
 The JSON body is parsed here once to be measured and then passed on unchanged (the
 route parses it again): bodies are capped at 1 MiB before this runs, and requests
 without a JSON body cost nothing.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +34,7 @@ from bastion.fastapi.problems import problem_body, send_problem, send_problem_bo
 __all__ = ["JSONLimitMiddleware", "RequestLimitsMiddleware", "json_shape_error"]
 
 _MAX_HEADER_FIELDS = 100
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class RequestLimitsMiddleware:
@@ -135,13 +144,55 @@ class JSONLimitMiddleware:
     def _check(self, body: bytes) -> str | None:
         if not body:
             return None
+        # RFC 8259 §8.1: UTF-8, no byte order mark. The framework's parser would also
+        # read UTF-16, UTF-32, a BOM and encoded surrogates, and so see a body other
+        # than the one checked here: those are refused instead.
+        if json.detect_encoding(body) != "utf-8":
+            return "the body is not UTF-8"
         try:
-            value = json.loads(body)
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "the body is not UTF-8"
+        try:
+            value = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
         except RecursionError:
             return f"JSON nested deeper than {self.max_depth} levels"
+        except _NotIJSONError as exc:
+            return str(exc)
         except ValueError:
             return None  # not JSON: the route answers its own validation error
-        return json_shape_error(value, max_depth=self.max_depth, max_items=self.max_items)
+        shape = json_shape_error(value, max_depth=self.max_depth, max_items=self.max_items)
+        return shape or _lone_surrogate_error(value)
+
+
+class _NotIJSONError(ValueError):
+    """The body parses, but is not I-JSON (RFC 7493)."""
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _NotIJSONError("a JSON object has the same member name twice")
+    return members
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotIJSONError(f"{name} is not a JSON number")
+
+
+def _lone_surrogate_error(value: Any) -> str | None:
+    """Why a string (or member name) of ``value`` is not Unicode text, or None."""
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and _SURROGATE.search(node):
+            return "a JSON string has a lone surrogate (\\uD800-\\uDFFF) escape"
+    return None
 
 
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:

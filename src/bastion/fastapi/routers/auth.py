@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Form, Request, Response, status
 
-from bastion.accounts import AccountLifecycle, Principal
-from bastion.errors import InvalidCredentialsError
+from bastion.accounts import AccountLifecycle, Principal, TokenPair
+from bastion.errors import CSRFError, InvalidCredentialsError, InvalidTokenError
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.schemas import (
+    CookieSessionOut,
+    CSRFOut,
     LoginIn,
     LogoutIn,
     RefreshIn,
@@ -18,7 +20,8 @@ from bastion.fastapi.schemas import (
     RegisterIn,
     TokenPairOut,
 )
-from bastion.tokens import KeySet
+from bastion.fastapi.transports import CSRF_HEADER, CookieTransport
+from bastion.tokens import PRE_SESSION, KeySet
 
 __all__ = ["auth_router", "jwks_router"]
 
@@ -33,6 +36,13 @@ _CREDENTIAL_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Validation error"},
     429: {"description": "Too many attempts (quota-exceeded problem, `Retry-After`)"},
     503: {"description": "The password-hashing pool is saturated, or limits are unavailable"},
+}
+_COOKIE_MODE = (
+    "Cookie mode (browsers): send `X-CSRF-Token` with the token of `GET /auth/csrf` (and "
+    "its cookie); the tokens then go into `HttpOnly` cookies instead of the body."
+)
+_CSRF_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Cookie mode: CSRF check failed"}
 }
 DEVICE_COOKIE = "__Host-bastion-device"
 _DEVICE_COOKIE_PLAIN = "bastion-device"  # without Secure, the __Host- prefix is refused
@@ -49,6 +59,70 @@ def auth_router(
     public_signup = [guard.public("signs an anonymous caller up", rate="register")]
     public_login = [guard.public("signs an anonymous caller in", rate="login-ip")]
     cookie_name = DEVICE_COOKIE if secure_cookies else _DEVICE_COOKIE_PLAIN
+    cookies: CookieTransport | None = guard.cookies
+
+    def cookie_mode(request: Request) -> CookieTransport | None:
+        """The transport when this request is in cookie mode: no ``Authorization`` header,
+        and a CSRF header or a session cookie (the CSRF middleware has checked its
+        origin and that header and cookie agree)."""
+        if cookies is None or "authorization" in request.headers:
+            return None
+        if CSRF_HEADER in request.headers or cookies.has_session(request):
+            return cookies
+        return None
+
+    def refuse_csrf(request: Request, reason: str) -> CSRFError:
+        guard.events.emit_soon(
+            "suspicious_activity",
+            context=guard.context(request),
+            details=f"CSRF refused: {reason}",
+            severity="high",
+            category="malicious_csrf",
+        )
+        return CSRFError(reason)
+
+    def cookie_session(
+        transport: CookieTransport, response: Response, pair: TokenPair
+    ) -> CookieSessionOut:
+        csrf_token = transport.start_session(response, pair, pair.session_id)
+        return CookieSessionOut(
+            csrf_token=csrf_token,
+            expires_in=pair.expires_in,
+            refresh_expires_in=pair.refresh_expires_in,
+        )
+
+    @router.get(
+        "/csrf",
+        dependencies=[guard.public("a CSRF token for the cookie mode's login")],
+        response_model=CSRFOut,
+        summary="A CSRF token (cookie mode), also set as its cookie",
+        description=(
+            "Before login the token is good for the login only; a login or refresh in "
+            "cookie mode returns the session's own token. " + _COOKIE_MODE
+        ),
+    )
+    async def csrf(request: Request, response: Response) -> CSRFOut:
+        if cookies is None:
+            raise CSRFError("the cookie mode is off")
+        if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+            # Another site's navigation here would only plant cookies; it gets nothing.
+            raise refuse_csrf(request, "CSRF token asked for by another site")
+        session_id = await _cookie_session_id(cookies, request)
+        if session_id is None:
+            return CSRFOut(csrf_token=cookies.issue_pre_session_csrf(response))
+        return CSRFOut(csrf_token=cookies.issue_csrf(response, session_id))
+
+    async def _cookie_session_id(transport: CookieTransport, request: Request) -> str | None:
+        """The live session of the request's cookies: its access token's, or else (the
+        access token expired) its refresh token's."""
+        access = transport.access_token(request)
+        if access:
+            try:
+                return (await service.authenticate(access)).session_id
+            except InvalidTokenError:
+                pass
+        refresh_token = transport.refresh_token(request)
+        return await service.session_of_refresh_token(refresh_token) if refresh_token else None
 
     @router.post(
         "/register",
@@ -73,7 +147,7 @@ def auth_router(
 
     async def _login(
         request: Request, response: Response, email: str, password: str, solution: str | None
-    ) -> TokenPairOut:
+    ) -> TokenPair:
         pair = await service.login(
             email,
             password,
@@ -93,17 +167,27 @@ def auth_router(
                 httponly=True,
                 samesite="strict",
             )
-        return TokenPairOut.model_validate(pair)
+        return pair
 
     @router.post(
         "/login",
         dependencies=public_login,
-        response_model=TokenPairOut,
+        response_model=TokenPairOut | CookieSessionOut,
         summary="Log in with email and password",
-        responses=_CREDENTIAL_ERRORS,
+        description=_COOKIE_MODE,
+        responses={**_CREDENTIAL_ERRORS, **_CSRF_ERRORS},
     )
-    async def login(body: LoginIn, request: Request, response: Response) -> TokenPairOut:
-        return await _login(request, response, body.email, body.password, body.altcha)
+    async def login(body: LoginIn, request: Request, response: Response) -> Any:
+        transport = cookie_mode(request)
+        # Login CSRF: a cookie-mode login needs the pre-session token (GET /auth/csrf).
+        if transport is not None and not transport.csrf.valid(
+            transport.csrf_token(request), PRE_SESSION
+        ):
+            raise refuse_csrf(request, "login without the pre-session CSRF token")
+        pair = await _login(request, response, body.email, body.password, body.altcha)
+        if transport is not None:
+            return cookie_session(transport, response, pair)
+        return TokenPairOut.model_validate(pair)
 
     @router.post(
         "/token",
@@ -122,21 +206,44 @@ def auth_router(
     ) -> TokenPairOut:
         if not username or not password:
             raise InvalidCredentialsError("empty form field")
-        return await _login(request, response, username, password, altcha)
+        pair = await _login(request, response, username, password, altcha)
+        return TokenPairOut.model_validate(pair)
 
     @router.post(
         "/refresh",
         dependencies=[guard.public("the refresh token is the credential", rate="refresh")],
-        response_model=TokenPairOut,
+        response_model=TokenPairOut | CookieSessionOut,
         summary="Rotate a refresh token",
-        responses={401: {"description": "Invalid, expired, revoked or reused token"}},
+        description=(
+            "Bearer clients send `{refresh_token}`; in cookie mode the body is empty and "
+            "the refresh cookie is the credential."
+        ),
+        responses={
+            401: {"description": "Invalid, expired, revoked or reused token"},
+            **_CSRF_ERRORS,
+        },
     )
-    async def refresh(body: RefreshIn, request: Request) -> TokenPairOut:
+    async def refresh(
+        request: Request,
+        response: Response,
+        body: Annotated[RefreshIn | None, Body()] = None,
+    ) -> Any:
+        transport = cookie_mode(request) if body is None else None
+        token = body.refresh_token if body is not None else None
+        if transport is not None:
+            token = transport.refresh_token(request)
+            session_id = await service.session_of_refresh_token(token) if token else None
+            if session_id is not None and not transport.csrf_valid(request, session_id):
+                raise refuse_csrf(request, "refresh without this session's CSRF token")
+        if not token:
+            raise InvalidTokenError("no refresh token")
         pair = await service.refresh(
-            body.refresh_token,
+            token,
             context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
         )
+        if transport is not None:
+            return cookie_session(transport, response, pair)
         return TokenPairOut.model_validate(pair)
 
     @router.post(
@@ -150,10 +257,15 @@ def auth_router(
         request: Request,
         body: Annotated[LogoutIn | None, Body()] = None,
     ) -> Response:
-        await service.logout(
-            principal, body.refresh_token if body else None, context=guard.context(request)
-        )
-        return Response(status_code=204)
+        transport = cookie_mode(request)
+        refresh_token = body.refresh_token if body else None
+        if refresh_token is None and transport is not None:
+            refresh_token = transport.refresh_token(request)
+        await service.logout(principal, refresh_token, context=guard.context(request))
+        answer = Response(status_code=204)
+        if transport is not None:
+            transport.end_session(answer)
+        return answer
 
     @router.post(
         "/logout-all",
@@ -163,7 +275,11 @@ def auth_router(
     )
     async def logout_all(principal: Authenticated, request: Request) -> Response:
         await service.logout_all(principal, context=guard.context(request))
-        return Response(status_code=204)
+        answer = Response(status_code=204)
+        transport = cookie_mode(request)
+        if transport is not None:
+            transport.end_session(answer)
+        return answer
 
     return router
 
