@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     # signed-in admin; "off". Unset: public in development, off in production.
     docs_access: Literal["public", "admin", "off"] | None = None
     log_events_to_stdout: bool = True
+    # Prometheus metrics at GET /metrics (docs/metrics.md). With a token, a scrape sends it
+    # as ``Authorization: Bearer``; without one: public in development, and not served
+    # at all in production.
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
 
     # Account emails and one-time links (docs/accounts.md)
     public_url: str = "http://127.0.0.1:8000"  # where the links in emails point
@@ -255,6 +260,15 @@ class Settings(BaseSettings):
         if self.docs_access is None:
             return "off" if self.is_production else "public"
         return self.docs_access
+
+    @property
+    def metrics_access(self) -> Literal["token", "public", "off"]:
+        """Who may read /metrics: the token's holder, anyone (development), or no one."""
+        if not self.metrics_enabled:
+            return "off"
+        if self.metrics_token is not None and self.metrics_token.get_secret_value():
+            return "token"  # an empty token is no token: it would match an empty header
+        return "off" if self.is_production else "public"
 
     @property
     def verified_email_required(self) -> bool:
@@ -377,6 +391,14 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
             Finding(
                 "BASTION_DOCS_ACCESS",
                 "the API docs and schema are public (OWASP API9:2023); use admin or off",
+                fatal=False,
+            )
+        )
+    if settings.is_production and settings.metrics_enabled and settings.metrics_access == "off":
+        findings.append(
+            Finding(
+                "BASTION_METRICS_TOKEN",
+                "/metrics is not served without a token in production; set one to scrape it",
                 fatal=False,
             )
         )

@@ -14,21 +14,26 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.accounts import ROLES, InvalidEmailError
 from bastion.clock import SystemClock
 from bastion.config import Settings, check_settings
 from bastion.errors import BastionError, ConfigurationError, PasswordPolicyError
 from bastion.runtime import open_security
+from bastion.stores import open_stores
 from bastion.tokens import KeySet, ensure_key_file, load_key_file, save_key_file
+from bastion_cli.events import JSONLinesPrinter, TablePrinter, tail
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="Bastion: the security layer and task service.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage the token signing keys.", no_args_is_help=True)
+events_app = typer.Typer(help="Read the stored security events.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(events_app, name="events")
 
 console = Console(stderr=True)
 _KEY_LEEWAY = timedelta(seconds=60)
@@ -198,6 +203,70 @@ def keys_list() -> None:
             "yes" if key.kid == signing else "",
         )
     Console().print(table)
+
+
+def _event_type(value: str | None) -> str | None:
+    if value is not None and not 1 <= len(value) <= 64:
+        raise typer.BadParameter("an event type has 1 to 64 characters")
+    return value
+
+
+@events_app.command("tail")
+def events_tail(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")
+    ] = False,
+    event_type: Annotated[
+        str | None,
+        typer.Option("--type", help="Only events of this type.", callback=_event_type),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, max=1000, help="How many latest events.")
+    ] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object a line instead of a table.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.01, help="Seconds between polls with --follow.")
+    ] = 1.0,
+    max_polls: Annotated[int | None, typer.Option(hidden=True, min=0)] = None,
+) -> None:
+    """Print the latest security events, oldest first (a table; --json for JSON lines).
+
+    Reads the configured database directly; with --follow, polls it for new events.
+    """
+    settings = _settings()
+    if settings.database_url.startswith("memory://"):
+        raise _fail(
+            "BASTION_DATABASE_URL is memory://: the events live in the service's process.", 2
+        )
+    _migrate_embedded(settings)
+    printer = JSONLinesPrinter() if as_json else TablePrinter()
+
+    async def run() -> None:
+        stores = open_stores(settings.database_url)
+        try:
+            await tail(
+                stores.events,
+                printer,
+                event_type=event_type,
+                limit=limit,
+                follow=follow,
+                interval=interval,
+                max_polls=max_polls,
+            )
+        finally:
+            await stores.aclose()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        return  # Ctrl-C ends --follow: the normal way out
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(
+            f"Cannot read the security events ({type(exc).__name__}); is the "
+            "database migrated (bastion migrate)?"
+        ) from exc
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from bastion.fastapi import (
     CSRFMiddleware,
     Guard,
     JSONLimitMiddleware,
+    MetricsMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
     RequestLimitsMiddleware,
@@ -32,9 +33,11 @@ from bastion.fastapi import (
     install_problem_handlers,
     install_problem_schema,
     jwks_router,
+    metrics_router,
     require_declared_media_type,
     users_router,
 )
+from bastion.metrics import Metrics
 from bastion.net import TrustedProxies
 from bastion.runtime import Security, open_security
 from bastion.tokens import CSRFTokens
@@ -116,10 +119,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     if docs != "off":
         app.include_router(docs_router(guard, title=title, access=docs))
     _add_operations(app, guard, security)
+    metrics = _add_metrics(app, guard, security)
 
-    # Outermost last: request id and headers, allowed hosts, CORS, rate limits, CSRF, time
-    # and header caps, body cap, JSON shape; the body cap and the JSON shape run before any
-    # route parses the body.
+    # Outermost last: metrics, request id and headers, allowed hosts, CORS, rate limits,
+    # CSRF, time and header caps, body cap, JSON shape; the body cap and the JSON shape
+    # run before any route parses the body.
     app.add_middleware(
         JSONLimitMiddleware, max_depth=settings.max_json_depth, max_items=settings.max_json_items
     )
@@ -150,6 +154,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             verify_token=security.access_tokens.verify,
             fail_closed=settings.rate_limit_on_store_failure == "fail-closed",
             access_cookie=cookies.names.access,
+            on_blocked=metrics.count_blocked if metrics else None,
         )
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
@@ -161,7 +166,26 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         page_paths=LINK_PAGE_PATHS,
         hsts=settings.is_production,
     )
+    if metrics is not None:  # outside the request context: it sees the final status
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _add_metrics(app: FastAPI, guard: Guard, security: Security) -> Metrics | None:
+    """Count into this app's own registry and serve it at /metrics, unless the settings
+    turn metrics off (or production has no token for them: docs/metrics.md)."""
+    settings = security.settings
+    if settings.metrics_access == "off":
+        return None
+    metrics = Metrics(policies=security.policies)
+    metrics.watch_events(security.events)
+    metrics.watch_hasher(security.hasher)
+    token = settings.metrics_token if settings.metrics_access == "token" else None
+    app.include_router(
+        metrics_router(guard, metrics, token=token.get_secret_value() if token else None)
+    )
+    app.state.metrics = metrics
+    return metrics
 
 
 def _add_operations(app: FastAPI, guard: Guard, security: Security) -> None:

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictStr,
     model_validator,
 )
 
-from bastion.fastapi import SafeText
+from bastion.fastapi import RFC3339Time, SafeText
 
 __all__ = [
     "ShareIn",
@@ -37,32 +33,7 @@ Tag = Annotated[SafeText, Field(min_length=1, max_length=32)]
 Description = Annotated[StrictStr, Field(max_length=10_000)]
 
 
-# RFC 3339 §5.6 date-time (seconds may be left out, as ISO 8601 allows): a full date,
-# a time and a zone; API.md: times are RFC 3339 / ISO 8601.
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})"
-)
-
-
-def _rfc3339(value: object) -> object:
-    """Only an RFC 3339 string (or a datetime, from Python callers): the framework would
-    otherwise read ``1700000000`` or ``"1700000000"`` as Unix time, a number the client
-    may not have meant as a date (no coercion, as for every other field)."""
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        raise ValueError("must be an RFC 3339 date-time with a time zone")
-    return value
-
-
-def _utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past datetime.max in UTC
-        raise ValueError("date out of range") from None
-
-
-DueDate = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_utc)]
+DueDate = RFC3339Time
 
 
 class _In(BaseModel):

@@ -305,6 +305,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ),
     ("GET", "/healthz"): Entry(PUBLIC_200, plain("/healthz")),
     ("GET", "/readyz"): Entry(PUBLIC_200, plain("/readyz")),
+    ("GET", "/metrics"): Entry(PUBLIC_200, plain("/metrics")),  # no token in development
     ("GET", "/openapi.json"): Entry(PUBLIC_200, plain("/openapi.json")),
     ("GET", "/docs"): Entry(PUBLIC_200, plain("/docs")),
     ("GET", "/docs/oauth2-redirect"): Entry(PUBLIC_200, plain("/docs/oauth2-redirect")),
@@ -428,6 +429,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", "/admin/security/decision"): Entry(
         ADMIN_ONLY, plain("/admin/security/decision", params=_decision_query)
     ),
+    ("GET", "/admin/security/events"): Entry(ADMIN_ONLY, plain("/admin/security/events")),
 }
 
 

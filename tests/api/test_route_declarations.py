@@ -33,6 +33,7 @@ PUBLIC = {
     "/.well-known/jwks.json",
     "/healthz",
     "/readyz",
+    "/metrics",  # the metrics token guards it when set (docs/metrics.md)
     "/openapi.json",
     "/docs",
     "/docs/oauth2-redirect",

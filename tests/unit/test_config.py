@@ -20,6 +20,7 @@ SECURE: dict[str, Any] = {
     "smtp_host": "smtp.example.org",
     "public_url": "https://tasks.example.org",
     "breached_passwords_api": True,
+    "metrics_token": "a-long-random-scrape-token-for-prometheus",
 }
 
 

@@ -68,6 +68,7 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "upload_refused": "low",
     "share_granted": "low",
     "share_revoked": "low",
+    "security_events_read": "low",
 }
 
 # Hooks that tests install through bastion.testing.capture_events().
@@ -89,8 +90,13 @@ class EventSink(Protocol):
 
 
 def event_to_dict(event: SecurityEvent) -> dict[str, Any]:
-    """The contract's JSON shape: UTC timestamps with ``Z``, millisecond precision."""
-    data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "extra"}
+    """The contract's JSON shape: UTC timestamps with ``Z``, millisecond precision (the
+    store's ``id`` is not part of it: a log line and a stored record look the same)."""
+    data = {
+        f.name: getattr(event, f.name)
+        for f in dataclasses.fields(event)
+        if f.name not in ("extra", "id")
+    }
     data["timestamp"] = _rfc3339(event.timestamp)
     data.update(event.extra)
     return data
@@ -149,6 +155,17 @@ class EventLog:
         self._pending: set[asyncio.Task[None]] = set()
         self._max_pending = max_pending
         self.dropped = 0
+        self._observers: list[Callable[[SecurityEvent], None]] = []
+
+    def observe(self, observer: Callable[[SecurityEvent], None]) -> None:
+        """Call ``observer`` with every event sent (metrics count them by type); it runs
+        in the request, so it must be quick, and an error in it is logged, never raised."""
+        self._observers.append(observer)
+
+    @property
+    def pending(self) -> int:
+        """How many writes of :meth:`emit_soon` are in flight."""
+        return len(self._pending)
 
     def build(
         self,
@@ -189,7 +206,7 @@ class EventLog:
 
     async def publish(self, event: SecurityEvent, *, stored: bool = False) -> None:
         """Hand ``event`` to every sink (but the durable ones when it is ``stored``)."""
-        _capture(event)
+        self._sent(event)
         await self._write(event, skip_durable=stored)
 
     def emit_soon(
@@ -214,7 +231,7 @@ class EventLog:
             **extra,
         )
         if event is not None:
-            _capture(event)
+            self._sent(event)
             if len(self._pending) >= self._max_pending:
                 self.dropped += 1
                 _logger.error("security event dropped, %d writes pending", len(self._pending))
@@ -228,6 +245,14 @@ class EventLog:
         """Wait until every event of :meth:`emit_soon` is written."""
         while self._pending:
             await asyncio.gather(*list(self._pending))
+
+    def _sent(self, event: SecurityEvent) -> None:
+        _capture(event)
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:  # counting must not turn into a failed request
+                _logger.exception("security event observer failed")
 
     async def _write(self, event: SecurityEvent, *, skip_durable: bool = False) -> None:
         for sink in self._sinks:

@@ -8,6 +8,7 @@ from bastion.fastapi.middleware import (
     CORSMiddleware,
     CSRFMiddleware,
     JSONLimitMiddleware,
+    MetricsMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
     RequestLimitsMiddleware,
@@ -26,10 +27,11 @@ from bastion.fastapi.routers import (
     auth_router,
     docs_router,
     jwks_router,
+    metrics_router,
     users_router,
 )
 from bastion.fastapi.routes import RouteEntry, match_route, requirement_of, route_table
-from bastion.fastapi.schemas import SafeText, safe_text
+from bastion.fastapi.schemas import RFC3339Time, SafeText, safe_text
 from bastion.fastapi.transports import CookieTransport
 
 __all__ = [
@@ -43,7 +45,9 @@ __all__ = [
     "CookieTransport",
     "Guard",
     "JSONLimitMiddleware",
+    "MetricsMiddleware",
     "ObjectResolver",
+    "RFC3339Time",
     "RateLimitMiddleware",
     "RequestContextMiddleware",
     "RequestLimitsMiddleware",
@@ -58,6 +62,7 @@ __all__ = [
     "install_problem_schema",
     "jwks_router",
     "match_route",
+    "metrics_router",
     "problem",
     "require_declared_media_type",
     "requirement_of",

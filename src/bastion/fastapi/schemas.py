@@ -7,12 +7,23 @@ secret or internal flag.
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    WithJsonSchema,
+)
 
 __all__ = [
     "AcceptedOut",
@@ -28,6 +39,7 @@ __all__ = [
     "LogoutIn",
     "PasswordChangeIn",
     "PasswordResetIn",
+    "RFC3339Time",
     "RefreshIn",
     "RegisterIn",
     "RegisteredOut",
@@ -73,6 +85,39 @@ def safe_text(value: str) -> str:
 
 
 SafeText = Annotated[StrictStr, AfterValidator(safe_text)]
+
+# RFC 3339 §5.6 date-time (seconds may be left out, as ISO 8601 allows): a full date, a
+# time and a zone (API.md: times are RFC 3339 / ISO 8601).
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def _rfc3339(value: object) -> object:
+    """Only an RFC 3339 string (or a datetime, from Python callers): the framework would
+    otherwise read ``1700000000`` or ``"1700000000"`` as Unix time, a number the client
+    may not have meant as a date (no coercion, as for every other field)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with a time zone")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past datetime.max in UTC
+        raise ValueError("date out of range") from None
+
+
+# A point in time from a client: RFC 3339 with a zone, kept in UTC.
+RFC3339Time = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339),
+    AfterValidator(_utc),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 Email = Annotated[StrictStr, Field(min_length=3, max_length=320)]
 # Long enough for the policy to explain a refusal; the policy caps passwords at 1024 bytes.
 Password = Annotated[StrictStr, Field(min_length=1, max_length=4096)]

@@ -104,6 +104,14 @@ class PasswordHasher:
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._slots = weakref.WeakKeyDictionary()
         self._slots_lock = threading.Lock()
+        self._queued = 0
+        # Called with the seconds each caller waited for a slot (admitted or not).
+        self.on_wait: Callable[[float], None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """How many callers wait for a slot right now (all event loops together)."""
+        return self._queued
 
     async def hash(self, password: str) -> str:
         """Hash ``password`` with Argon2id and a fresh random salt.
@@ -179,15 +187,25 @@ class PasswordHasher:
                 slots = self._slots[loop] = asyncio.Semaphore(self.max_concurrency)
             return slots
 
+    def _count_queued(self, change: int) -> None:
+        with self._slots_lock:  # loops in other threads share the count
+            self._queued += change
+
     async def _run(self, fn: Callable[..., _T], *args: str) -> _T:
         """Run ``fn(*args)`` in the pool once a slot is free; ServiceBusyError if none."""
         loop = asyncio.get_running_loop()
         slots = self._slots_for(loop)
+        started = loop.time()
+        self._count_queued(1)
         try:
             async with asyncio.timeout(self.queue_timeout):
                 await slots.acquire()
         except TimeoutError:
             raise ServiceBusyError("password hashing is saturated; retry shortly") from None
+        finally:
+            self._count_queued(-1)
+            if self.on_wait is not None:
+                self.on_wait(loop.time() - started)
         try:
             work = loop.run_in_executor(self._executor, fn, *args)
         except BaseException:

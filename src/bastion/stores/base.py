@@ -20,6 +20,7 @@ __all__ = [
     "AccountChange",
     "AccountStore",
     "AuthSession",
+    "EventPosition",
     "EventQuery",
     "EventStore",
     "EventsFor",
@@ -112,16 +113,42 @@ class SecurityEvent:
     details: str = ""
     request_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The store's sequence number, set on the events a store returns: the tie-breaker of
+    # the (timestamp, id) order. Not part of the contract's shape, nor of equality.
+    id: int | None = field(default=None, compare=False)
+
+
+# A place in the (timestamp, id) order of stored events: a keyset for pagination.
+EventPosition = tuple[datetime, int]
 
 
 @dataclass(frozen=True)
 class EventQuery:
+    """Stored events, newest first in (timestamp, id) order, at most ``limit`` of them.
+
+    ``since`` is inclusive and ``until`` exclusive; ``before`` and ``after`` keep only the
+    events strictly older or newer than a position (keyset pagination: pages stay stable
+    while new events arrive, and equal timestamps are ordered by id).
+    """
+
     event_type: str | None = None
     user_id: str | None = None
     ip_address: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 50
+    before: EventPosition | None = None
+    after: EventPosition | None = None
+
+    def __post_init__(self) -> None:
+        # Every backend refuses the same queries (a negative LIMIT means "all" to SQLite
+        # and is an error to PostgreSQL; a naive time has no instant to compare).
+        if self.limit < 1:
+            raise ValueError("limit must be at least 1")
+        moments = [self.since, self.until]
+        moments += [p[0] for p in (self.before, self.after) if p is not None]
+        if any(m is not None and m.utcoffset() is None for m in moments):
+            raise ValueError("times must be timezone-aware")
 
 
 @dataclass(frozen=True)
@@ -330,6 +357,10 @@ class RevocationStore(Protocol):
 
 
 class EventStore(Protocol):
-    async def append(self, events: Sequence[SecurityEvent]) -> None: ...
+    async def append(self, events: Sequence[SecurityEvent]) -> None:
+        """Store ``events`` (their ``id`` is ignored: the store numbers them)."""
+        ...
 
-    async def query(self, query: EventQuery) -> list[SecurityEvent]: ...
+    async def query(self, query: EventQuery) -> list[SecurityEvent]:
+        """The events matching ``query``, newest first by (timestamp, id), with ``id`` set."""
+        ...

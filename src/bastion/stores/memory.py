@@ -26,6 +26,7 @@ from bastion.stores.base import (
     Account,
     AccountChange,
     AuthSession,
+    EventPosition,
     EventQuery,
     EventsFor,
     OneTimeToken,
@@ -344,14 +345,24 @@ class MemoryEventStore:
         self.events.extend(events)
 
     async def query(self, query: EventQuery) -> list[SecurityEvent]:
-        def keep(e: SecurityEvent) -> bool:
+        """An event's id is its place in ``events`` (counted from 1), as a sequence would
+        number it in SQL; newest first by (timestamp, id)."""
+
+        def keep(e: SecurityEvent, position: EventPosition) -> bool:
             return (
                 (query.event_type is None or e.event_type == query.event_type)
                 and (query.user_id is None or e.user_id == query.user_id)
                 and (query.ip_address is None or e.ip_address == query.ip_address)
                 and (query.since is None or e.timestamp >= query.since)
                 and (query.until is None or e.timestamp < query.until)
+                and (query.before is None or position < query.before)
+                and (query.after is None or position > query.after)
             )
 
-        matching = [e for e in self.events if keep(e)]
-        return list(reversed(matching))[: query.limit]
+        matching = [
+            ((e.timestamp, number), e)
+            for number, e in enumerate(self.events, start=1)
+            if keep(e, (e.timestamp, number))
+        ]
+        matching.sort(key=lambda found: found[0], reverse=True)
+        return [dataclasses.replace(e, id=p[1]) for p, e in matching[: query.limit]]

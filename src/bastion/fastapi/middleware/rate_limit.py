@@ -69,10 +69,12 @@ class RateLimitMiddleware:
         verify_token: Callable[[str], Any] | None = None,
         fail_closed: bool = False,
         access_cookie: str | None = None,
+        on_blocked: Callable[[], None] | None = None,
     ) -> None:
         """``verify_token(token)`` returns the claims of a validly signed access token
         (with ``sub``) or raises; ``fail_closed`` refuses every route, not only the
-        credential routes, while the shared limiter store is down."""
+        credential routes, while the shared limiter store is down; ``on_blocked`` is
+        called for each refusal of a repeat-offender block, which logs no event."""
         self.app = app
         self._limiter = limiter
         self._policies = dict(policies)
@@ -81,6 +83,7 @@ class RateLimitMiddleware:
         self._verify = verify_token
         self._fail_closed = fail_closed
         self._access_cookie = access_cookie
+        self._on_blocked = on_blocked
         self._table: list[Any] | None = None
 
     def _route_class(self, scope: Scope) -> str:
@@ -161,6 +164,8 @@ class RateLimitMiddleware:
 
     def _refused(self, scope: Scope, verdict: Verdict, ip: str | None, subject: str | None) -> None:
         if verdict.blocked:
+            if self._on_blocked is not None:
+                self._on_blocked()  # counted (metrics), not logged
             return  # its block was logged when it started: a flood costs no event each
         context = self._context(scope, ip)
         self._events.emit_soon(

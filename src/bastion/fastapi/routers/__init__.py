@@ -4,6 +4,7 @@ from bastion.fastapi.routers.account import LINK_PAGE_PATHS, account_router
 from bastion.fastapi.routers.admin import admin_router
 from bastion.fastapi.routers.auth import auth_router, jwks_router
 from bastion.fastapi.routers.docs import docs_router
+from bastion.fastapi.routers.metrics import metrics_router
 from bastion.fastapi.routers.users import users_router
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "auth_router",
     "docs_router",
     "jwks_router",
+    "metrics_router",
     "users_router",
 ]

@@ -1,5 +1,6 @@
 """The ``/admin`` routes of accounts: list, change role or active flag, revoke sessions,
-and the guard's decision for any user and request. ADMIN only."""
+the guard's decision for any user and request, and the security events
+(:mod:`bastion.fastapi.routers.security_events`). ADMIN only."""
 
 # No ``from __future__ import annotations`` here: FastAPI must resolve the local
 # ``Admin`` alias of each factory at definition time.
@@ -14,6 +15,7 @@ from bastion.authz import Permission
 from bastion.cursors import InvalidCursorError, decode_cursor, encode_cursor
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.problems import validation_problem
+from bastion.fastapi.routers.security_events import security_events_router
 from bastion.fastapi.schemas import AdminUserList, AdminUserOut, AdminUserPatch, DecisionOut
 
 __all__ = ["admin_router"]
@@ -111,4 +113,5 @@ def admin_router(guard: Guard) -> APIRouter:
         answer = await guard.explain(request.app.routes, user_id, method, path)
         return DecisionOut(**answer.to_dict())
 
+    router.include_router(security_events_router(guard))
     return router

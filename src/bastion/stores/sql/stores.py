@@ -26,6 +26,7 @@ from bastion.stores.base import (
     Account,
     AccountChange,
     AuthSession,
+    EventPosition,
     EventQuery,
     EventsFor,
     OneTimeToken,
@@ -68,7 +69,7 @@ def _session(row: Any) -> AuthSession:
 
 
 def _event_row(event: SecurityEvent) -> dict[str, Any]:
-    row = {name: getattr(event, name) for name in _EVENT_FIELDS}
+    row = {name: getattr(event, name) for name in _EVENT_FIELDS if name != "id"}
     # Only JSON goes into the column: anything else is stored as its text.
     row["extra"] = json.loads(json.dumps(event.extra, default=str))
     return row
@@ -448,7 +449,28 @@ class SQLEventStore(_SQLStore):
             statement = statement.where(_events.c.timestamp >= query.since)
         if query.until is not None:
             statement = statement.where(_events.c.timestamp < query.until)
-        statement = statement.order_by(_events.c.id.desc()).limit(query.limit)
+        if query.before is not None:
+            statement = statement.where(_keyset(query.before, older=True))
+        if query.after is not None:
+            statement = statement.where(_keyset(query.after, older=False))
+        statement = statement.order_by(_events.c.timestamp.desc(), _events.c.id.desc())
+        statement = statement.limit(query.limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
         return [SecurityEvent(**{**row._mapping, "extra": row.extra or {}}) for row in rows]
+
+
+def _keyset(position: EventPosition, *, older: bool) -> sa.ColumnElement[bool]:
+    """Events strictly older (or newer) than ``position`` in (timestamp, id) order.
+
+    Spelt out rather than as a row-value comparison so that the bound time keeps the
+    column's type (UTC, naive on SQLite); the plain bound on the timestamp lets either
+    backend start its scan of the (timestamp, id) indexes at the position. The id is
+    bound as a BIGINT so that a forged cursor's large id is a comparison, not an error.
+    """
+    moment, event_id = position
+    stamp, number = _events.c.timestamp, _events.c.id
+    bound = sa.literal(event_id, sa.BigInteger())
+    if older:
+        return sa.and_(stamp <= moment, sa.or_(stamp < moment, number < bound))
+    return sa.and_(stamp >= moment, sa.or_(stamp > moment, number > bound))

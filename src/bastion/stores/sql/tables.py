@@ -124,15 +124,24 @@ class OneTimeTokenRow(SQLModel, table=True):
 
 
 class SecurityEventRow(SQLModel, table=True):
+    """One stored security event. Read newest first in (timestamp, id) order, alone or
+    under one of the filters: each index ends in (timestamp, id), so a filtered page is
+    one range scan of its index (migration 0006)."""
+
     __tablename__ = "security_events"
-    __table_args__ = (sa.Index("ix_security_events_type_time", "event_type", "timestamp"),)
+    __table_args__ = (
+        sa.Index("ix_security_events_time_id", "timestamp", "id"),
+        sa.Index("ix_security_events_type_time_id", "event_type", "timestamp", "id"),
+        sa.Index("ix_security_events_user_time_id", "user_id", "timestamp", "id"),
+        sa.Index("ix_security_events_ip_time_id", "ip_address", "timestamp", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    timestamp: datetime = _utc(index=True)
+    timestamp: datetime = _utc()
     event_type: str = Field(max_length=64)
     severity: str = Field(max_length=16)
-    user_id: str | None = Field(default=None, max_length=64, index=True)
-    ip_address: str | None = Field(default=None, max_length=45, index=True)
+    user_id: str | None = Field(default=None, max_length=64)
+    ip_address: str | None = Field(default=None, max_length=45)
     endpoint: str | None = Field(default=None, max_length=512)
     method: str | None = Field(default=None, max_length=16)
     details: str = Field(default="", max_length=1024)
