@@ -12,12 +12,13 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bastion.alerts import configure_rules
 from bastion.authz import DEFAULT_GRANTS, Permission, RolePermissions
 from bastion.errors import ConfigurationError
 from bastion.passwords import PROFILES, Argon2Profile, is_below_owasp_floor
@@ -165,6 +166,14 @@ class Settings(BaseSettings):
     breached_passwords_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     breached_passwords_file: Path | None = None
 
+    # Security alerts (docs/errors-and-events.md, "Alerts"): per-rule overrides as JSON,
+    # {"auth_failures_from_ip": {"threshold": 20}, "token_reuse": {"enabled": false}}, and
+    # a webhook that receives each alert as JSON signed with HMAC-SHA256 of the secret.
+    alert_rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: SecretStr | None = None
+    alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
     @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -193,6 +202,21 @@ class Settings(BaseSettings):
     def _policies(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
             Policy.parse(name, text)  # raises ValueError naming the policy
+        return value
+
+    @field_validator("alert_rules")
+    @classmethod
+    def _alert_rules(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        configure_rules(value)  # raises ValueError naming the rule and field
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not urlsplit(value).hostname:
+            raise ValueError(f"{value!r} is not a URL like https://hooks.example.com/bastion")
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("the alert webhook must be an http:// or https:// URL")
         return value
 
     @property
@@ -333,6 +357,29 @@ def _mail_findings(settings: Settings) -> list[Finding]:
     return findings
 
 
+def _alert_findings(settings: Settings) -> list[Finding]:
+    """Alerts name attackers and victims: they travel over TLS, signed, so that a
+    receiver can refuse a forged one (ASVS 12.3.1; OWASP Logging Cheat Sheet)."""
+    if settings.alert_webhook_url is None:
+        return []
+    findings: list[Finding] = []
+    secret = settings.alert_webhook_secret
+    if secret is None or len(secret.get_secret_value().encode()) < _SECRET_MIN_BYTES:
+        findings.append(
+            Finding(
+                "BASTION_ALERT_WEBHOOK_SECRET",
+                "the alert webhook needs a signing secret of at least 32 bytes",
+            )
+        )
+    if settings.is_production and not settings.alert_webhook_url.startswith("https://"):
+        findings.append(
+            Finding(
+                "BASTION_ALERT_WEBHOOK_URL", "the alert webhook must use https:// in production"
+            )
+        )
+    return findings
+
+
 def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
     """List what is insecure about ``settings``; raise in production on the first fatal one.
 
@@ -404,6 +451,7 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
         )
     if settings.is_production:  # the outbox and plain links are the development default
         findings.extend(_mail_findings(settings))
+    findings.extend(_alert_findings(settings))
     if settings.database_url.startswith("sqlite"):
         findings.append(
             Finding(

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bastion.alerts import DEFAULT_RULES
 from bastion.events import EventLog
 from bastion.passwords import PasswordHasher
 from bastion.stores import SecurityEvent
@@ -60,6 +61,7 @@ _FAILURE_OUTCOMES = (
     ("login needs a proof-of-work challenge", "challenge"),
     ("login refused: credential-stuffing", "blocked"),
 )
+_ALERT_RULES = tuple(rule.name for rule in DEFAULT_RULES)
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _SEVERITIES = frozenset({"info", "low", "medium", "high", "critical"})
 # Password hashing waits: most are none; the pool refuses after its queue timeout (5 s).
@@ -145,6 +147,13 @@ class Metrics:
             "bastion_logins", "Login attempts by outcome.", ("outcome",), registry=registry
         )
         self._logins = {outcome: logins.labels(outcome) for outcome in LOGIN_OUTCOMES}
+        alerts = Counter(
+            "bastion_alerts",
+            "Security alerts raised, by rule (the engine's alert_raised events).",
+            ("rule",),
+            registry=registry,
+        )
+        self._alerts = {name: alerts.labels(name) for name in (*_ALERT_RULES, OTHER)}
         self._hash_wait = Histogram(
             "bastion_password_hash_wait_seconds",
             "Time a password hash waited for a slot in the Argon2 worker pool.",
@@ -187,6 +196,9 @@ class Metrics:
         if event.event_type == "rate_limit_exceeded":
             for policy in event.extra.get("violated_policies") or ():
                 self._refusals.get(policy, self._refusals[OTHER]).inc()
+        if event.event_type == "alert_raised":
+            rule = event.extra.get("rule")
+            self._alerts.get(rule if isinstance(rule, str) else OTHER, self._alerts[OTHER]).inc()
         outcome = login_outcome(event)
         if outcome is not None:
             self._logins[outcome].inc()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bastion.accounts import AccountLifecycle, AccountService, Letters
+from bastion.alerts import AlertEngine, AlertWebhook, configure_rules
 from bastion.clock import Clock, SystemClock
 from bastion.config import Finding, Settings, check_settings
 from bastion.errors import ConfigurationError
@@ -68,14 +69,19 @@ class Security:
     postman: Postman
     breached: BreachChecks
     findings: list[Finding] = field(default_factory=list)
+    alerts: AlertEngine | None = None
 
     async def drain(self) -> None:
-        """Wait for the background work: emails and deferred events."""
+        """Wait for the background work: emails, alerts and deferred events."""
         await self.postman.drain()
+        if self.alerts is not None:
+            await self.alerts.drain()
         await self.events.drain()
 
     async def aclose(self) -> None:
         await self.postman.aclose()
+        if self.alerts is not None:
+            await self.alerts.aclose()
         await self.events.drain()
         await self.breached.aclose()
         self.hasher.close()
@@ -112,6 +118,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         settings.database_url,
         settings.redis_url.get_secret_value() if settings.redis_url else None,
         redis_prefix=settings.redis_key_prefix,
+        event_chain_key=keys.derive_secret("bastion event chain"),
     )
     access_tokens = AccessTokens(
         keys,
@@ -130,6 +137,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
     if settings.log_events_to_stdout:
         sinks.insert(0, JSONLinesSink())
     events = EventLog(sinks, clock=clock)
+    alerts = _open_alerts(settings, stores, events, clock)
     limiter, attempts = _open_limits(settings, stores, events, clock)
     breached = _open_breach_checks(settings)
     policies = settings.policies
@@ -201,7 +209,25 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         postman,
         breached,
         findings,
+        alerts,
     )
+
+
+def _open_alerts(settings: Settings, stores: Stores, events: EventLog, clock: Clock) -> AlertEngine:
+    """The alert engine, observing ``events`` from now on."""
+    webhook = None
+    if settings.alert_webhook_url is not None:
+        secret = settings.alert_webhook_secret
+        webhook = AlertWebhook(
+            settings.alert_webhook_url,
+            secret.get_secret_value().encode() if secret else None,
+            timeout=settings.alert_webhook_timeout_seconds,
+        )
+    engine = AlertEngine(
+        configure_rules(settings.alert_rules), stores.alerts, events, webhook=webhook, clock=clock
+    )
+    engine.attach()
+    return engine
 
 
 def _open_mailer(settings: Settings) -> Mailer:

@@ -23,6 +23,7 @@ from bastion.errors import BastionError, ConfigurationError, PasswordPolicyError
 from bastion.runtime import open_security
 from bastion.stores import open_stores
 from bastion.tokens import KeySet, ensure_key_file, load_key_file, save_key_file
+from bastion_cli.chain import chain_key, print_report, verify_events
 from bastion_cli.events import JSONLinesPrinter, TablePrinter, tail
 
 __all__ = ["app", "main"]
@@ -267,6 +268,41 @@ def events_tail(
             f"Cannot read the security events ({type(exc).__name__}); is the "
             "database migrated (bastion migrate)?"
         ) from exc
+
+
+@events_app.command("verify")
+def events_verify() -> None:
+    """Verify the tamper-evident chain of the stored security events.
+
+    Prints "chain intact: N events" and exits 0, or the first row that was modified,
+    deleted after or inserted, and exits 1. Reads the configured database and key file.
+    """
+    settings = _settings()
+    if settings.database_url.startswith("memory://"):
+        raise _fail("BASTION_DATABASE_URL is memory://: the events are not chained.", 2)
+    _migrate_embedded(settings)
+    try:
+        key = chain_key(settings)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from exc
+
+    async def run() -> int:
+        stores = open_stores(settings.database_url)
+        try:
+            assert stores.engine is not None  # a SQL database URL
+            report = await verify_events(stores.engine, key, console)
+        finally:
+            await stores.aclose()
+        return print_report(report, Console(highlight=False))
+
+    try:
+        code = asyncio.run(run())
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(
+            f"Cannot read the security events ({type(exc).__name__}); is the "
+            "database migrated (bastion migrate)?"
+        ) from exc
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -430,6 +430,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
         ADMIN_ONLY, plain("/admin/security/decision", params=_decision_query)
     ),
     ("GET", "/admin/security/events"): Entry(ADMIN_ONLY, plain("/admin/security/events")),
+    ("GET", "/admin/security/alerts"): Entry(ADMIN_ONLY, plain("/admin/security/alerts")),
 }
 
 

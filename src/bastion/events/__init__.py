@@ -69,6 +69,8 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "share_granted": "low",
     "share_revoked": "low",
     "security_events_read": "low",
+    "alert_raised": "high",
+    "alert_delivery_failed": "high",
 }
 
 # Hooks that tests install through bastion.testing.capture_events().

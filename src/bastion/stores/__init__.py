@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion.stores.alerts import Alert, AlertStore, MemoryAlertStore
 from bastion.stores.base import (
     Account,
     AccountChange,
@@ -43,6 +44,8 @@ __all__ = [
     "Account",
     "AccountChange",
     "AccountStore",
+    "Alert",
+    "AlertStore",
     "AuthSession",
     "EventPosition",
     "EventQuery",
@@ -68,6 +71,7 @@ class Stores:
     events: EventStore
     tokens: OneTimeTokenStore
     engine: AsyncEngine | None = None
+    alerts: AlertStore = field(default_factory=MemoryAlertStore)
 
     async def aclose(self) -> None:
         await self.revocation.aclose()
@@ -81,8 +85,12 @@ def open_stores(
     *,
     redis_prefix: str = "bastion:",
     engine: AsyncEngine | None = None,
+    event_chain_key: bytes | None = None,
 ) -> Stores:
-    """Build the stores for these URLs; raise ValueError on an unknown scheme."""
+    """Build the stores for these URLs; raise ValueError on an unknown scheme.
+
+    ``event_chain_key`` chains the SQL stores' security events (``bastion.events.chain``);
+    the memory stores do not chain."""
     revocation: RevocationStore
     if redis_url:
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -105,6 +113,7 @@ def open_stores(
         )
     from bastion.stores.sql import (
         SQLAccountStore,
+        SQLAlertStore,
         SQLEventStore,
         SQLOneTimeTokenStore,
         SQLSessionStore,
@@ -113,10 +122,11 @@ def open_stores(
 
     engine = engine or create_engine(database_url)
     return Stores(
-        SQLAccountStore(engine),
+        SQLAccountStore(engine, chain_key=event_chain_key),
         SQLSessionStore(engine),
         revocation,
-        SQLEventStore(engine),
+        SQLEventStore(engine, chain_key=event_chain_key),
         SQLOneTimeTokenStore(engine),
         engine=engine,
+        alerts=SQLAlertStore(engine),
     )

@@ -1,6 +1,7 @@
 """The ``/admin`` routes of accounts: list, change role or active flag, revoke sessions,
-the guard's decision for any user and request, and the security events
-(:mod:`bastion.fastapi.routers.security_events`). ADMIN only."""
+the guard's decision for any user and request, the security events
+(:mod:`bastion.fastapi.routers.security_events`) and alerts
+(:mod:`bastion.fastapi.routers.security_alerts`). ADMIN only."""
 
 # No ``from __future__ import annotations`` here: FastAPI must resolve the local
 # ``Admin`` alias of each factory at definition time.
@@ -15,6 +16,7 @@ from bastion.authz import Permission
 from bastion.cursors import InvalidCursorError, decode_cursor, encode_cursor
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.problems import validation_problem
+from bastion.fastapi.routers.security_alerts import security_alerts_router
 from bastion.fastapi.routers.security_events import security_events_router
 from bastion.fastapi.schemas import AdminUserList, AdminUserOut, AdminUserPatch, DecisionOut
 
@@ -114,4 +116,5 @@ def admin_router(guard: Guard) -> APIRouter:
         return DecisionOut(**answer.to_dict())
 
     router.include_router(security_events_router(guard))
+    router.include_router(security_alerts_router(guard))
     return router

@@ -1,5 +1,6 @@
 """SQL backends (SQLite through aiosqlite, PostgreSQL through asyncpg)."""
 
+from bastion.stores.sql.alerts import SQLAlertStore
 from bastion.stores.sql.engine import create_engine
 from bastion.stores.sql.stores import (
     SQLAccountStore,
@@ -11,6 +12,7 @@ from bastion.stores.sql.tables import UTCDateTime
 
 __all__ = [
     "SQLAccountStore",
+    "SQLAlertStore",
     "SQLEventStore",
     "SQLOneTimeTokenStore",
     "SQLSessionStore",

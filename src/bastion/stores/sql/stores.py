@@ -22,6 +22,7 @@ from bastion.errors import (
     LastAdminError,
     NotFoundError,
 )
+from bastion.events.chain import GENESIS, link_mac
 from bastion.stores.base import (
     Account,
     AccountChange,
@@ -75,9 +76,49 @@ def _event_row(event: SecurityEvent) -> dict[str, Any]:
     return row
 
 
-async def _insert_events(conn: Any, events: Sequence[SecurityEvent]) -> None:
-    if events:
-        await conn.execute(_events.insert(), [_event_row(e) for e in events])
+# The PostgreSQL advisory lock that serializes chained appends (any constant the
+# application uses for nothing else).
+_CHAIN_LOCK = int.from_bytes(b"bastion\x07", "big")
+
+
+async def _insert_events(
+    conn: Any, events: Sequence[SecurityEvent], chain_key: bytes | None = None
+) -> None:
+    """Insert ``events``; with ``chain_key``, chain them (:mod:`bastion.events.chain`).
+
+    Chained appends are serialized, or two writers would both link to the same last row
+    and fork the chain: PostgreSQL takes a transaction-scoped advisory lock before reading
+    the last MAC; SQLite callers begin with ``BEGIN IMMEDIATE`` (``write_locking``), so
+    the transaction holds the database's write lock from its start.
+    """
+    if not events:
+        return
+    rows = [_event_row(e) for e in events]
+    if chain_key is None:
+        await conn.execute(_events.insert(), rows)
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK)))
+    last = (
+        sa.select(_events.c.chain_mac)
+        .where(_events.c.chain_mac.is_not(None))
+        .order_by(_events.c.id.desc())
+        .limit(1)
+    )
+    prev = (await conn.execute(last)).scalar() or GENESIS
+    insert = _events.insert().returning(_events.c.id, sort_by_parameter_order=True)
+    ids = (await conn.execute(insert, rows)).scalars().all()
+    links = []
+    for row, row_id in zip(rows, ids, strict=True):
+        mac = link_mac(chain_key, prev, {**row, "id": row_id})
+        links.append({"row_id": row_id, "prev": prev, "mac": mac})
+        prev = mac
+    link = (
+        _events.update()
+        .where(_events.c.id == sa.bindparam("row_id"))
+        .values(chain_prev=sa.bindparam("prev"), chain_mac=sa.bindparam("mac"))
+    )
+    await conn.execute(link, links)
 
 
 class _SQLStore:
@@ -131,9 +172,11 @@ class SQLOneTimeTokenStore(_SQLStore):
 
 
 class SQLAccountStore(_SQLStore):
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, chain_key: bytes | None = None) -> None:
+        """``chain_key``: the event chain's key, for the events a change stores."""
         super().__init__(engine)
         self._locking_engine = write_locking(engine)
+        self._chain_key = chain_key
 
     async def page(
         self,
@@ -225,7 +268,7 @@ class SQLAccountStore(_SQLStore):
                     .returning(*_accounts.c)
                 )
                 after = _account((await conn.execute(statement)).one())
-            await _insert_events(conn, events(before, after))
+            await _insert_events(conn, events(before, after), self._chain_key)
         return after
 
     async def resolve_id(self, email_key: str, *, reserve: bool) -> tuple[UUID, bool] | None:
@@ -430,11 +473,23 @@ class SQLSessionStore(_SQLStore):
 
 
 class SQLEventStore(_SQLStore):
+    """Security events in SQL; chained when given ``chain_key`` (without it the chain
+    columns stay NULL)."""
+
+    def __init__(self, engine: AsyncEngine, *, chain_key: bytes | None = None) -> None:
+        super().__init__(engine)
+        self._chain_key = chain_key
+        self._writer = write_locking(engine) if chain_key is not None else engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     async def append(self, events: Sequence[SecurityEvent]) -> None:
         if not events:
             return
-        async with self._engine.begin() as conn:
-            await _insert_events(conn, events)
+        async with self._writer.begin() as conn:
+            await _insert_events(conn, events, self._chain_key)
 
     async def query(self, query: EventQuery) -> list[SecurityEvent]:
         statement = sa.select(*[_events.c[name] for name in _EVENT_FIELDS])

@@ -20,6 +20,7 @@ __all__ = [
     "AuthSessionRow",
     "OneTimeTokenRow",
     "RefreshTokenRow",
+    "SecurityAlertRow",
     "SecurityEventRow",
     "UTCDateTime",
 ]
@@ -147,3 +148,24 @@ class SecurityEventRow(SQLModel, table=True):
     details: str = Field(default="", max_length=1024)
     request_id: str | None = Field(default=None, max_length=64)
     extra: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    # The tamper-evident chain (bastion.events.chain, migration 0008): hex HMAC-SHA256
+    # values, NULL on rows written before the chain or by a store without its key.
+    chain_prev: str | None = Field(default=None, max_length=64)
+    chain_mac: str | None = Field(default=None, max_length=64)
+
+
+class SecurityAlertRow(SQLModel, table=True):
+    """One alert raised by a rule (bastion.alerts), read newest first."""
+
+    __tablename__ = "security_alerts"
+    __table_args__ = (sa.Index("ix_security_alerts_created_id", "created_at", "id"),)
+
+    id: UUID = Field(primary_key=True)
+    rule: str = Field(max_length=64)
+    alert_key: str = Field(max_length=128)
+    count: int
+    window_seconds: int
+    first_event_at: datetime = _utc()
+    last_event_at: datetime = _utc()
+    severity: str = Field(max_length=16)
+    created_at: datetime = _utc()

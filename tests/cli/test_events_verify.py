@@ -1,0 +1,154 @@
+"""``bastion events verify`` on SQLite and PostgreSQL (``backend``).
+
+Events are written by a chained store with the key the command derives from the
+configured key file; the database is then edited directly with SQL. The command runs
+in-process (CliRunner) in a worker thread, since it runs its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner, Result
+
+from bastion.config import Settings
+from bastion.stores.sql import SQLEventStore, create_engine
+from bastion.tokens import ensure_key_file, save_key_file
+from bastion.tokens.keys import KeySet
+from bastion_cli import app
+from bastion_cli.chain import chain_key, verify_events
+from tests.unit.test_event_chain import (
+    Tamper,
+    delete_middle,
+    edit_details,
+    event,
+    five_events,
+    ids,
+    insert_with_a_made_up_link,
+    swap_contents,
+)
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environment: None
+) -> Settings:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("BASTION_DATABASE_URL", database_url)
+    monkeypatch.setenv("BASTION_PASSWORD_PROFILE", "test-only-insecure")
+    monkeypatch.setenv("COLUMNS", "200")
+    return Settings(_env_file=None)
+
+
+@pytest.fixture
+async def engine(env: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(env.database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(env: Settings, engine: AsyncEngine) -> SQLEventStore:
+    ensure_key_file(env.keys_path)
+    return SQLEventStore(engine, chain_key=chain_key(env))
+
+
+async def verify() -> Result:
+    return await asyncio.to_thread(lambda: runner.invoke(app, ["events", "verify"]))
+
+
+async def test_an_intact_chain_exits_0(store: SQLEventStore) -> None:
+    await five_events(store)
+
+    result = await verify()
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "chain intact: 5 events"
+
+
+async def test_rows_from_before_the_chain_are_reported_as_unchained(
+    engine: AsyncEngine, store: SQLEventStore
+) -> None:
+    await SQLEventStore(engine).append([event(0), event(1)])
+    await store.append([event(2)])
+
+    result = await verify()
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "unchained: 2 (written before the chain)",
+        "chain intact: 1 events",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "at", "kind"),
+    [
+        (edit_details, 2, "modified"),
+        (swap_contents, 1, "modified"),
+        (delete_middle, 2, "deleted"),
+        (insert_with_a_made_up_link, 5, "inserted"),
+    ],
+    ids=["edit", "swap", "delete", "insert"],
+)
+async def test_tampering_exits_1_naming_the_row_and_kind(
+    store: SQLEventStore, tamper: Tamper, at: int, kind: str
+) -> None:
+    await tamper(store.engine, await five_events(store))
+    row_id = (await ids(store.engine))[at]
+
+    result = await verify()
+
+    assert result.exit_code == 1, result.output
+    assert f"chain broken at row {row_id}: {kind} (timestamp 2024-07-01T" in result.stdout
+
+
+async def test_another_key_file_reports_the_first_row_modified(
+    env: Settings, store: SQLEventStore
+) -> None:
+    first, *_ = await five_events(store)
+    save_key_file(env.keys_path, KeySet.generate())
+
+    result = await verify()
+
+    assert result.exit_code == 1, result.output
+    assert f"chain broken at row {first}: modified" in result.stdout
+
+
+async def test_without_the_key_file_nothing_is_verified(env: Settings) -> None:
+    result = await verify()
+
+    assert result.exit_code == 2
+    assert "key file" in result.output
+    assert not env.keys_path.exists()
+
+
+def test_an_in_memory_database_has_no_chain_to_verify(
+    monkeypatch: pytest.MonkeyPatch, clean_environment: None, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("BASTION_DATABASE_URL", "memory://")
+
+    result = runner.invoke(app, ["events", "verify"])
+
+    assert result.exit_code == 2
+
+
+async def test_a_large_log_shows_a_progress_bar(env: Settings, store: SQLEventStore) -> None:
+    await five_events(store)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+
+    report = await verify_events(store.engine, chain_key(env), console, threshold=5)
+
+    assert report.intact
+    assert "verifying" in screen.getvalue()
