@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from bastion.alerts import DEFAULT_RULES
 from bastion.config import DEFAULT_POLICIES
 from bastion.metrics import DECISIONS, LOGIN_OUTCOMES, STATUS_CLASSES
 from bastion.testing import capture_events
@@ -46,6 +47,7 @@ CLOSED = {
     "outcome": set(LOGIN_OUTCOMES),
     "policy": {*DEFAULT_POLICIES, "blocked", "other"},
     "severity": {"info", "low", "medium", "high", "critical"},
+    "rule": {*(rule.name for rule in DEFAULT_RULES), "other"},
 }
 EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 
