@@ -240,15 +240,20 @@ class Guard:
             principal.role,
             http_status=403,
         )
+        reason = "token missing or not signed for this session"
+        self.log_csrf_refusal(request, reason, user_id=str(principal.user_id))
+        raise CSRFError(f"CSRF {reason}")
+
+    def log_csrf_refusal(self, request: Request, reason: str, user_id: str | None = None) -> None:
+        """One ``suspicious_activity`` event (OWASP ``malicious_csrf``) for a refusal."""
         self.events.emit_soon(
             "suspicious_activity",
             context=self.context(request),
-            user_id=str(principal.user_id),
-            details="CSRF refused: token missing or not signed for this session",
+            user_id=user_id,
+            details=f"CSRF refused: {reason}",
             severity="high",
             category="malicious_csrf",
         )
-        raise CSRFError("CSRF token missing or not signed for this session")
 
     async def enforce(self, request: Request, decision: Decision, *, quiet: bool = False) -> None:
         """Record ``decision``; on deny, log ``permission_denied`` (unless ``quiet``: a

@@ -22,6 +22,7 @@ from bastion.errors import (
 from bastion.throttle import Verdict
 
 __all__ = [
+    "CSRF_DETAIL",
     "PROBLEM_JSON",
     "QUOTA_EXCEEDED",
     "QUOTA_TITLE",
@@ -167,16 +168,17 @@ def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONRe
     )
 
 
+CSRF_DETAIL = (
+    "A cookie session needs the X-CSRF-Token header on state-changing requests, "
+    "from this site; GET /auth/csrf gives a token."
+)
 _PUBLIC_DETAIL = {
     "invalid-credentials": "Email or password is incorrect.",
     "invalid-token": "The access or refresh token is missing, invalid, expired or revoked.",
     "service-busy": "The service is busy; try again shortly.",
     "invalid-link": "The link is invalid, used or expired; ask for a new one.",
     "wrong-password": "The current password is incorrect.",
-    "csrf-failed": (
-        "A cookie session needs the X-CSRF-Token header on state-changing requests, "
-        "from this site; GET /auth/csrf gives a token."
-    ),
+    "csrf-failed": CSRF_DETAIL,
     # One answer for a missing object and one the caller may not see (OWASP API1:2023).
     "not-found": "No such resource.",
 }

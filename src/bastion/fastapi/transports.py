@@ -74,6 +74,14 @@ class CookieTransport:
         cookies = connection.cookies
         return bool(cookies.get(self.names.access) or cookies.get(self.names.refresh))
 
+    def in_cookie_mode(self, connection: HTTPConnection) -> bool:
+        """Whether the request acts in cookie mode: no ``Authorization`` header, and a
+        CSRF header (a cookie-mode login) or a session cookie."""
+        headers = connection.headers
+        if "authorization" in headers:
+            return False
+        return CSRF_HEADER in headers or self.has_session(connection)
+
     def csrf_token(self, connection: HTTPConnection) -> str | None:
         """The CSRF token of the header, when a CSRF cookie (the session's or the
         pre-session one) holds the same one; which session it is bound to is for the

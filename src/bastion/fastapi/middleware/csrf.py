@@ -31,8 +31,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.events import EventLog, RequestContext
 from bastion.fastapi.middleware.rate_limit import client_ip_of
-from bastion.fastapi.problems import send_problem
-from bastion.fastapi.transports import CSRF_HEADER, CookieTransport
+from bastion.fastapi.problems import CSRF_DETAIL, send_problem
+from bastion.fastapi.transports import CookieTransport
 from bastion.net import TrustedProxies
 
 __all__ = ["SAFE_METHODS", "CSRFMiddleware"]
@@ -69,11 +69,7 @@ class CSRFMiddleware:
             await self.app(scope, receive, send)
             return
         connection = HTTPConnection(scope)
-        headers = connection.headers
-        cookie_mode = "authorization" not in headers and (
-            CSRF_HEADER in headers or self._transport.has_session(connection)
-        )
-        if cookie_mode:
+        if self._transport.in_cookie_mode(connection):
             reason = self._refusal(connection)
             if reason is not None:
                 await self._refuse(scope, send, reason)
@@ -123,7 +119,6 @@ class CSRFMiddleware:
             403,
             "csrf-failed",
             "CSRF check failed",
-            "A cookie session needs the X-CSRF-Token header on state-changing requests, "
-            "from this site; GET /auth/csrf gives a token.",
+            CSRF_DETAIL,
             state.get("request_id"),
         )

@@ -20,7 +20,7 @@ from bastion.fastapi.schemas import (
     RegisterIn,
     TokenPairOut,
 )
-from bastion.fastapi.transports import CSRF_HEADER, CookieTransport
+from bastion.fastapi.transports import CookieTransport
 from bastion.tokens import PRE_SESSION, KeySet
 
 __all__ = ["auth_router", "jwks_router"]
@@ -65,20 +65,10 @@ def auth_router(
         """The transport when this request is in cookie mode: no ``Authorization`` header,
         and a CSRF header or a session cookie (the CSRF middleware has checked its
         origin and that header and cookie agree)."""
-        if cookies is None or "authorization" in request.headers:
-            return None
-        if CSRF_HEADER in request.headers or cookies.has_session(request):
-            return cookies
-        return None
+        return cookies if cookies is not None and cookies.in_cookie_mode(request) else None
 
     def refuse_csrf(request: Request, reason: str) -> CSRFError:
-        guard.events.emit_soon(
-            "suspicious_activity",
-            context=guard.context(request),
-            details=f"CSRF refused: {reason}",
-            severity="high",
-            category="malicious_csrf",
-        )
+        guard.log_csrf_refusal(request, reason)
         return CSRFError(reason)
 
     def cookie_session(
