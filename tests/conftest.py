@@ -90,6 +90,7 @@ _TABLES = [
     "task_shares",
     "tasks",
     "security_events",
+    "security_event_checkpoints",
     "security_alerts",
     "account_reservations",
     "accounts",

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bastion.accounts import normalize_email
 from bastion.alerts import configure_rules
 from bastion.authz import DEFAULT_GRANTS, Permission, RolePermissions
 from bastion.errors import ConfigurationError
@@ -138,6 +139,13 @@ class Settings(BaseSettings):
     # signed-in admin; "off". Unset: public in development, off in production.
     docs_access: Literal["public", "admin", "off"] | None = None
     log_events_to_stdout: bool = True
+    # High-volume events wait in a bounded queue and are written in batches: a killed
+    # process loses at most the queue's size, a full queue drops and counts (docs/
+    # errors-and-events.md, "Delivery").
+    event_queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    event_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # What ``bastion events purge`` keeps by default (docs/errors-and-events.md, "Retention").
+    event_retention_days: int = Field(default=365, ge=1, le=36_500)
     # Prometheus metrics at GET /metrics (docs/metrics.md). With a token, a scrape sends it
     # as ``Authorization: Bearer``; without one: public in development, and not served
     # at all in production.
@@ -173,6 +181,8 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = None
     alert_webhook_secret: SecretStr | None = None
     alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Each alert is also emailed to these addresses (comma-separated), by the mail backend.
+    alert_email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
@@ -236,10 +246,17 @@ class Settings(BaseSettings):
     def roles(self) -> RolePermissions:
         return RolePermissions(self.role_permissions)
 
-    @field_validator("attachment_types", mode="before")
+    @field_validator("attachment_types", "alert_email_to", mode="before")
     @classmethod
     def _types_csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("alert_email_to")
+    @classmethod
+    def _alert_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            normalize_email(address)  # raises InvalidEmailError, a ValueError
+        return value
 
     @field_validator("attachment_types")
     @classmethod

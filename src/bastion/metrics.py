@@ -53,14 +53,6 @@ BLOCKED = "blocked"  # a repeat offender's block refuses without naming a policy
 OTHER = "other"
 
 # The ``details`` of the login's auth_failure events (bastion.accounts) by outcome.
-_FAILURE_OUTCOMES = (
-    ("account locked", "locked"),
-    ("account disabled", "disabled"),
-    ("email not verified", "unverified"),
-    ("login delayed", "delayed"),
-    ("login needs a proof-of-work challenge", "challenge"),
-    ("login refused: credential-stuffing", "blocked"),
-)
 _ALERT_RULES = tuple(rule.name for rule in DEFAULT_RULES)
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _SEVERITIES = frozenset({"info", "low", "medium", "high", "critical"})
@@ -72,14 +64,14 @@ def login_outcome(event: SecurityEvent) -> str | None:
     """The login outcome an event records, or None for an event of no login."""
     if event.endpoint not in LOGIN_PATHS:
         return None
-    if event.event_type == "auth_success":
-        return "success"
-    if event.event_type != "auth_failure":
+    if event.event_type not in ("auth_success", "auth_failure"):
         return None
-    for prefix, outcome in _FAILURE_OUTCOMES:
-        if event.details.startswith(prefix):
-            return outcome
-    return "failure"
+    # The login's events carry a typed ``outcome``; an auth_failure without one (a bad
+    # token on the login path, say) is a plain failure.
+    outcome = event.extra.get("outcome")
+    if outcome in LOGIN_OUTCOMES:
+        return str(outcome)
+    return "success" if event.event_type == "auth_success" else "failure"
 
 
 class _Readings(Collector):
@@ -98,13 +90,18 @@ class _Readings(Collector):
         )
         yield GaugeMetricFamily(
             "bastion_event_queue_depth",
-            "Security event writes in flight (written after the response).",
+            "Security events queued to be written after the response.",
             value=events.pending if events else 0,
         )
         yield CounterMetricFamily(
             "bastion_events_dropped",
-            "Security event writes dropped because too many were in flight.",
+            "Security events not written because the event queue was full.",
             value=events.dropped if events else 0,
+        )
+        yield CounterMetricFamily(
+            "bastion_event_write_failures",
+            "Security events a sink failed to write (after retries, for queued events).",
+            value=events.failed if events else 0,
         )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bastion.accounts import AccountLifecycle, AccountService, Letters
-from bastion.alerts import AlertEngine, AlertWebhook, configure_rules
+from bastion.alerts import AlertEngine, AlertMail, AlertWebhook, configure_rules
 from bastion.clock import Clock, SystemClock
 from bastion.config import Finding, Settings, check_settings
 from bastion.errors import ConfigurationError
@@ -72,17 +72,18 @@ class Security:
     alerts: AlertEngine | None = None
 
     async def drain(self) -> None:
-        """Wait for the background work: emails, alerts and deferred events."""
-        await self.postman.drain()
+        """Wait for the background work: alerts (which may post mail), emails, events."""
         if self.alerts is not None:
             await self.alerts.drain()
+        await self.postman.drain()
         await self.events.drain()
 
     async def aclose(self) -> None:
-        await self.postman.aclose()
+        # Alerts first: an alert being sent may still post its email.
         if self.alerts is not None:
             await self.alerts.aclose()
-        await self.events.drain()
+        await self.postman.aclose()
+        await self.events.aclose()
         await self.breached.aclose()
         self.hasher.close()
         await self.limiter.aclose()
@@ -136,8 +137,14 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
     sinks: list[EventSink] = [StoreSink(stores.events)]
     if settings.log_events_to_stdout:
         sinks.insert(0, JSONLinesSink())
-    events = EventLog(sinks, clock=clock)
-    alerts = _open_alerts(settings, stores, events, clock)
+    events = EventLog(
+        sinks,
+        clock=clock,
+        queue_size=settings.event_queue_size,
+        batch_size=settings.event_batch_size,
+    )
+    postman = Postman(_open_mailer(settings), on_failure=_mail_failed(events))
+    alerts = _open_alerts(settings, stores, events, clock, postman)
     limiter, attempts = _open_limits(settings, stores, events, clock)
     breached = _open_breach_checks(settings)
     policies = settings.policies
@@ -175,7 +182,6 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         breached=breached,
         require_verified_email=settings.verified_email_required,
     )
-    postman = Postman(_open_mailer(settings), on_failure=_mail_failed(events))
     lifecycle = AccountLifecycle(
         accounts,
         OneTimeTokens(
@@ -213,7 +219,9 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
     )
 
 
-def _open_alerts(settings: Settings, stores: Stores, events: EventLog, clock: Clock) -> AlertEngine:
+def _open_alerts(
+    settings: Settings, stores: Stores, events: EventLog, clock: Clock, postman: Postman
+) -> AlertEngine:
     """The alert engine, observing ``events`` from now on."""
     webhook = None
     if settings.alert_webhook_url is not None:
@@ -223,8 +231,17 @@ def _open_alerts(settings: Settings, stores: Stores, events: EventLog, clock: Cl
             secret.get_secret_value().encode() if secret else None,
             timeout=settings.alert_webhook_timeout_seconds,
         )
+    mail = None
+    if settings.alert_email_to:
+        alerts_url = f"{settings.public_url.rstrip('/')}/admin/security/alerts"
+        mail = AlertMail(postman, settings.alert_email_to, alerts_url=alerts_url)
     engine = AlertEngine(
-        configure_rules(settings.alert_rules), stores.alerts, events, webhook=webhook, clock=clock
+        configure_rules(settings.alert_rules),
+        stores.alerts,
+        events,
+        webhook=webhook,
+        mail=mail,
+        clock=clock,
     )
     engine.attach()
     return engine

@@ -88,14 +88,23 @@ def print_report(report: ChainReport, console: Console) -> int:
     """Print the report; the exit status: 0 when intact, 1 at a problem."""
     if report.unchained:
         console.print(Text(f"unchained: {report.unchained} (written before the chain)"))
+    checkpoint = report.checkpoint
     problem = report.problem
+    if checkpoint is not None and (problem is None or problem.kind != "checkpoint"):
+        console.print(
+            Text(
+                f"from checkpoint {checkpoint.id}: events through row {checkpoint.through_id} "
+                f"purged on {checkpoint.created_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
+        )
     if problem is None:
         console.print(Text(f"chain intact: {report.events} events"))
         return 0
     when = problem.timestamp.isoformat() if problem.timestamp else "-"
+    where = "checkpoint" if problem.kind == "checkpoint" else "row"
     console.print(
         Text(
-            f"chain broken at row {problem.row_id}: {problem.kind} "
+            f"chain broken at {where} {problem.row_id}: {problem.kind} "
             f"(timestamp {when}): {problem.reason}; {report.events} events verified before it"
         )
     )

@@ -20,8 +20,10 @@ from bastion.accounts import ROLES, InvalidEmailError
 from bastion.clock import SystemClock
 from bastion.config import Settings, check_settings
 from bastion.errors import BastionError, ConfigurationError, PasswordPolicyError
+from bastion.events.chain import ChainBrokenError, ChainReport, Checkpoint
 from bastion.runtime import open_security
 from bastion.stores import open_stores
+from bastion.stores.sql import SQLEventStore
 from bastion.tokens import KeySet, ensure_key_file, load_key_file, save_key_file
 from bastion_cli.chain import chain_key, print_report, verify_events
 from bastion_cli.events import JSONLinesPrinter, TablePrinter, tail
@@ -31,7 +33,9 @@ __all__ = ["app", "main"]
 app = typer.Typer(help="Bastion: the security layer and task service.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage the token signing keys.", no_args_is_help=True)
-events_app = typer.Typer(help="Read the stored security events.", no_args_is_help=True)
+events_app = typer.Typer(
+    help="Read, verify and purge the stored security events.", no_args_is_help=True
+)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
@@ -270,6 +274,18 @@ def events_tail(
         ) from exc
 
 
+def _chained_database(memory_reason: str) -> tuple[Settings, bytes]:
+    """The settings and the chain key, for commands on the stored chain (exit 2 without)."""
+    settings = _settings()
+    if settings.database_url.startswith("memory://"):
+        raise _fail(f"BASTION_DATABASE_URL is memory://: {memory_reason}.", 2)
+    _migrate_embedded(settings)
+    try:
+        return settings, chain_key(settings)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from exc
+
+
 @events_app.command("verify")
 def events_verify() -> None:
     """Verify the tamper-evident chain of the stored security events.
@@ -277,14 +293,7 @@ def events_verify() -> None:
     Prints "chain intact: N events" and exits 0, or the first row that was modified,
     deleted after or inserted, and exits 1. Reads the configured database and key file.
     """
-    settings = _settings()
-    if settings.database_url.startswith("memory://"):
-        raise _fail("BASTION_DATABASE_URL is memory://: the events are not chained.", 2)
-    _migrate_embedded(settings)
-    try:
-        key = chain_key(settings)
-    except ConfigurationError as exc:
-        raise _fail(str(exc), 2) from exc
+    settings, key = _chained_database("the events are not chained")
 
     async def run() -> int:
         stores = open_stores(settings.database_url)
@@ -303,6 +312,65 @@ def events_verify() -> None:
             "database migrated (bastion migrate)?"
         ) from exc
     raise typer.Exit(code)
+
+
+@events_app.command("purge")
+def events_purge(
+    older_than: Annotated[
+        int | None,
+        typer.Option(
+            "--older-than",
+            min=1,
+            help="Days to keep (default: BASTION_EVENT_RETENTION_DAYS).",
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Purge without asking.")] = False,
+) -> None:
+    """Delete the security events older than the retention period, keeping the chain
+    verifiable: a signed checkpoint records what went, and an events_purged event says
+    who purged what. Asks first, unless --yes.
+    """
+    settings, key = _chained_database("no stored events to purge")
+    now = SystemClock().now()
+    days = older_than or settings.event_retention_days
+    before = now - timedelta(days=days)
+    if not yes and not typer.confirm(
+        f"Delete the security events older than {days} days (before {before:%Y-%m-%d %H:%M} UTC)?"
+    ):
+        raise _fail("Nothing purged.", 1)
+
+    async def run() -> Checkpoint | ChainReport | None:
+        stores = open_stores(settings.database_url, event_chain_key=key)
+        try:
+            assert isinstance(stores.events, SQLEventStore)
+            assert stores.engine is not None
+            # A purge signs what it keeps: it must not sign over tampering it would hide.
+            report = await verify_events(stores.engine, key, console)
+            if not report.intact:
+                return report
+            return await stores.events.purge(before, now=now)
+        finally:
+            await stores.aclose()
+
+    try:
+        checkpoint = asyncio.run(run())
+    except ChainBrokenError as exc:
+        raise _fail(f"Refusing to purge: {exc}.", 1) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(
+            f"Cannot purge the security events ({type(exc).__name__}); is the "
+            "database migrated (bastion migrate)?"
+        ) from exc
+    if isinstance(checkpoint, ChainReport):
+        print_report(checkpoint, Console(highlight=False))
+        raise _fail("Refusing to purge a chain that does not verify: nothing purged.", 1)
+    if checkpoint is None:
+        typer.echo(f"nothing to purge: no events before {before:%Y-%m-%d %H:%M} UTC")
+        return
+    typer.echo(
+        f"purged {checkpoint.purged} events (through row {checkpoint.through_id}); "
+        f"checkpoint {checkpoint.id}"
+    )
 
 
 def main() -> None:

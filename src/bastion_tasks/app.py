@@ -21,6 +21,7 @@ from bastion.fastapi import (
     CORSMiddleware,
     CSRFMiddleware,
     Guard,
+    InputEventsMiddleware,
     JSONLimitMiddleware,
     MetricsMiddleware,
     RateLimitMiddleware,
@@ -122,8 +123,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     metrics = _add_metrics(app, guard, security)
 
     # Outermost last: metrics, request id and headers, allowed hosts, CORS, rate limits,
-    # CSRF, time and header caps, body cap, JSON shape; the body cap and the JSON shape
-    # run before any route parses the body.
+    # CSRF, input events, time and header caps, body cap, JSON shape; the body cap and
+    # the JSON shape run before any route parses the body.
     app.add_middleware(
         JSONLimitMiddleware, max_depth=settings.max_json_depth, max_items=settings.max_json_items
     )
@@ -137,6 +138,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         max_header_bytes=settings.max_header_bytes,
         timeout=settings.request_timeout_seconds,
     )
+    # Refused input on the auth routes, each logged once (input_validation_failed).
+    app.add_middleware(InputEventsMiddleware, events=security.events, proxies=guard.proxies)
     app.add_middleware(
         CSRFMiddleware,
         transport=cookies,

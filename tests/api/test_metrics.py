@@ -39,6 +39,7 @@ FAMILIES = {
     "bastion_password_hash_wait_seconds",
     "bastion_event_queue_depth",
     "bastion_events_dropped",
+    "bastion_event_write_failures",
 }
 # What each label may hold: closed sets only.
 CLOSED = {

@@ -11,14 +11,17 @@ import httpx
 from bastion.stores import EventQuery
 from tests.conftest import AppMaker
 from tests.helpers import add_user, user
+from tests.smtp import SMTPTestServer, mail_settings
 
 PATH = "/admin/security/alerts"
 ATTACKER = "198.51.100.66"
 
 
-async def attacked(make: AppMaker) -> tuple[Any, httpx.AsyncClient, dict[str, Any]]:
+async def attacked(
+    make: AppMaker, **settings: Any
+) -> tuple[Any, httpx.AsyncClient, dict[str, Any]]:
     """An app after twelve wrong logins from ATTACKER, and an admin's client and tokens."""
-    app = await make.app()
+    app = await make.app(**settings)
     await add_user(app, "victim@example.com")
     attacker = await make.client(app, ip=ATTACKER)
     for _ in range(12):
@@ -121,3 +124,24 @@ async def test_a_member_may_not_read_the_alerts(make: AppMaker) -> None:
 
     assert response.status_code == 403
     assert ATTACKER not in response.text
+
+
+async def test_the_alert_is_emailed_once_to_each_address(
+    make: AppMaker, smtp: SMTPTestServer
+) -> None:
+    recipients = ["security@example.com", "oncall@example.org"]
+    settings = mail_settings(smtp, alert_email_to=",".join(recipients))
+    settings["public_url"] = "https://tasks.example"
+
+    app, _client, _admin = await attacked(make, **settings)
+    await app.state.security.drain()
+    alerts = [m for m in smtp.messages if "alert" in m["Subject"]]
+
+    assert sorted(m["To"] for m in alerts) == sorted(recipients)
+    for message in alerts:
+        assert message["Subject"] == "[Bastion] high alert: auth_failures_from_ip"
+        body = message.get_content()
+        assert f"For:       {ATTACKER}" in body
+        assert "Events:    10 within 300 s" in body
+        assert "https://tasks.example/admin/security/alerts" in body
+        assert "wrong guess 1234" not in body  # the attacker's passwords are not in it

@@ -176,7 +176,8 @@ async def test_repeated_failures_from_one_ip_wait_but_the_user_elsewhere_does_no
     await add_user(app, "alice@example.com")
 
     failures = [await attempt(attacker, "alice@example.com", WRONG) for _ in range(3)]
-    held = await attempt(attacker, "alice@example.com", STRONG_PASSWORD)  # right, but held
+    with capture_events() as events:
+        held = await attempt(attacker, "alice@example.com", STRONG_PASSWORD)  # right, but held
     wrong = await attempt(attacker, "nobody@example.com", WRONG)
 
     assert [f.status_code for f in failures] == [401, 401, 401]
@@ -184,6 +185,7 @@ async def test_repeated_failures_from_one_ip_wait_but_the_user_elsewhere_does_no
     assert failures[-1].headers["Retry-After"] == "30"  # the third failure starts the wait
     assert held.status_code == 401
     assert 1 <= int(held.headers["Retry-After"]) <= 30
+    assert [e.extra.get("outcome") for e in events] == ["delayed"]
     # The same answer as a wrong password, but for Retry-After.
     assert without_request_id(held.json()) == without_request_id(wrong.json())
     # The user, from their own network, is not held back.
@@ -221,6 +223,7 @@ async def test_after_many_failures_a_new_client_must_solve_a_challenge(make: App
     challenge = asked.json()["challenge"]
     assert set(challenge) == {"algorithm", "challenge", "maxnumber", "salt", "signature"}
     assert events[0].details == "login needs a proof-of-work challenge after repeated failures"
+    assert events[0].extra["outcome"] == "challenge"  # what the metrics count
     # An unknown email is challenged alike: the challenge reveals no account.
     assert set(unknown[-1].json()["challenge"]) == set(challenge)
 
@@ -345,6 +348,8 @@ async def test_credential_stuffing_from_one_ip_is_blocked_and_raised(make: AppMa
         blocked = await attempt(stuffer, "victim@example.com", STRONG_PASSWORD)
 
     [raised] = [e for e in events if e.event_type == "suspicious_activity"]
+    outcomes = [e.extra.get("outcome") for e in events if e.event_type == "auth_failure"]
+    assert outcomes == ["failure", "failure", "failure", "blocked"]
     assert raised.ip_address == "198.51.100.99"
     assert "3 accounts" in raised.details
     assert blocked.status_code == 429

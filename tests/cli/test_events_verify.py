@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner, Result
@@ -152,3 +154,100 @@ async def test_a_large_log_shows_a_progress_bar(env: Settings, store: SQLEventSt
 
     assert report.intact
     assert "verifying" in screen.getvalue()
+
+
+# -- bastion events purge ---------------------------------------------------------------
+
+
+async def aged_events(store: SQLEventStore, *days_ago: int) -> list[int]:
+    now = datetime.now(UTC)
+    await store.append(
+        [event(n, timestamp=now - timedelta(days=d)) for n, d in enumerate(days_ago)]
+    )
+    return await ids(store.engine)
+
+
+async def purge(*args: str, answer: str | None = None) -> Result:
+    return await asyncio.to_thread(
+        lambda: runner.invoke(app, ["events", "purge", *args], input=answer)
+    )
+
+
+async def test_purge_deletes_what_is_older_and_verify_starts_at_its_checkpoint(
+    store: SQLEventStore,
+) -> None:
+    rows = await aged_events(store, 400, 380, 10, 1)
+
+    purged = await purge("--yes")  # BASTION_EVENT_RETENTION_DAYS: 365
+    checked = await verify()
+    kept = await ids(store.engine)
+
+    assert purged.exit_code == 0, purged.output
+    assert purged.stdout.strip() == f"purged 2 events (through row {rows[1]}); checkpoint 1"
+    assert kept[:2] == rows[2:]
+    assert checked.exit_code == 0, checked.output
+    lines = checked.stdout.splitlines()
+    assert lines[0].startswith(f"from checkpoint 1: events through row {rows[1]} purged on ")
+    assert lines[1] == "chain intact: 3 events"  # two kept and the purge's own
+
+
+async def test_purge_takes_its_own_period(store: SQLEventStore) -> None:
+    await aged_events(store, 40, 20, 1)
+
+    result = await purge("--older-than", "30", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("purged 1 events")
+
+
+async def test_purge_asks_first_and_a_no_keeps_everything(store: SQLEventStore) -> None:
+    rows = await aged_events(store, 400, 1)
+
+    result = await purge(answer="n\n")
+
+    assert result.exit_code == 1
+    assert "older than 365 days" in result.output
+    assert await ids(store.engine) == rows
+
+
+async def test_purge_with_nothing_old_changes_nothing(store: SQLEventStore) -> None:
+    rows = await aged_events(store, 3, 1)
+
+    result = await purge("--yes")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("nothing to purge")
+    assert await ids(store.engine) == rows
+
+
+async def test_an_edited_checkpoint_fails_verification(
+    store: SQLEventStore, engine: AsyncEngine
+) -> None:
+    await aged_events(store, 400, 1)
+    await purge("--yes")
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE security_event_checkpoints SET purged = 0"))
+
+    result = await verify()
+
+    assert result.exit_code == 1, result.output
+    assert "chain broken at checkpoint 1: checkpoint" in result.stdout
+
+
+async def test_purge_without_the_key_file_deletes_nothing(env: Settings) -> None:
+    result = await purge("--yes")
+
+    assert result.exit_code == 2
+    assert "key file" in result.output
+
+
+async def test_purge_refuses_a_chain_that_does_not_verify(store: SQLEventStore) -> None:
+    rows = await aged_events(store, 400, 380, 1, 1)
+    await edit_details(store.engine, rows)  # rows[2] edited
+
+    result = await purge("--yes")
+
+    assert result.exit_code == 1, result.output
+    assert f"chain broken at row {rows[2]}: modified" in result.stdout
+    assert "Refusing to purge" in result.output
+    assert await ids(store.engine) == rows

@@ -14,30 +14,30 @@ import asyncio
 import json
 import os
 import secrets
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from bastion.tokens import ensure_key_file
 from tests.conftest import REDIS_URL, STRONG_PASSWORD, _truncate
 from tests.helpers import solve
+from tests.system.service import (
+    START_TIMEOUT,
+    Instance,
+    delete_keys,
+    ready,
+    spawn,
+    stop,
+    tail,
+)
 
 INSTANCE_COUNTS = [2, 4]
 WRITES_QUOTA = 6
 CHALLENGE_AFTER = 4
-START_TIMEOUT = 30.0  # seconds for every instance to answer /healthz
-STOP_TIMEOUT = 10.0  # seconds for an instance to stop on SIGTERM before SIGKILL
-# The ``bastion`` console script, run by this interpreter (no dependency on PATH).
-BASTION = [sys.executable, "-c", "from bastion_cli import main; main()"]
 RATE_LIMITS = {
     "writes": f"{WRITES_QUOTA}/minute",
     # High, so only the limit under test (or the failure counting) can refuse.
@@ -52,17 +52,6 @@ BLOCK_AFTER = 2 * WRITES_QUOTA
 
 
 @dataclass
-class Instance:
-    port: int
-    process: asyncio.subprocess.Process
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@dataclass
 class Cluster:
     env: dict[str, str]
     workdir: Path
@@ -71,19 +60,6 @@ class Cluster:
     @property
     def urls(self) -> list[str]:
         return [instance.url for instance in self.instances]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _environment(pg_database: str, key_prefix: str, keys_file: Path) -> dict[str, str]:
@@ -115,40 +91,7 @@ def _environment(pg_database: str, key_prefix: str, keys_file: Path) -> dict[str
 
 
 async def _spawn(cluster: Cluster, index: int, attempt: int) -> Instance:
-    port = _free_port()
-    log = cluster.workdir / f"instance-{index}-{attempt}.log"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            *BASTION,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            env=cluster.env,
-            cwd=cluster.workdir,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group, stopped as one
-        )
-    return Instance(port, process, log)
-
-
-async def _ready(client: httpx.AsyncClient, instance: Instance, deadline: float) -> bool:
-    """Whether ``instance`` answers /healthz; False when its process exited first."""
-    loop = asyncio.get_running_loop()
-    while loop.time() < deadline:
-        if instance.process.returncode is not None:
-            return False
-        try:
-            response = await client.get(f"{instance.url}/healthz")
-            if response.status_code == 200:
-                return True
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.05)
-    pytest.fail(f"instance on port {instance.port} not ready:\n{_tail(instance.log)}")
+    return await spawn(cluster.env, cluster.workdir, f"instance-{index}-{attempt}")
 
 
 async def _start(cluster: Cluster, index: int, client: httpx.AsyncClient) -> Instance:
@@ -157,33 +100,11 @@ async def _start(cluster: Cluster, index: int, client: httpx.AsyncClient) -> Ins
     for attempt in range(3):
         instance = await _spawn(cluster, index, attempt)
         cluster.instances.append(instance)
-        if await _ready(client, instance, deadline):
+        if await ready(client, instance, deadline):
             return instance
-        if "address already in use" not in _tail(instance.log).lower():
+        if "address already in use" not in tail(instance.log).lower():
             break
-    pytest.fail(f"instance {index} exited {instance.process.returncode}:\n{_tail(instance.log)}")
-
-
-async def _stop(instance: Instance) -> None:
-    process = instance.process
-    for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
-        if process.returncode is not None:
-            break
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), timeout)
-    await process.wait()
-
-
-async def _delete_keys(prefix: str) -> None:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    pytest.fail(f"instance {index} exited {instance.process.returncode}:\n{tail(instance.log)}")
 
 
 @pytest.fixture(scope="module")
@@ -221,8 +142,8 @@ async def cluster(
         assert len(cluster.instances) == max(INSTANCE_COUNTS)
         yield cluster
     finally:
-        await asyncio.gather(*(_stop(instance) for instance in cluster.instances))
-        await _delete_keys(key_prefix)
+        await asyncio.gather(*(stop(instance) for instance in cluster.instances))
+        await delete_keys(key_prefix)
 
 
 async def _round_robin(

@@ -6,23 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import STRONG_PASSWORD
+from tests.system.service import BASTION, free_port
 
-BASTION = [sys.executable, "-c", "from bastion_cli import main; main()"]
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/auth/email/verify)#token=([A-Za-z0-9_.-]+)")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _wait_for(check: object, what: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109
@@ -37,7 +29,7 @@ async def _wait_for(check: object, what: str, timeout: float = 30.0) -> None:  #
 async def test_newcomer_registers_clicks_the_console_link_and_logs_in(
     tmp_path: Path, clean_environment: None
 ) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
     env = {

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion.events import EventLog, StoreSink
 from bastion.events.chain import GENESIS, ChainReport, verify_chain
 from bastion.stores import AccountChange, SecurityEvent, open_stores
 from bastion.stores.sql import SQLEventStore, create_engine
@@ -183,6 +184,31 @@ async def test_concurrent_writers_do_not_fork_the_chain(database_url: str) -> No
         await engine.dispose()
 
     assert report == ChainReport(events=40, unchained=0)
+
+
+async def test_a_queued_burst_is_stored_in_batches_and_chained(
+    store: SQLEventStore, engine: AsyncEngine
+) -> None:
+    log = EventLog([StoreSink(store)], batch_size=100)
+
+    for n in range(250):
+        log.emit_soon("permission_denied", details=f"burst {n}")
+    # Meanwhile, an event written with its change goes between two batches.
+    await store.append([event(0)])
+    await log.drain()
+    report = await verify_chain(engine, KEY)
+    async with engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(_table.c.details)
+                .where(_table.c.event_type == "permission_denied")
+                .order_by(_table.c.id)
+            )
+        ).scalars()
+        kept = list(stored)
+
+    assert kept == [f"burst {n}" for n in range(250)]
+    assert report == ChainReport(events=251, unchained=0)
 
 
 async def test_the_service_chains_the_events_it_stores(client: httpx.AsyncClient, app: Any) -> None:

@@ -255,18 +255,19 @@ class AccountService:
         # a locked account checks its password too, so its answer takes as long.
         ok = await self._hasher.verify(account.password_hash if account else None, password)
         locked = account is not None and account.locked_at is not None
-        reason = (
-            "unknown account"
+        # The reason (for the log) and the outcome (a closed set, for the metrics).
+        reason, outcome = (
+            ("unknown account", "failure")
             if account is None
-            else "invalid password"
+            else ("invalid password", "failure")
             if not ok
-            else "account disabled"
+            else ("account disabled", "disabled")
             if not account.is_active
-            else "account locked"
+            else ("account locked", "locked")
             if locked and not (gate and gate.trusted)
-            else "email not verified"
+            else ("email not verified", "unverified")
             if self._require_verified and not account.email_verified
-            else ""
+            else ("", "success")
         )
         if reason or account is None:
             retry_after = 0
@@ -281,6 +282,7 @@ class AccountService:
                 context=context,
                 user_id=str(account.id) if account else None,
                 details=reason,
+                outcome=outcome,
             )
             # An unverified address answers as any failure: else registering an address
             # and logging in would tell whether it had an account before.
@@ -296,7 +298,9 @@ class AccountService:
             await self._unavailable_is_closed(defence.succeeded(account_key, ip, gate), context)
             device_token = defence.issue_device(account_key)
         pair = await self._open_session(account, context=context, user_agent=user_agent)
-        await self._events.emit("auth_success", context=context, user_id=str(account.id))
+        await self._events.emit(
+            "auth_success", context=context, user_id=str(account.id), outcome="success"
+        )
         return dataclasses.replace(pair, device_token=device_token)
 
     async def _unavailable_is_closed(self, call: Awaitable[T], context: RequestContext) -> T:
@@ -338,6 +342,7 @@ class AccountService:
                 "auth_failure",
                 context=context,
                 details=f"login refused: credential-stuffing block ({gate.retry_after} s)",
+                outcome="blocked",
             )
             verdict = Verdict(False, (), gate.retry_after, ("credential-stuffing",))
             raise RateLimitedError("credential-stuffing block", verdict=verdict)
@@ -346,6 +351,7 @@ class AccountService:
                 "auth_failure",
                 context=context,
                 details=f"login delayed after repeated failures ({gate.retry_after} s)",
+                outcome="delayed",
             )
             raise InvalidCredentialsError("login delayed", retry_after=gate.retry_after)
         if gate.refusal == "challenge":
@@ -353,6 +359,7 @@ class AccountService:
                 "auth_failure",
                 context=context,
                 details="login needs a proof-of-work challenge after repeated failures",
+                outcome="challenge",
             )
             raise InvalidCredentialsError("challenge required", challenge=gate.challenge)
         return gate

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import uuid4
 
+from bastion.alerts._mail import AlertMail
 from bastion.alerts._rules import AlertRule
 from bastion.alerts._webhook import AlertWebhook, DeliveryError
 from bastion.clock import Clock, SystemClock
@@ -50,9 +51,9 @@ class _Window:
 
 class AlertEngine:
     """Counts the events of ``rules``, raises deduplicated alerts, and sends them on:
-    to ``store``, as an ``alert_raised`` event of the rule's severity in ``events``, and
-    to ``webhook`` when there is one (a failed delivery is an ``alert_delivery_failed``
-    event)."""
+    to ``store``, as an ``alert_raised`` event of the rule's severity in ``events``, by
+    ``mail`` when there is one, and to ``webhook`` when there is one (a failed delivery
+    is an ``alert_delivery_failed`` event; a failed email, ``email_failed``)."""
 
     def __init__(
         self,
@@ -61,6 +62,7 @@ class AlertEngine:
         events: EventLog,
         *,
         webhook: AlertWebhook | None = None,
+        mail: AlertMail | None = None,
         clock: Clock | None = None,
         max_keys: int = 10_000,
         max_pending: int = 1000,
@@ -71,6 +73,7 @@ class AlertEngine:
         self._store = store
         self._events = events
         self._webhook = webhook
+        self._mail = mail
         self._clock = clock or SystemClock()
         self._max_keys = max_keys
         self._max_pending = max_pending
@@ -178,6 +181,8 @@ class AlertEngine:
             await self._store.add(alert)
         except Exception:  # the event and the webhook still carry the alert
             _logger.exception("alert %s not stored", alert.id)
+        if self._mail is not None:
+            self._mail.send(alert)  # posted: the mail's own tasks and retries
         if self._webhook is None:
             return
         try:

@@ -4,15 +4,24 @@
 shape, runs it through the processors (redaction first, then any added ones, after
 structlog's processor model) and hands it to every sink: JSON lines on stdout and rows
 in the event store by default. ``bastion.testing.capture_events()`` sees every event.
+
+High-volume events (denials, rate-limit refusals) go through :meth:`EventLog.emit_soon`:
+a bounded in-memory queue that one writer task empties in batches, one store
+transaction a batch. A request never waits on the queue; a full queue drops the event,
+counts it and reports the drops as an ``events_dropped`` event. An event leaves the
+queue only once every sink has taken it, so a process killed outright loses at most
+the queue's capacity of events (docs/errors-and-events.md, "Delivery").
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import logging
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,6 +80,10 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "security_events_read": "low",
     "alert_raised": "high",
     "alert_delivery_failed": "high",
+    "events_dropped": "high",
+    "events_purged": "medium",
+    "input_validation_failed": "low",
+    "registration_conflict": "info",
 }
 
 # Hooks that tests install through bastion.testing.capture_events().
@@ -88,7 +101,9 @@ class RequestContext:
 
 
 class EventSink(Protocol):
-    async def write(self, event: SecurityEvent) -> None: ...
+    """Where events go: ``write`` takes a batch, in order, and raises if it kept none."""
+
+    async def write(self, events: Sequence[SecurityEvent]) -> None: ...
 
 
 def event_to_dict(event: SecurityEvent) -> dict[str, Any]:
@@ -108,6 +123,28 @@ def _rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def storable_event(event: SecurityEvent) -> SecurityEvent:
+    """Text every store keeps: no NUL (PostgreSQL refuses it in text and JSON, and would
+    refuse the whole batch with it) and no lone surrogate; in ``extra``'s keys too."""
+    fields = ("event_type", "user_id", "ip_address", "endpoint", "method", "details")
+    changes: dict[str, Any] = {
+        name: _storable(getattr(event, name)) for name in (*fields, "request_id")
+    }
+    return dataclasses.replace(event, **changes, extra=_storable(event.extra))
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.isascii() and "\x00" not in value:
+            return value  # the common case, at no cost
+        return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
+
+
 def redact_event(event: SecurityEvent) -> SecurityEvent:
     return dataclasses.replace(
         event, details=redact_text(event.details), extra=redact_mapping(event.extra)
@@ -120,9 +157,11 @@ class JSONLinesSink:
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream
 
-    async def write(self, event: SecurityEvent) -> None:
+    async def write(self, events: Sequence[SecurityEvent]) -> None:
         stream = self._stream or sys.stdout
-        stream.write(json.dumps(event_to_dict(event), separators=(",", ":")) + "\n")
+        stream.write(
+            "".join(json.dumps(event_to_dict(e), separators=(",", ":")) + "\n" for e in events)
+        )
         stream.flush()
 
 
@@ -134,8 +173,8 @@ class StoreSink:
     def __init__(self, store: EventStore) -> None:
         self._store = store
 
-    async def write(self, event: SecurityEvent) -> None:
-        await self._store.append([event])
+    async def write(self, events: Sequence[SecurityEvent]) -> None:
+        await self._store.append(events)
 
 
 class EventLog:
@@ -147,16 +186,30 @@ class EventLog:
         *,
         processors: Sequence[Processor] = (),
         clock: Clock | None = None,
-        max_pending: int = 10_000,
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        retry_delays: Sequence[float] = (0.1, 0.5, 2.0),
+        flush_timeout: float = 30.0,
     ) -> None:
-        """``max_pending`` bounds the writes :meth:`emit_soon` may have in flight; past
-        it, events still reach the capture hooks and are counted in ``dropped``."""
+        """``queue_size`` bounds the events :meth:`emit_soon` holds before they are
+        written (and so what a killed process can lose); ``batch_size`` bounds one write;
+        a sink that fails a batch is tried again after each of ``retry_delays``;
+        :meth:`aclose` waits at most ``flush_timeout`` seconds for the queue."""
+        if queue_size < 1 or batch_size < 1:
+            raise ValueError("queue_size and batch_size must be at least 1")
         self._sinks = list(sinks)
-        self._processors: list[Processor] = [redact_event, *processors]
+        # Redaction first; storable text last, whatever the added processors did.
+        self._processors: list[Processor] = [redact_event, *processors, storable_event]
         self._clock = clock or SystemClock()
-        self._pending: set[asyncio.Task[None]] = set()
-        self._max_pending = max_pending
-        self.dropped = 0
+        self._queue: deque[SecurityEvent] = deque()
+        self._queue_size = queue_size
+        self._batch_size = batch_size
+        self._retry_delays = tuple(retry_delays)
+        self._flush_timeout = flush_timeout
+        self._writer: asyncio.Task[None] | None = None
+        self.dropped = 0  # events not queued because the queue was full
+        self.failed = 0  # events a sink refused after every retry
+        self._unreported = {"queue_full": 0, "write_failed": 0}
         self._observers: list[Callable[[SecurityEvent], None]] = []
 
     def observe(self, observer: Callable[[SecurityEvent], None]) -> None:
@@ -166,8 +219,8 @@ class EventLog:
 
     @property
     def pending(self) -> int:
-        """How many writes of :meth:`emit_soon` are in flight."""
-        return len(self._pending)
+        """How many events of :meth:`emit_soon` wait to be written (the queue's depth)."""
+        return len(self._queue)
 
     def build(
         self,
@@ -221,9 +274,13 @@ class EventLog:
         severity: Severity | None = None,
         **extra: Any,
     ) -> SecurityEvent | None:
-        """Like :meth:`emit`, but the sinks are written after the response, so that the
-        event costs the request nothing (a denial answered as fast as a miss).
-        :meth:`drain` waits for the writes; ``aclose`` of the runtime calls it."""
+        """Like :meth:`emit`, but queued: the sinks are written in batches after the
+        response, and the caller never waits (a denial answered as fast as a miss).
+
+        A full queue drops the event from the sinks (capture hooks and observers still
+        see it), counts it in ``dropped`` and reports the drops once there is room.
+        :meth:`drain` waits until the queue is written; ``aclose`` of the runtime calls it.
+        """
         event = self.build(
             event_type,
             context=context,
@@ -234,19 +291,108 @@ class EventLog:
         )
         if event is not None:
             self._sent(event)
-            if len(self._pending) >= self._max_pending:
+            if len(self._queue) >= self._room_for(event):
                 self.dropped += 1
-                _logger.error("security event dropped, %d writes pending", len(self._pending))
-                return event
-            task = asyncio.get_running_loop().create_task(self._write(event))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+                self._unreported["queue_full"] += 1
+                if self._unreported["queue_full"] == 1:
+                    _logger.error("security event queue full: dropping events")
+            else:
+                self._queue.append(event)
+            self._start_writer()
         return event
 
+    def _room_for(self, event: SecurityEvent) -> int:
+        """How full the queue may be when ``event`` comes: the last tenth is kept for
+        high and critical events, so a flood of low ones cannot crowd out an alert."""
+        if event.severity in ("high", "critical"):
+            return self._queue_size
+        return max(1, self._queue_size - self._queue_size // 10)
+
     async def drain(self) -> None:
-        """Wait until every event of :meth:`emit_soon` is written."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending))
+        """Wait until every queued event is written (or given up after the retries)."""
+        while self._queue or (self._writer is not None and not self._writer.done()):
+            if self._writer is None or self._writer.done():
+                self._start_writer()  # a writer that died (a bug) leaves its events queued
+            assert self._writer is not None
+            await asyncio.wait({self._writer})
+
+    async def aclose(self) -> None:
+        """Flush the queue at shutdown, waiting at most ``flush_timeout`` seconds (a store
+        that is down must not hold the process forever); what is left is counted and logged."""
+        try:
+            await asyncio.wait_for(self.drain(), self._flush_timeout)
+        except TimeoutError:
+            if self._writer is not None:
+                self._writer.cancel()
+            left = len(self._queue)
+            self.failed += left
+            self._queue.clear()
+            _logger.error("%d security events not written at shutdown", left)
+
+    def _start_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
+            self._writer = loop.create_task(self._write_queue())
+
+    async def _write_queue(self) -> None:
+        """Write the queue in batches until it is empty: whatever gathered while the last
+        batch was written is the next batch. Events leave the queue after their write."""
+        while self._queue:
+            batch = list(itertools.islice(self._queue, self._batch_size))
+            for sink in self._sinks:
+                await self._write_with_retries(sink, batch)  # never raises but on cancel
+            for _ in batch:
+                self._queue.popleft()
+            try:
+                await self._report_losses()
+            except Exception:  # a failing processor must not stop the writer
+                _logger.exception("security event loss report failed")
+
+    async def _write_with_retries(
+        self, sink: EventSink, batch: list[SecurityEvent], *, retry: bool = True
+    ) -> None:
+        for delay in (*(self._retry_delays if retry else ()), None):
+            try:
+                await sink.write(batch)
+                return
+            except Exception:
+                if delay is None:
+                    break
+                _logger.warning("security event sink %s failed; retrying", type(sink).__name__)
+                await asyncio.sleep(delay)
+        if len(batch) > 1:
+            # One event the store refuses must not take the others down with it.
+            for event in batch:
+                await self._write_with_retries(sink, [event], retry=False)
+            return
+        _logger.exception("security event sink %s failed an event", type(sink).__name__)
+        self.failed += 1
+        self._unreported["write_failed"] += 1
+
+    async def _report_losses(self) -> None:
+        """One ``events_dropped`` event for the drops and the failed writes since the
+        last one. Drops are reported through the queue, once it has room again; failed
+        writes are written once, not queued, so a store that stays down does not turn
+        its own reports into an endless loop of failures."""
+        for reason, count in self._unreported.items():
+            queued = reason == "queue_full"
+            if not count or (queued and len(self._queue) >= self._queue_size):
+                continue
+            self._unreported[reason] = 0
+            event = self.build(
+                "events_dropped",
+                details=f"{count} security events not written: {reason.replace('_', ' ')}",
+                count=count,
+                reason=reason,
+            )
+            if event is None:
+                continue
+            self._sent(event)
+            if queued:
+                self._queue.append(event)
+            else:
+                await self._write(event)
 
     def _sent(self, event: SecurityEvent) -> None:
         _capture(event)
@@ -261,8 +407,9 @@ class EventLog:
             if skip_durable and getattr(sink, "durable", False):
                 continue
             try:
-                await sink.write(event)
+                await sink.write([event])
             except Exception:  # a broken sink must not turn into a failed request
+                self.failed += 1
                 _logger.exception("security event sink %s failed", type(sink).__name__)
 
     async def emit(

@@ -34,9 +34,21 @@ content). The kinds:
     predecessor). A forged row appended after the last one with a copied ``chain_prev``
     cannot be told from an edit of that row and is reported as ``modified``.
 
+``checkpoint``
+    A checkpoint (below) that does not match its MAC, or is not chained to the one
+    before it: reported with the checkpoint's id in place of a row id.
+
 What a chain alone cannot show: deleting the *last* rows (the rest is still a valid
 chain) and a rewrite by someone holding the key file. Rows without chain values before
 the first chained row (written before the chain existed) are counted as unchained.
+
+**Retention.** A purge (``SQLEventStore.purge``) deletes the oldest events and writes a
+*checkpoint* in the same transaction: the cut-off, the last id deleted, how many, and
+the ``chain_mac`` of the last deleted row (what the first kept row is chained to),
+MACed with the same key (:func:`checkpoint_mac`) and chained to the previous
+checkpoint. Verification starts from the newest checkpoint: the first kept row must
+link to its ``chain_mac``. Deleting rows without a checkpoint, or deleting or editing a
+checkpoint, is still reported.
 """
 
 from __future__ import annotations
@@ -55,10 +67,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 __all__ = [
     "CHAINED_FIELDS",
     "GENESIS",
+    "ChainBrokenError",
     "ChainProblem",
     "ChainReport",
+    "Checkpoint",
     "ProblemKind",
     "canonical",
+    "checkpoint_mac",
     "link_mac",
     "verify_chain",
 ]
@@ -79,7 +94,7 @@ CHAINED_FIELDS = (
     "request_id",
     "extra",
 )
-ProblemKind = Literal["modified", "deleted", "inserted"]
+ProblemKind = Literal["modified", "deleted", "inserted", "checkpoint"]
 Progress = Callable[[int, int], None]
 
 _BATCH = 1000
@@ -93,12 +108,59 @@ def _table() -> sa.Table:
     return table
 
 
+def _checkpoints() -> sa.Table:
+    from bastion.stores.sql.tables import SecurityEventCheckpointRow
+
+    table: sa.Table = SecurityEventCheckpointRow.__table__  # type: ignore[attr-defined]
+    return table
+
+
+class ChainBrokenError(Exception):
+    """A purge would have signed a chain that does not verify at ``row_id``."""
+
+    def __init__(self, row_id: int) -> None:
+        super().__init__(f"the event chain does not verify at row {row_id}: nothing purged")
+        self.row_id = row_id
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What one retention purge removed from the start of the chain (see the module)."""
+
+    created_at: datetime
+    before: datetime
+    through_id: int
+    purged: int
+    chain_mac: str
+    previous: str
+    mac: str = ""
+    id: int | None = None
+
+
+def checkpoint_mac(key: bytes, checkpoint: Checkpoint) -> str:
+    """``HMAC-SHA256(key, "checkpoint" || canonical JSON of its fields but id and mac)``;
+    the prefix keeps it from ever equalling an event's MAC."""
+    values: dict[str, Any] = {
+        "created_at": _utc_text(checkpoint.created_at),
+        "before": _utc_text(checkpoint.before),
+        "through_id": checkpoint.through_id,
+        "purged": checkpoint.purged,
+        "chain_mac": checkpoint.chain_mac,
+        "previous": checkpoint.previous,
+    }
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(key, b"checkpoint" + text.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def canonical(row: Mapping[str, Any]) -> bytes:
     """The deterministic serialization of a stored event: sorted-key compact ASCII JSON of
     :data:`CHAINED_FIELDS`, the time as UTC with microseconds (what both backends keep)."""
     values = {name: row[name] for name in CHAINED_FIELDS}
-    moment: datetime = values["timestamp"]
-    values["timestamp"] = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    values["timestamp"] = _utc_text(values["timestamp"])
     text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return text.encode("ascii")
 
@@ -121,11 +183,13 @@ class ChainProblem:
 @dataclass(frozen=True)
 class ChainReport:
     """``events`` chained rows verified before ``problem`` (all of them when None);
-    ``unchained`` rows before the first chained row were skipped."""
+    ``unchained`` rows before the first chained row were skipped; ``checkpoint`` is
+    the newest checkpoint, verification's start (None when nothing was ever purged)."""
 
     events: int
     unchained: int
     problem: ChainProblem | None = None
+    checkpoint: Checkpoint | None = None
 
     @property
     def intact(self) -> bool:
@@ -150,23 +214,57 @@ async def verify_chain(
     count = sa.select(sa.func.count()).select_from(_table())
     async with engine.connect() as conn:
         total = (await conn.execute(count)).scalar_one()
+        checkpoints = [
+            Checkpoint(**row._mapping)
+            for row in await conn.execute(_checkpoints().select().order_by("id"))
+        ]
+    latest, problem = _verify_checkpoints(checkpoints, key)
+    if problem is not None:
+        return ChainReport(0, 0, problem, latest)
     rows = _rows(engine, batch, total, on_progress)
     chained = unchained = 0
-    expected: str | None = None  # None until the first chained row
+    # None until the first chained row; after a purge of chained rows, the checkpoint's.
+    expected = latest.chain_mac if latest and latest.chain_mac != GENESIS else None
     current = await anext(rows, None)
     while current is not None:
         following = await anext(rows, None)
-        if current["chain_mac"] is None and expected is None:
+        if latest is not None and current["id"] <= latest.through_id:
+            problem = ChainProblem(
+                current["id"],
+                "inserted",
+                current["timestamp"],
+                f"a row the purge of checkpoint {latest.id} removed",
+            )
+        elif current["chain_mac"] is None and expected is None:
             unchained += 1
         else:
             problem = _check(current, following, expected or GENESIS, key)
-            if problem is not None:
-                await rows.aclose()
-                return ChainReport(chained, unchained, problem)
-            chained += 1
-            expected = current["chain_mac"]
+            if problem is None:
+                chained += 1
+                expected = current["chain_mac"]
+        if problem is not None:
+            await rows.aclose()
+            return ChainReport(chained, unchained, problem, latest)
         current = following
-    return ChainReport(chained, unchained)
+    return ChainReport(chained, unchained, None, latest)
+
+
+def _verify_checkpoints(
+    checkpoints: list[Checkpoint], key: bytes
+) -> tuple[Checkpoint | None, ChainProblem | None]:
+    """The newest checkpoint, and the first that does not verify or link (in id order)."""
+    previous = GENESIS
+    for checkpoint in checkpoints:
+        assert checkpoint.id is not None
+        if not hmac.compare_digest(checkpoint_mac(key, checkpoint), checkpoint.mac):
+            reason = "the checkpoint does not match its MAC"
+        elif not hmac.compare_digest(checkpoint.previous, previous):
+            reason = "the checkpoint before this one is missing or was changed"
+        else:
+            previous = checkpoint.mac
+            continue
+        return checkpoint, ChainProblem(checkpoint.id, "checkpoint", checkpoint.created_at, reason)
+    return (checkpoints[-1] if checkpoints else None), None
 
 
 def _check(

@@ -19,6 +19,8 @@ from fastapi import Request, params
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from bastion.fastapi.problems import mark_input_refused
+
 __all__ = ["JSON", "accepted_media_types", "require_declared_media_type"]
 
 JSON = "application/json"
@@ -64,6 +66,7 @@ async def require_declared_media_type(request: Request) -> None:
     media = media.strip().lower()
     if media in accepted and (media != JSON or _utf8(parameters)):
         return
+    mark_input_refused(request, "unsupported media type")
     raise HTTPException(
         415, detail=f"This route takes {' or '.join(sorted(accepted))} (UTF-8 for JSON)."
     )

@@ -23,10 +23,12 @@ from bastion.throttle import Verdict
 
 __all__ = [
     "CSRF_DETAIL",
+    "INPUT_REFUSED",
     "PROBLEM_JSON",
     "QUOTA_EXCEEDED",
     "QUOTA_TITLE",
     "install_problem_handlers",
+    "mark_input_refused",
     "problem",
     "problem_body",
     "quota_problem_body",
@@ -37,7 +39,30 @@ __all__ = [
 ]
 
 PROBLEM_JSON = "application/problem+json"
+INPUT_REFUSED = "bastion_input_refused"  # the request state's key (InputEventsMiddleware)
 _logger = logging.getLogger("bastion.errors")
+
+
+def mark_input_refused(scope: Any, reason: str) -> None:
+    """Say that this request is refused for its input (a body too large, of the wrong
+    type or shape, a field that fails validation): ``InputEventsMiddleware`` logs it.
+    ``scope`` is the ASGI scope or a Request; ``reason`` names no submitted value."""
+    scope = scope.scope if isinstance(scope, Request) else scope
+    scope.setdefault("state", {})[INPUT_REFUSED] = reason
+
+
+def _fields(errors: list[dict[str, Any]]) -> str:
+    """The bad fields' locations, ``body.email, query.limit``: where, never what. The
+    name of a member the model does not know is the client's own text (it may be a
+    password, forged log text, a NUL): it is logged as ``<unknown>``."""
+    located = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        if error.get("type") == "extra_forbidden" and loc:
+            loc[-1] = "<unknown>"
+        located.append(".".join(loc))
+    return ", ".join(located)
+
 
 _HTTP_SLUGS = {
     400: ("bad-request", "Bad request"),
@@ -158,6 +183,7 @@ def problem(
 
 def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONResponse:
     """The 422 ``validation-error`` problem; each error has ``loc`` and ``msg``."""
+    mark_input_refused(request, f"invalid input: {_fields(errors)}")
     return problem(
         request,
         422,
@@ -201,6 +227,7 @@ async def _bastion_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, RateLimitedError):
         return _quota_exceeded(request, exc)
     if isinstance(exc, PasswordPolicyError):
+        mark_input_refused(request, f"password refused by the policy: body.{exc.field}")
         detail = "The password was refused."
         extra["errors"] = [{"loc": ["body", exc.field], "msg": r} for r in exc.reasons]
     elif detail is None and exc.status < 500:

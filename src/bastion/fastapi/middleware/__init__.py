@@ -4,6 +4,7 @@ from bastion.fastapi.middleware.body_limit import BodyLimitMiddleware
 from bastion.fastapi.middleware.cors import CORSMiddleware
 from bastion.fastapi.middleware.csrf import CSRFMiddleware
 from bastion.fastapi.middleware.hosts import AllowedHostsMiddleware
+from bastion.fastapi.middleware.input_events import InputEventsMiddleware
 from bastion.fastapi.middleware.metrics import MetricsMiddleware
 from bastion.fastapi.middleware.rate_limit import RateLimitMiddleware
 from bastion.fastapi.middleware.request_context import RequestContextMiddleware
@@ -17,6 +18,7 @@ __all__ = [
     "BodyLimitMiddleware",
     "CORSMiddleware",
     "CSRFMiddleware",
+    "InputEventsMiddleware",
     "JSONLimitMiddleware",
     "MetricsMiddleware",
     "RateLimitMiddleware",

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.fastapi.problems import send_problem
+from bastion.fastapi.problems import mark_input_refused, send_problem
 
 __all__ = ["BodyLimitMiddleware"]
 
@@ -90,6 +90,7 @@ class BodyLimitMiddleware:
             await self._refuse(scope, send, max_bytes)
 
     async def _refuse(self, scope: Scope, send: Send, max_bytes: int) -> None:
+        mark_input_refused(scope, f"request body larger than {max_bytes} bytes")
         await send_problem(
             send,
             413,

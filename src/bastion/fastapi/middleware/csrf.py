@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.events import EventLog, RequestContext
-from bastion.fastapi.middleware.rate_limit import client_ip_of
+from bastion.events import EventLog
+from bastion.fastapi.middleware.rate_limit import context_of
 from bastion.fastapi.problems import CSRF_DETAIL, send_problem
 from bastion.fastapi.transports import CookieTransport
 from bastion.net import TrustedProxies
@@ -104,12 +104,7 @@ class CSRFMiddleware:
         state = scope.setdefault("state", {})
         self._events.emit_soon(
             "suspicious_activity",
-            context=RequestContext(
-                ip_address=client_ip_of(scope, self._proxies),
-                endpoint=scope["path"],
-                method=scope["method"],
-                request_id=state.get("request_id"),
-            ),
+            context=context_of(scope, self._proxies),
             details=f"CSRF refused: {reason}",
             severity="high",
             category="malicious_csrf",

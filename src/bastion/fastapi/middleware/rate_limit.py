@@ -40,6 +40,16 @@ def method_class(method: str) -> str:
     return "deletes" if method == "DELETE" else "writes"
 
 
+def context_of(scope: Scope, proxies: TrustedProxies) -> RequestContext:
+    """Where a request happened, for its events, from the ASGI scope (middleware)."""
+    return RequestContext(
+        ip_address=client_ip_of(scope, proxies),
+        endpoint=scope["path"],
+        method=scope["method"],
+        request_id=scope.get("state", {}).get("request_id"),
+    )
+
+
 def client_ip_of(scope: Scope, proxies: TrustedProxies) -> str | None:
     """The client address of a request (kept in the scope's state for every later layer)."""
     state = scope.setdefault("state", {})

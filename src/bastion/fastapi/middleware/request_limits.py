@@ -29,7 +29,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.fastapi.problems import problem_body, send_problem, send_problem_body
+from bastion.fastapi.problems import (
+    mark_input_refused,
+    problem_body,
+    send_problem,
+    send_problem_body,
+)
 
 __all__ = ["JSONLimitMiddleware", "RequestLimitsMiddleware", "json_shape_error"]
 
@@ -51,6 +56,7 @@ class RequestLimitsMiddleware:
         headers = scope["headers"]
         size = sum(len(name) + len(value) + 4 for name, value in headers)
         if size > self.max_header_bytes or len(headers) > _MAX_HEADER_FIELDS:
+            mark_input_refused(scope, "request headers too large")
             await send_problem(
                 send,
                 431,
@@ -133,6 +139,7 @@ class JSONLimitMiddleware:
         body = b"".join(chunks)
         reason = self._check(body)
         if reason is not None:
+            mark_input_refused(scope, f"invalid JSON body: {reason}")
             await _send_validation_problem(send, reason, scope.get("state", {}).get("request_id"))
             return
         await self.app(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import json
 import uuid
 from collections.abc import Sequence
@@ -22,7 +23,14 @@ from bastion.errors import (
     LastAdminError,
     NotFoundError,
 )
-from bastion.events.chain import GENESIS, link_mac
+from bastion.events.chain import (
+    CHAINED_FIELDS,
+    GENESIS,
+    ChainBrokenError,
+    Checkpoint,
+    checkpoint_mac,
+    link_mac,
+)
 from bastion.stores.base import (
     Account,
     AccountChange,
@@ -43,6 +51,7 @@ from bastion.stores.sql.tables import (
     AuthSessionRow,
     OneTimeTokenRow,
     RefreshTokenRow,
+    SecurityEventCheckpointRow,
     SecurityEventRow,
 )
 
@@ -56,6 +65,7 @@ _accounts = AccountRow.__table__  # type: ignore[attr-defined]
 _sessions = AuthSessionRow.__table__  # type: ignore[attr-defined]
 _tokens = RefreshTokenRow.__table__  # type: ignore[attr-defined]
 _events = SecurityEventRow.__table__  # type: ignore[attr-defined]
+_checkpoints = SecurityEventCheckpointRow.__table__  # type: ignore[attr-defined]
 _reservations = AccountReservationRow.__table__  # type: ignore[attr-defined]
 _one_time = OneTimeTokenRow.__table__  # type: ignore[attr-defined]
 _ONE_TIME_FIELDS = [f.name for f in dataclasses.fields(OneTimeToken)]
@@ -490,6 +500,74 @@ class SQLEventStore(_SQLStore):
             return
         async with self._writer.begin() as conn:
             await _insert_events(conn, events, self._chain_key)
+
+    async def purge(self, before: datetime, *, now: datetime) -> Checkpoint | None:
+        """Delete the oldest events, those stored before the first one of ``before`` or
+        later (all of them when there is none), and record it: a signed checkpoint and
+        an ``events_purged`` event, chained, in the same transaction. None when there
+        was nothing to delete.
+
+        Raises ``RuntimeError`` without a chain key: the chain is what makes a purge
+        different from tampering, so a store that does not chain does not purge.
+        """
+        if self._chain_key is None:
+            raise RuntimeError("purging needs the event chain's key")
+        key = self._chain_key
+        async with self._writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK)))
+            first_kept = (
+                await conn.execute(
+                    sa.select(sa.func.min(_events.c.id)).where(_events.c.timestamp >= before)
+                )
+            ).scalar()
+            last = sa.select(sa.func.max(_events.c.id), sa.func.count())
+            if first_kept is not None:
+                last = last.where(_events.c.id < first_kept)
+            through_id, purged = (await conn.execute(last)).one()
+            if through_id is None:
+                return None
+            columns = [_events.c[n] for n in (*CHAINED_FIELDS, "chain_prev", "chain_mac")]
+            found = await conn.execute(sa.select(*columns).where(_events.c.id == through_id))
+            boundary = dict(found.one()._mapping)
+            link = boundary["chain_mac"]
+            # The checkpoint vouches for what it was chained to: a last row that does not
+            # match its MAC (rows deleted after it and its MAC copied, or a time moved
+            # back to have recent rows purged) would turn tampering into a valid purge.
+            if link is not None and not hmac.compare_digest(
+                link_mac(key, boundary["chain_prev"] or "", boundary), link
+            ):
+                raise ChainBrokenError(through_id)
+            previous = (
+                await conn.execute(
+                    sa.select(_checkpoints.c.mac).order_by(_checkpoints.c.id.desc()).limit(1)
+                )
+            ).scalar()
+            checkpoint = Checkpoint(
+                created_at=now,
+                before=before,
+                through_id=through_id,
+                purged=purged,
+                chain_mac=link or GENESIS,
+                previous=previous or GENESIS,
+            )
+            checkpoint = dataclasses.replace(checkpoint, mac=checkpoint_mac(key, checkpoint))
+            values = {k: v for k, v in dataclasses.asdict(checkpoint).items() if k != "id"}
+            inserted = await conn.execute(
+                _checkpoints.insert().values(**values).returning(_checkpoints.c.id)
+            )
+            checkpoint = dataclasses.replace(checkpoint, id=inserted.scalar_one())
+            record = SecurityEvent(
+                event_type="events_purged",
+                timestamp=now,
+                severity="medium",
+                details=f"{purged} security events older than {before.isoformat()} purged",
+                extra={"purged": purged, "through_id": through_id, "checkpoint": checkpoint.id},
+            )
+            # Chained after the newest event, before the oldest go: the log is never empty.
+            await _insert_events(conn, [record], key)
+            await conn.execute(_events.delete().where(_events.c.id <= through_id))
+        return checkpoint
 
     async def query(self, query: EventQuery) -> list[SecurityEvent]:
         statement = sa.select(*[_events.c[name] for name in _EVENT_FIELDS])

@@ -137,7 +137,12 @@ class SecurityEventRow(SQLModel, table=True):
         sa.Index("ix_security_events_ip_time_id", "ip_address", "timestamp", "id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    # 64-bit on PostgreSQL (migration 0009); SQLite's INTEGER PRIMARY KEY is 64-bit.
+    id: int | None = Field(
+        default=None,
+        sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+    )
     timestamp: datetime = _utc()
     event_type: str = Field(max_length=64)
     severity: str = Field(max_length=16)
@@ -152,6 +157,22 @@ class SecurityEventRow(SQLModel, table=True):
     # values, NULL on rows written before the chain or by a store without its key.
     chain_prev: str | None = Field(default=None, max_length=64)
     chain_mac: str | None = Field(default=None, max_length=64)
+
+
+class SecurityEventCheckpointRow(SQLModel, table=True):
+    """What a retention purge removed from the start of the event chain, signed with the
+    chain key (bastion.events.chain): verification starts from the newest checkpoint."""
+
+    __tablename__ = "security_event_checkpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _utc()
+    before: datetime = _utc()  # the purge removed the events older than this
+    through_id: int = Field(sa_type=sa.BigInteger())  # the last event removed
+    purged: int = Field(sa_type=sa.BigInteger())
+    chain_mac: str = Field(max_length=64)  # what the first event kept is chained to
+    previous: str = Field(max_length=64)  # the previous checkpoint's mac, or GENESIS
+    mac: str = Field(max_length=64)
 
 
 class SecurityAlertRow(SQLModel, table=True):
