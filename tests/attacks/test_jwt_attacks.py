@@ -342,3 +342,56 @@ def test_leeway_outside_0_to_30_seconds_is_refused(leeway: int) -> None:
         AccessTokens(
             KeySet.generate(), issuer=ISSUER, audience=AUDIENCE, leeway=timedelta(seconds=leeway)
         )
+
+
+# -- the cache of verified tokens does not widen what is accepted -----------------------
+
+
+def test_a_cached_token_still_expires(env: Env) -> None:
+    assert env.tokens.verify(env.token) == env.claims  # verified, and now cached
+
+    env.clock.advance(seconds=15 * 60 + 31)  # past exp and the 30 s leeway
+
+    with pytest.raises(InvalidTokenError, match="expired"):
+        env.tokens.verify(env.token)
+
+
+def test_a_cached_token_of_a_removed_key_is_refused(env: Env) -> None:
+    signed_by = env.key.kid
+    env.tokens.verify(env.token)
+    env.keys.rotate(clock=env.clock)
+    env.clock.advance(seconds=60)
+
+    assert env.keys.prune(clock=env.clock, keep_for=timedelta(0)) == [signed_by]
+    with pytest.raises(InvalidTokenError, match="unknown kid"):
+        env.tokens.verify(env.token)
+
+
+def test_a_forged_signature_on_a_cached_payload_is_still_checked(env: Env) -> None:
+    env.tokens.verify(env.token)
+    head, payload, _signature = env.token.split(".")
+    forged = f"{head}.{payload}.{b64(bytes(64))}"
+
+    with pytest.raises(InvalidTokenError, match="bad signature"):
+        env.tokens.verify(forged)
+
+
+def test_each_token_is_verified_once_while_cached(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: calls.append(1) or decode(*a, **k))
+    small = AccessTokens(env.keys, issuer=ISSUER, audience=AUDIENCE, clock=env.clock, cache_size=2)
+    tokens = [
+        small.issue(subject=f"user-{n}", role="user", session_id="s", token_version=0)[0]
+        for n in range(3)
+    ]
+
+    for _ in range(3):
+        small.verify(tokens[0])
+    small.verify(tokens[1])
+    small.verify(tokens[2])  # the cache holds two: the oldest, tokens[0], goes
+    small.verify(tokens[0])
+
+    assert len(calls) == 4

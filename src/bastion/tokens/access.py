@@ -19,6 +19,13 @@ What ``verify()`` enforces, in order:
 * ``exp``, ``nbf`` and ``iat`` are checked against the injected clock with a leeway of at most
   30 seconds (RFC 7519 §4.1.4-4.1.6);
 * ``role``, ``sid``, ``client_id`` are non-empty strings and ``tv`` is an integer.
+
+Verified tokens are remembered in a bounded cache keyed by the whole token, signature
+included: an Ed25519 verification costs more than the rest of a request, and a client
+sends the same token many times. A hit still checks the times against the clock and
+that the signing key is still in the key set; revocation is the caller's check, on every
+request. Only tokens that verified are cached, so forged ones cost a verification each
+and cannot evict anything but the oldest entry.
 """
 
 from __future__ import annotations
@@ -103,6 +110,7 @@ class AccessTokens:
         leeway: timedelta = timedelta(seconds=30),
         clock: Clock | None = None,
         client_id: str = "bastion",
+        cache_size: int = 10_000,
     ) -> None:
         if ttl < timedelta(seconds=1):
             raise ValueError("ttl must be at least one second")
@@ -118,6 +126,9 @@ class AccessTokens:
         self._leeway_seconds = leeway.total_seconds()
         self._clock: Clock = clock or SystemClock()
         self._client_id = client_id
+        # token -> (kid, claims); insertion order is age (the oldest is evicted first).
+        self._verified: dict[str, tuple[str, AccessClaims]] = {}
+        self._cache_size = cache_size
 
     @property
     def keys(self) -> KeySet:
@@ -168,6 +179,21 @@ class AccessTokens:
         Raises ``InvalidTokenError`` with a precise reason for every failure; see the module
         docstring for the rules and the standards behind them.
         """
+        cached = self._verified.get(token)
+        if cached is not None:
+            kid, claims = cached
+            if self._keys.get(kid) is None:  # its key left the ring since
+                del self._verified[token]
+                raise InvalidTokenError("unknown kid")
+            self._check_times(claims.exp, claims.nbf, claims.iat)
+            return claims
+        kid, claims = self._verify_signed(token)
+        if len(self._verified) >= self._cache_size:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (kid, claims)
+        return claims
+
+    def _verify_signed(self, token: str) -> tuple[str, AccessClaims]:
         header = _read_header(token)
         # RFC 9068 §4 / RFC 8725 §3.11: explicit typing keeps refresh, ID and other JWTs out.
         typ = header.get("typ")
@@ -177,7 +203,7 @@ class AccessTokens:
         # The kid is only a dictionary key: a path-like kid reads nothing from disk.
         kid = header.get("kid")
         key = self._keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
+        if key is None or not isinstance(kid, str):
             raise InvalidTokenError("unknown kid")
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none":
@@ -187,8 +213,10 @@ class AccessTokens:
             # what defeats HS256 signed with a public key (algorithm confusion, §2.1).
             raise InvalidTokenError("algorithm mismatch")
         payload = self._decode(token, key.verification_key, key.alg)
-        self._check_times(payload)
-        return AccessClaims(
+        self._check_times(
+            _int_claim(payload, "exp"), _int_claim(payload, "nbf"), _int_claim(payload, "iat")
+        )
+        return kid, AccessClaims(
             sub=_string_claim(payload, "sub"),
             role=_string_claim(payload, "role"),
             jti=_string_claim(payload, "jti"),
@@ -230,14 +258,14 @@ class AccessTokens:
         except jwt.PyJWTError:  # e.g. an unsupported "crit" header (RFC 7515 §4.1.11)
             raise InvalidTokenError("invalid token") from None
 
-    def _check_times(self, payload: dict[str, Any]) -> None:
+    def _check_times(self, exp: int, nbf: int, iat: int) -> None:
         """RFC 7519 §4.1.4-4.1.6 against the injected clock, with the configured leeway."""
         now = self._clock.now().timestamp()
-        if _int_claim(payload, "exp") <= now - self._leeway_seconds:
+        if exp <= now - self._leeway_seconds:
             raise InvalidTokenError("expired")
-        if _int_claim(payload, "nbf") > now + self._leeway_seconds:
+        if nbf > now + self._leeway_seconds:
             raise InvalidTokenError("not yet valid")
-        if _int_claim(payload, "iat") > now + self._leeway_seconds:
+        if iat > now + self._leeway_seconds:
             raise InvalidTokenError("issued in the future")
 
 
