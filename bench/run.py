@@ -300,7 +300,10 @@ class Series:
 def interleaved(
     loads: dict[str, Callable[[], Run]], rounds: int, baseline: str
 ) -> dict[str, Series]:
-    """Each load once a round, in an order that rotates; ratios to the round's baseline."""
+    """Each load once unrecorded (a warm-up), then once a round, in an order that
+    rotates; ratios to the round's baseline."""
+    for load in loads.values():
+        load()
     results = {name: Series() for name in loads}
     names = list(loads)
     for n in range(rounds):
@@ -570,8 +573,6 @@ def guard_group(
         return lambda: wrk(f"{targets[name].url}/item", seconds=seconds, headers=headers)
 
     loads = {name: load(name) for name in targets}
-    for warm in loads.values():
-        wrk_warmup(warm)
     results = interleaved(loads, rounds, "bare")
     trips = redis_round_trips(
         f"{shared.url}/item", bearer(tokens["guard-pg-redis"]), f"{prefix}guard:"
@@ -593,10 +594,6 @@ def guard_group(
         ],
         targets={"guard-memory": 0.75, "guard-pg-redis": 0.50},
     )
-
-
-def wrk_warmup(load: Callable[[], Run]) -> None:
-    load()
 
 
 def service_group(
@@ -638,8 +635,6 @@ def service_group(
             f"{service.url}/tasks?limit=20", seconds=seconds, headers=bearer(member)
         ),
     }
-    for warm in loads.values():
-        wrk_warmup(warm)
     results = interleaved(loads, rounds, "bare")
     notes: list[str] = []
 
@@ -704,8 +699,6 @@ def service_group(
             f"{two_workers.url}{path}", seconds=seconds, headers=bearer(member)
         ),
     }
-    for warm in loads9.values():
-        wrk_warmup(warm)
     workers = interleaved(loads9, rounds, "1 worker")
     results["GET /tasks/{id}, 1 worker (unpinned)"] = workers["1 worker"]
     results["GET /tasks/{id}, 2 workers (unpinned)"] = workers["2 workers"]

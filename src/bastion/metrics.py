@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from bastion.alerts import DEFAULT_RULES
 from bastion.events import EventLog
 from bastion.passwords import PasswordHasher
-from bastion.stores import SecurityEvent
+from bastion.stores import SEVERITIES, SecurityEvent
 
 __all__ = [
     "DECISIONS",
@@ -55,7 +55,7 @@ OTHER = "other"
 # The ``details`` of the login's auth_failure events (bastion.accounts) by outcome.
 _ALERT_RULES = tuple(rule.name for rule in DEFAULT_RULES)
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_SEVERITIES = frozenset({"info", "low", "medium", "high", "critical"})
+_SEVERITIES = frozenset(SEVERITIES)
 # Password hashing waits: most are none; the pool refuses after its queue timeout (5 s).
 _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

@@ -34,6 +34,16 @@ class Instance:
         return f"http://127.0.0.1:{self.port}"
 
 
+def service_environment() -> dict[str, str]:
+    """This process's environment without its ``BASTION_*`` settings (the tests' own
+    ``BASTION_TEST_*`` stay): a service started with it has only the settings given."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("BASTION_") or name.startswith("BASTION_TEST_")
+    }
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -28,7 +28,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from bastion.stores.sql import create_engine
 from bastion.stores.sql.stores import _CHAIN_LOCK
 from tests.conftest import REDIS_URL
-from tests.system.service import START_TIMEOUT, Instance, delete_keys, ready, spawn, stop, tail
+from tests.system.service import (
+    START_TIMEOUT,
+    Instance,
+    delete_keys,
+    ready,
+    service_environment,
+    spawn,
+    stop,
+    tail,
+)
 
 QUEUE_SIZE = 50
 BATCH_SIZE = 10
@@ -39,11 +48,7 @@ BURST = 200  # refused requests, each one auth_failure event
 async def service(
     backend: str, database_url: str, redis_prefix: str, tmp_path: Path
 ) -> AsyncIterator[Instance]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("BASTION_") or name.startswith("BASTION_TEST_")
-    }
+    env = service_environment()
     key_prefix = f"{redis_prefix}{secrets.token_hex(4)}:"
     env.update(
         {

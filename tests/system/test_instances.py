@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from tests.system.service import (
     Instance,
     delete_keys,
     ready,
+    service_environment,
     spawn,
     stop,
     tail,
@@ -63,11 +63,7 @@ class Cluster:
 
 
 def _environment(pg_database: str, key_prefix: str, keys_file: Path) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("BASTION_") or name.startswith("BASTION_TEST_")
-    }
+    env = service_environment()
     env.update(
         {
             "BASTION_DATABASE_URL": pg_database,

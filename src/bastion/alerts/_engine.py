@@ -15,7 +15,6 @@ key starts counting afresh (and, evicted during its cooldown, may alert once mor
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import uuid4
 
+from bastion._background import BackgroundTasks
 from bastion.alerts._mail import AlertMail
 from bastion.alerts._rules import AlertRule
 from bastion.alerts._webhook import AlertWebhook, DeliveryError
@@ -76,10 +76,8 @@ class AlertEngine:
         self._mail = mail
         self._clock = clock or SystemClock()
         self._max_keys = max_keys
-        self._max_pending = max_pending
         self._windows: OrderedDict[tuple[str, str], _Window] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._tasks = BackgroundTasks(max_pending, label="alert deliveries", logger=_logger)
         self.evicted = 0  # windows dropped because ``max_keys`` were kept
         self.dropped = 0  # alerts not stored or sent because too many were pending
 
@@ -90,7 +88,7 @@ class AlertEngine:
 
     @property
     def pending(self) -> int:
-        return len(self._tasks)
+        return self._tasks.pending
 
     def attach(self) -> None:
         """Observe every event of the event log."""
@@ -166,15 +164,11 @@ class AlertEngine:
             count=alert.count,
             window_seconds=rule.window_seconds,
         )
-        if self._closed or len(self._tasks) >= self._max_pending:
+        if self._tasks.full:
             self.dropped += 1
-            _logger.error("alert %s not stored nor sent: %d pending", alert.id, len(self._tasks))
+            _logger.error("alert %s not stored nor sent: %d pending", alert.id, self._tasks.pending)
             return
-        task = asyncio.get_running_loop().create_task(
-            self._send(alert), name=f"bastion.alerts:{rule.name}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(self._send(alert), name=f"bastion.alerts:{rule.name}")
 
     async def _send(self, alert: Alert) -> None:
         try:
@@ -206,20 +200,12 @@ class AlertEngine:
 
     async def drain(self) -> None:
         """Wait until every alert raised so far is stored and sent (or given up)."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._tasks.drain()
 
     async def aclose(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109 (a shutdown budget)
         """Raise no more background work, wait up to ``timeout`` s, cancel the rest."""
-        self._closed = True
         try:
-            if self._tasks:
-                _done, left = await asyncio.wait(set(self._tasks), timeout=timeout)
-                if left:
-                    _logger.warning("cancelling %d alert deliveries at shutdown", len(left))
-                    for task in left:
-                        task.cancel()
-                    await asyncio.wait(left)
+            await self._tasks.close(timeout)
         finally:
             if self._webhook is not None:
                 await self._webhook.aclose()

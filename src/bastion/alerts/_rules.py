@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from bastion.stores.base import SecurityEvent
+from bastion.stores.base import SEVERITIES, SecurityEvent, Severity
 
 __all__ = [
     "DEFAULT_RULES",
@@ -23,10 +23,8 @@ __all__ = [
     "configure_rules",
 ]
 
-Severity = Literal["info", "low", "medium", "high", "critical"]
 KeyOf = Callable[[SecurityEvent], str | None]
 
-_SEVERITIES = ("info", "low", "medium", "high", "critical")
 # What BASTION_ALERT_RULES may change per rule (the event types and keys are code).
 RULE_FIELDS = ("threshold", "window_seconds", "cooldown_seconds", "severity", "enabled")
 
@@ -58,8 +56,8 @@ class AlertRule:
             raise ValueError(f"alert rule {self.name!r}: window_seconds must be at least 1")
         if self.cooldown_seconds < 0:
             raise ValueError(f"alert rule {self.name!r}: cooldown_seconds must not be negative")
-        if self.severity not in _SEVERITIES:
-            raise ValueError(f"alert rule {self.name!r}: severity must be one of {_SEVERITIES}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"alert rule {self.name!r}: severity must be one of {SEVERITIES}")
 
     def counts(self, event: SecurityEvent) -> bool:
         """Whether ``event`` is one this rule counts."""

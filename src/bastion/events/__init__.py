@@ -25,11 +25,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Protocol
 
 from bastion.clock import Clock, SystemClock
 from bastion.events._redact import REDACTED, redact_mapping, redact_text
-from bastion.stores.base import EventStore, SecurityEvent
+from bastion.stores.base import EventStore, SecurityEvent, Severity
 
 __all__ = [
     "REDACTED",
@@ -42,7 +42,6 @@ __all__ = [
     "redact_event",
 ]
 
-Severity = Literal["info", "low", "medium", "high", "critical"]
 Processor = Callable[[SecurityEvent], SecurityEvent | None]
 
 _logger = logging.getLogger("bastion.events")
@@ -126,10 +125,8 @@ def _rfc3339(moment: datetime) -> str:
 def storable_event(event: SecurityEvent) -> SecurityEvent:
     """Text every store keeps: no NUL (PostgreSQL refuses it in text and JSON, and would
     refuse the whole batch with it) and no lone surrogate; in ``extra``'s keys too."""
-    fields = ("event_type", "user_id", "ip_address", "endpoint", "method", "details")
-    changes: dict[str, Any] = {
-        name: _storable(getattr(event, name)) for name in (*fields, "request_id")
-    }
+    fields = ("event_type", "user_id", "ip_address", "endpoint", "method", "details", "request_id")
+    changes: dict[str, Any] = {name: _storable(getattr(event, name)) for name in fields}
     return dataclasses.replace(event, **changes, extra=_storable(event.extra))
 
 
@@ -366,7 +363,7 @@ class EventLog:
             for event in batch:
                 await self._write_with_retries(sink, [event], retry=False)
             return
-        _logger.exception("security event sink %s failed an event", type(sink).__name__)
+        _logger.error("security event sink %s failed an event", type(sink).__name__)
         self.failed += 1
         self._unreported["write_failed"] += 1
 

@@ -9,7 +9,7 @@ with a zone, never Unix numbers.
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from bastion.fastapi.schemas import RFC3339Time
+from bastion.stores import Severity
 
 __all__ = [
     "EventTime",
@@ -48,8 +49,6 @@ EventTypeFilter = Annotated[
 IPFilter = Annotated[
     str, StringConstraints(min_length=2, max_length=45), AfterValidator(_canonical_ip)
 ]
-
-Severity = Literal["info", "low", "medium", "high", "critical"]
 
 
 class SecurityEventOut(BaseModel):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from bastion._background import BackgroundTasks
 from bastion.mail._message import Mailer, MailError, Message, recipient_tag
 
 __all__ = ["Postman"]
@@ -53,17 +54,14 @@ class Postman:
         if any(delay < 0 for delay in retry_delays):
             raise ValueError("retry delays must not be negative")
         self._mailer = mailer
-        self._max_pending = max_pending
         self._retry_delays = tuple(retry_delays)
         self._on_failure = on_failure
-        # Strong references: the loop keeps only weak ones to tasks.
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._tasks = BackgroundTasks(max_pending, label="unsent mail job(s)", logger=_logger)
 
     @property
     def pending(self) -> int:
         """How many posted jobs have not finished yet (retries included)."""
-        return len(self._tasks)
+        return self._tasks.pending
 
     def post(self, job: Job, *, kind: str) -> bool:
         """Schedule ``job`` and return ``True``, without waiting for it.
@@ -75,27 +73,23 @@ class Postman:
         Raises:
             RuntimeError: called outside a running event loop.
         """
-        loop = asyncio.get_running_loop()
-        if self._closed or len(self._tasks) >= self._max_pending:
-            reason = "the postman is closed" if self._closed else "too many pending mails"
+        asyncio.get_running_loop()  # the RuntimeError outside a loop, before anything else
+        if self._tasks.full:
+            reason = "the postman is closed" if self._tasks.closed else "too many pending mails"
             error = MailError(
-                f"mail dropped: {reason} ({len(self._tasks)} pending)",
+                f"mail dropped: {reason} ({self._tasks.pending} pending)",
                 transient=True,
                 stage="queue",
             )
             _logger.warning("mail dropped kind=%s: %s", kind, reason)
             self._report(kind, error)
             return False
-        task = loop.create_task(self._deliver(job, kind), name=f"bastion.mail:{kind}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(self._deliver(job, kind), name=f"bastion.mail:{kind}")
         return True
 
     async def drain(self) -> None:
         """Wait until every posted job, retries included, has finished."""
-        while self._tasks:
-            # asyncio.wait, not gather: cancelling drain() leaves the jobs running.
-            await asyncio.wait(set(self._tasks))
+        await self._tasks.drain()
 
     async def aclose(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (a shutdown budget)
         """Refuse new jobs, drain for up to ``timeout`` seconds, cancel the rest, close.
@@ -103,15 +97,8 @@ class Postman:
         Cancelled jobs are reported to ``on_failure`` with a ``CancelledError``. The
         mailer is closed last, whatever happened to the jobs.
         """
-        self._closed = True
         try:
-            if self._tasks:
-                _done, left = await asyncio.wait(set(self._tasks), timeout=timeout)
-                if left:
-                    _logger.warning("cancelling %d unsent mail job(s) at shutdown", len(left))
-                    for task in left:
-                        task.cancel()
-                    await asyncio.wait(left)
+            await self._tasks.close(timeout)
         finally:
             await self._mailer.aclose()
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.stores.alerts import Alert, AlertStore, MemoryAlertStore
 from bastion.stores.base import (
+    SEVERITIES,
     Account,
     AccountChange,
     AccountStore,
@@ -29,6 +30,7 @@ from bastion.stores.base import (
     RotateOutcome,
     SecurityEvent,
     SessionStore,
+    Severity,
     TokenUse,
     UserState,
 )
@@ -41,6 +43,7 @@ from bastion.stores.memory import (
 )
 
 __all__ = [
+    "SEVERITIES",
     "Account",
     "AccountChange",
     "AccountStore",
@@ -56,6 +59,7 @@ __all__ = [
     "RotateOutcome",
     "SecurityEvent",
     "SessionStore",
+    "Severity",
     "Stores",
     "TokenUse",
     "UserState",

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 from uuid import UUID
 
-__all__ = ["Alert", "AlertStore", "MemoryAlertStore"]
+from bastion.stores.base import Severity
 
-Severity = Literal["info", "low", "medium", "high", "critical"]
+__all__ = ["Alert", "AlertStore", "MemoryAlertStore"]
 
 
 @dataclass(frozen=True)

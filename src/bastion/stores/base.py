@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 from uuid import UUID
 
 __all__ = [
+    "SEVERITIES",
     "Account",
     "AccountChange",
     "AccountStore",
@@ -30,6 +31,7 @@ __all__ = [
     "RotateOutcome",
     "SecurityEvent",
     "SessionStore",
+    "Severity",
     "TokenUse",
     "UserState",
     "token_spendable",
@@ -99,13 +101,18 @@ class RotateOutcome:
     session: AuthSession | None = None
 
 
+# The severity scale of security events and alerts, lowest first.
+Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+
+
 @dataclass(frozen=True)
 class SecurityEvent:
     """The contract's security-event shape (API.md, "Security event")."""
 
     event_type: str
     timestamp: datetime
-    severity: Literal["info", "low", "medium", "high", "critical"] = "info"
+    severity: Severity = "info"
     user_id: str | None = None
     ip_address: str | None = None
     endpoint: str | None = None

@@ -10,7 +10,7 @@ the audit trail too, as ``security_events_read`` with ``{"alerts": true}`` in it
 # ``Admin`` alias of the factory at definition time.
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bastion.accounts import Principal
 from bastion.authz import Permission
 from bastion.fastapi.dependencies import Guard
+from bastion.stores import Severity
 
 __all__ = ["SecurityAlertOut", "security_alerts_router"]
 
@@ -35,7 +36,7 @@ class SecurityAlertOut(BaseModel):
     window_seconds: int
     first_event_at: datetime
     last_event_at: datetime
-    severity: Literal["info", "low", "medium", "high", "critical"]
+    severity: Severity
     created_at: datetime
 
 

@@ -91,6 +91,14 @@ def _event_row(event: SecurityEvent) -> dict[str, Any]:
 _CHAIN_LOCK = int.from_bytes(b"bastion\x07", "big")
 
 
+async def _lock_chain(conn: Any) -> None:
+    """Hold the chain until the transaction ends: PostgreSQL's transaction-scoped advisory
+    lock (taken again by the same transaction, it is the same lock); on SQLite the
+    transaction began with ``BEGIN IMMEDIATE`` and holds the write lock already."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK)))
+
+
 async def _insert_events(
     conn: Any, events: Sequence[SecurityEvent], chain_key: bytes | None = None
 ) -> None:
@@ -107,8 +115,7 @@ async def _insert_events(
     if chain_key is None:
         await conn.execute(_events.insert(), rows)
         return
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK)))
+    await _lock_chain(conn)
     last = (
         sa.select(_events.c.chain_mac)
         .where(_events.c.chain_mac.is_not(None))
@@ -514,8 +521,7 @@ class SQLEventStore(_SQLStore):
             raise RuntimeError("purging needs the event chain's key")
         key = self._chain_key
         async with self._writer.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK)))
+            await _lock_chain(conn)
             first_kept = (
                 await conn.execute(
                     sa.select(sa.func.min(_events.c.id)).where(_events.c.timestamp >= before)
