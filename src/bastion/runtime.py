@@ -44,7 +44,7 @@ from bastion.throttle import (
     RedisLimiter,
     ResilientLimiter,
 )
-from bastion.tokens import AccessTokens, KeySet, ensure_key_file, load_key_file
+from bastion.tokens import AccessClaims, AccessTokens, KeySet, ensure_key_file, load_key_file
 from bastion.tokens.onetime import OneTimeTokens
 
 __all__ = ["Security", "load_keys", "open_security"]
@@ -70,6 +70,9 @@ class Security:
     breached: BreachChecks
     findings: list[Finding] = field(default_factory=list)
     alerts: AlertEngine | None = None
+    # The revocation keys of a token, for the rate limiter's script to read along: set
+    # when the limiter's store is the revocation store's Redis (one round trip a request).
+    revocation_reads: Callable[[AccessClaims], list[str] | None] | None = None
 
     async def drain(self) -> None:
         """Wait for the background work: alerts (which may post mail), emails, events."""
@@ -145,7 +148,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
     )
     postman = Postman(_open_mailer(settings), on_failure=_mail_failed(events))
     alerts = _open_alerts(settings, stores, events, clock, postman)
-    limiter, attempts = _open_limits(settings, stores, events, clock)
+    limiter, attempts, shares_redis = _open_limits(settings, stores, events, clock)
     breached = _open_breach_checks(settings)
     policies = settings.policies
     defence = None
@@ -216,6 +219,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         breached,
         findings,
         alerts,
+        revocation_reads=accounts.revocation_keys if shares_redis else None,
     )
 
 
@@ -292,9 +296,10 @@ def _open_breach_checks(settings: Settings) -> BreachChecks:
 
 def _open_limits(
     settings: Settings, stores: Stores, events: EventLog, clock: Clock
-) -> tuple[Limiter, AttemptStore]:
+) -> tuple[Limiter, AttemptStore, bool]:
     """The limiter and the login-failure store: in process, or shared through Redis (the
-    revocation store's connection pool), or through a ``limits`` storage URL."""
+    revocation store's connection pool), or through a ``limits`` storage URL; and whether
+    the limiter's script runs on the revocation store's Redis."""
     escalation = Escalation(
         after=settings.rate_limit_block_after,
         base=settings.rate_limit_block_seconds,
@@ -314,7 +319,7 @@ def _open_limits(
         RedisAttemptStore(client, prefix=prefix) if client else MemoryAttemptStore(clock=clock)
     )
     if primary is None:
-        return local, attempts
+        return local, attempts, False
 
     def changed(down: bool, reason: str) -> None:
         if down:
@@ -325,4 +330,5 @@ def _open_limits(
         else:
             events.emit_soon("rate_limit_store_recovered", details="shared rate limits again")
 
-    return ResilientLimiter(primary, local, on_change=changed), attempts
+    shares = isinstance(primary, RedisLimiter)
+    return ResilientLimiter(primary, local, on_change=changed), attempts, shares

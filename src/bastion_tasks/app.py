@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from starlette.responses import JSONResponse
 
 from bastion.clock import Clock
@@ -91,9 +91,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        # A body of a type the route does not take is a 415; deny by default: a route
-        # that declares no requirement refuses every request.
-        dependencies=[Depends(require_declared_media_type), Depends(guard.gate)],
+        dependencies=[Depends(_route_checks(guard))],
     )
     # An exact path or nothing: no redirect from /tasks/ to /tasks (nor any other).
     app.router.redirect_slashes = False
@@ -158,6 +156,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             fail_closed=settings.rate_limit_on_store_failure == "fail-closed",
             access_cookie=cookies.names.access,
             on_blocked=metrics.count_blocked if metrics else None,
+            revocation_reads=security.revocation_reads,
         )
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
@@ -172,6 +171,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     if metrics is not None:  # outside the request context: it sees the final status
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _route_checks(guard: Guard) -> Callable[[Request], Awaitable[None]]:
+    """The app-wide dependency, one for both checks (each dependency costs a solve per
+    request): a body of a type the route does not take is a 415; deny by default: a
+    route that declares no requirement refuses every request."""
+
+    async def route_checks(request: Request) -> None:
+        await require_declared_media_type(request)
+        await guard.gate(request)
+
+    return route_checks
 
 
 def _add_metrics(app: FastAPI, guard: Guard, security: Security) -> Metrics | None:

@@ -9,8 +9,10 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import APIRouter
 
-from bastion.fastapi import route_table
+from bastion.fastapi import match_route, route_table
+from bastion.fastapi.routes import RouteIndex
 from bastion.stores import EventQuery
 from bastion_tasks import create_app
 from tests.conftest import make_settings
@@ -99,3 +101,34 @@ def test_the_openapi_schema_documents_each_protected_routes_bearer_scheme(app: A
     operation = schema["paths"]["/tasks/{task_id}"]["delete"]
     assert operation["security"] == [{"OAuth2PasswordBearer": []}]
     assert "404" in operation["responses"]
+
+
+def test_the_route_index_finds_what_the_whole_table_finds(app: Any) -> None:
+    """The rate limiter's index (by first path segment) answers as the whole table."""
+    table = route_table(app.routes)
+    index = RouteIndex(table)
+    paths = [e.path.replace("{", "").replace("}", "") for e in table]
+    paths += ["/", "", "/nope", "/tasks/", "/tasks/x/y", "//tasks", "/auth", "relative"]
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "get"]
+
+    answers = [(index.match(m, p), match_route(table, m, p)) for p in paths for m in methods]
+
+    assert all(a[0] is b[0] and a[1:] == b[1:] for a, b in answers)
+    assert {status for (_, _, status), _ in answers} == {200, 404, 405}
+
+
+def test_the_route_index_keeps_a_parameter_first_segment_in_every_bucket() -> None:
+    router = APIRouter()
+    for path in ("/tasks/{task_id}", "/{anything}/x", "/tasks/x"):
+        router.add_api_route(path, _endpoint, methods=["GET"])
+    entries = route_table(router.routes)
+    index = RouteIndex(entries)
+
+    assert index.match("GET", "/tasks/x")[0] is entries[0]  # the table's order wins
+    assert index.match("GET", "/other/x")[0] is entries[1]
+    assert index.match("POST", "/other/x")[2] == 405
+    assert index.match("GET", "/tasks/x/y")[2] == 404
+
+
+async def _endpoint() -> None:
+    return None

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from bastion.throttle import (
     Check,
@@ -132,3 +133,29 @@ async def test_repeat_offenders_are_blocked_for_doubling_times(make_limiter) -> 
     assert again[-1].retry_after == 2  # doubled, and capped at 2
     # Another caller is not blocked.
     assert (await limiter.acquire(roomy, offender="ip:10")).allowed
+
+
+async def test_keys_read_along_come_back_with_the_verdict_on_redis_only(
+    make_limiter, redis_prefix: str
+) -> None:
+    limiter = await make_limiter()
+    present, missing = f"{redis_prefix}{secrets.token_hex(4)}", f"{redis_prefix}absent"
+    client = aioredis.Redis.from_url(REDIS_URL)
+    await client.set(present, b"7|member|1", px=60_000)
+    await client.aclose()
+    policy = Policy("writes", 1, 60)
+    check = [Check(policy, f"user:{secrets.token_hex(4)}")]
+
+    allowed = await limiter.acquire(check, offender="user:a", reads=[present, missing])
+    refused = await limiter.acquire(check, offender="user:a", reads=[present, missing])
+
+    assert allowed.allowed
+    assert not refused.allowed
+    if isinstance(limiter, RedisLimiter):
+        assert allowed.reads == refused.reads == (b"7|member|1", None)
+        # The counts are unchanged by the reads around them.
+        assert allowed.states[0].remaining == 0
+        assert refused.violated == ("writes",)
+    else:
+        assert allowed.reads is None
+        assert refused.reads is None

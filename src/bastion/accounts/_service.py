@@ -32,6 +32,7 @@ from bastion.events import EventLog, RequestContext
 from bastion.net import rate_partition
 from bastion.passwords import BreachChecks, PasswordHasher, PasswordPolicy
 from bastion.stores import Account, AccountChange, AuthSession, SecurityEvent, Stores, UserState
+from bastion.stores.redis import RedisRevocationStore
 from bastion.throttle import LoginDefence, LoginGate, StoreUnavailableError, Verdict
 from bastion.tokens import AccessClaims, AccessTokens
 from bastion.tokens.refresh import new_refresh_token, refresh_digest
@@ -512,8 +513,20 @@ class AccountService:
         await self._events.emit("token_refreshed", context=context, user_id=str(account.id))
         return self._pair(account, session, new_token, now)
 
+    def revocation_keys(self, claims: AccessClaims) -> list[str] | None:
+        """The Redis keys :meth:`authenticate` reads for this token, for the rate
+        limiter's script to read along in its round trip (None: the store is not Redis)."""
+        store = self._stores.revocation
+        if not isinstance(store, RedisRevocationStore):
+            return None
+        return store.check_keys(claims.sub, _revocation_ids(claims))
+
     async def authenticate(
-        self, access_token: str, *, verified: AccessClaims | None = None
+        self,
+        access_token: str,
+        *,
+        verified: AccessClaims | None = None,
+        revocation: Sequence[bytes | None] | None = None,
     ) -> Principal:
         """Verify an access token and check it against the revocation state.
 
@@ -525,11 +538,15 @@ class AccountService:
 
         ``verified`` are the claims of ``access_token`` when its signature and times were
         checked already in this request (by the rate limiter); never from elsewhere.
+        ``revocation`` are the values of :meth:`revocation_keys` for these claims, read
+        in this request by the rate limiter's script: then no round trip of its own.
         """
         claims = verified if verified is not None else self._access.verify(access_token)
-        state, revoked = await self._stores.revocation.check(
-            claims.sub, (claims.jti, f"sid:{claims.sid}")
-        )
+        store = self._stores.revocation
+        if revocation is not None and isinstance(store, RedisRevocationStore):
+            state, revoked = store.read_check(revocation)
+        else:
+            state, revoked = await store.check(claims.sub, _revocation_ids(claims))
         if revoked:
             raise InvalidTokenError("token revoked")
         if state is None:
@@ -753,3 +770,8 @@ def _clip(value: str | None, limit: int = 512) -> str | None:
 
 def _from_ts(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _revocation_ids(claims: AccessClaims) -> tuple[str, str]:
+    """What revokes an access token: its own ``jti``, or its session."""
+    return (claims.jti, f"sid:{claims.sid}")

@@ -14,7 +14,7 @@ token) with that decision.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, NoReturn, Protocol, TypeVar
 from uuid import UUID
@@ -51,10 +51,26 @@ from bastion.throttle import Check, Limiter, Policy
 
 __all__ = ["Authorized", "Guard", "ObjectResolver", "Resolved"]
 
-# auto_error=False: a missing token is our 401 problem, not FastAPI's plain 401. Tokens are
-# read from the Authorization header only; ``?access_token=`` is never looked at (RFC 6750
-# §2.3 is optional and leaks tokens into logs).
-_bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+class _SignedIn(OAuth2PasswordBearer):
+    """A signed-in route's dependency: reads the bearer token and runs the guard's check.
+
+    It is the OAuth2 bearer scheme itself (the OpenAPI document shows it on the route)
+    rather than a function depending on one: one dependency to solve per request, not
+    two. ``auto_error=False``: a missing token is our 401 problem, not FastAPI's plain
+    401. Tokens are read from the Authorization header only; ``?access_token=`` is never
+    looked at (RFC 6750 §2.3 is optional and leaks tokens into logs).
+    """
+
+    def __init__(self, check: Callable[[Request, str | None], Awaitable[Any]]) -> None:
+        super().__init__(
+            tokenUrl="/auth/token", auto_error=False, scheme_name="OAuth2PasswordBearer"
+        )
+        self._check = check
+
+    async def __call__(self, request: Request) -> Any:  # type: ignore[override]
+        return await self._check(request, await super().__call__(request))
+
 
 T = TypeVar("T")
 
@@ -155,21 +171,19 @@ class Guard:
         return self._signed_in(Requirement.permission(*permissions))
 
     def _signed_in(self, requirement: Requirement) -> Any:
-        async def signed_in(request: Request, token: str | None = Depends(_bearer)) -> Principal:
+        async def signed_in(request: Request, token: str | None) -> Principal:
             principal = await self._authenticate(request, token)
             await self.enforce(request, decide_route(requirement, principal.subject, self.roles))
             return principal
 
-        return _declared(requirement, signed_in)
+        return _declared(requirement, _SignedIn(signed_in))
 
     def require_object(self, rule: ObjectRule, resolver: ObjectResolver[Any]) -> Any:
         """The role must hold ``rule.permission`` and the caller's relation to the object
         of the path must satisfy ``rule``; the route receives :class:`Authorized`."""
         requirement = Requirement.permission(rule=rule, resolver=resolver)
 
-        async def object_permitted(
-            request: Request, token: str | None = Depends(_bearer)
-        ) -> Authorized[Any]:
+        async def object_permitted(request: Request, token: str | None) -> Authorized[Any]:
             principal = await self._authenticate(request, token)
             subject = principal.subject
             await self.enforce(request, decide_route(requirement, subject, self.roles))
@@ -179,7 +193,7 @@ class Guard:
             await self.enforce(request, decision, quiet=not found.exists)
             return Authorized(principal, found.resource, decision)
 
-        return _declared(requirement, object_permitted)
+        return _declared(requirement, _SignedIn(object_permitted))
 
     async def _decide_object(
         self,
@@ -209,10 +223,16 @@ class Guard:
         try:
             if not token:
                 raise InvalidTokenError("no bearer token")
-            # The rate limiter verified the signature already; the revocation check is ours.
-            verified = getattr(request.state, "verified_token", None)
+            # The rate limiter verified the signature already, and on Redis read the
+            # revocation state along: both only for this very token.
+            state = request.scope.get("state", {})
+            verified = state.get("verified_token")
             claims = verified[1] if verified and verified[0] == token else None
-            principal = await self.service.authenticate(token, verified=claims)
+            read = state.get("revocation_read")
+            revocation = read[1] if read and read[0] == token and claims else None
+            principal = await self.service.authenticate(
+                token, verified=claims, revocation=revocation
+            )
         except InvalidTokenError as exc:
             request.state.decision = Decision("deny", "no valid access token", http_status=401)
             self.events.emit_soon(

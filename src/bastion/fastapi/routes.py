@@ -24,6 +24,7 @@ __all__ = [
     "RATE_ATTRIBUTE",
     "REQUIREMENT_ATTRIBUTE",
     "RouteEntry",
+    "RouteIndex",
     "match_route",
     "rate_class_of",
     "requirement_of",
@@ -118,3 +119,31 @@ def match_route(
             return entry, params, 200
         path_only = True
     return None, {}, 405 if path_only else 404
+
+
+def _first_segment(path: str) -> str:
+    return path.split("/", 2)[1] if path.startswith("/") else path
+
+
+class RouteIndex:
+    """:func:`match_route` over the entries that could match a path's first segment:
+    those whose first segment is that literal text, and those whose first segment holds
+    a parameter, in the table's order (so the answer is the whole table's)."""
+
+    def __init__(self, table: Iterable[RouteEntry]) -> None:
+        entries = list(table)
+        firsts = [_first_segment(e.path) for e in entries]
+        self._wild = [e for e, first in zip(entries, firsts, strict=True) if "{" in first]
+        self._buckets = {
+            segment: [
+                e
+                for e, first in zip(entries, firsts, strict=True)
+                if first in (segment,) or "{" in first
+            ]
+            for segment in set(firsts)
+            if "{" not in segment
+        }
+
+    def match(self, method: str, path: str) -> tuple[RouteEntry | None, dict[str, Any], int]:
+        candidates = self._buckets.get(_first_segment(path), self._wild)
+        return match_route(candidates, method, path)

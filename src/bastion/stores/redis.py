@@ -1,8 +1,10 @@
 """Redis revocation store: every instance sees a logout or demotion at once.
 
 One request costs one round trip: the user's state and the token's ``jti`` are read in
-one pipeline. Keys live under a configurable prefix so tenants and test runs never
-collide.
+one ``MGET``; or none of its own, when the rate limiter's script reads the same keys
+along (:meth:`RedisRevocationStore.check_keys`,
+:meth:`RedisRevocationStore.read_check`). Keys live under a configurable prefix so
+tenants and test runs never collide.
 """
 
 from __future__ import annotations
@@ -55,17 +57,24 @@ class RedisRevocationStore:
     def _denied_key(self, token_id: str) -> str:
         return f"{self._prefix}denied:{token_id}"
 
+    def check_keys(self, user_id: str, token_ids: Sequence[str]) -> list[str]:
+        """The keys :meth:`check` reads, for a caller that reads them itself (the rate
+        limiter's script, in the same round trip as the limits)."""
+        return [self._user_key(user_id), *(self._denied_key(t) for t in token_ids)]
+
+    @staticmethod
+    def read_check(values: Sequence[bytes | str | None]) -> tuple[UserState | None, bool]:
+        """:meth:`check`'s answer from the values of :meth:`check_keys`, in order."""
+        raw_state, *denied = values
+        return (_decode(raw_state) if raw_state else None), any(v is not None for v in denied)
+
     async def check(self, user_id: str, token_ids: Sequence[str]) -> tuple[UserState | None, bool]:
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.get(self._user_key(user_id))
-                if token_ids:  # EXISTS takes at least one key
-                    pipe.exists(*[self._denied_key(t) for t in token_ids])
-                raw_state, *revoked = await pipe.execute()
+            values = await self._redis.mget(self.check_keys(user_id, token_ids))
         except (RedisError, OSError) as exc:
             # Fail closed: without the revocation state no token is believed.
             raise ServiceUnavailableError("revocation store unavailable") from exc
-        return (_decode(raw_state) if raw_state else None), any(revoked)
+        return self.read_check(values)
 
     async def put_user_state(self, user_id: str, state: UserState) -> None:
         encoded = f"{state.token_version}|{state.role}|{int(state.is_active)}"

@@ -93,7 +93,10 @@ class MemoryLimiter:
     def _now(self) -> float:
         return self._clock.now().timestamp() * 1000
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict:
+    async def acquire(
+        self, checks: Sequence[Check], *, offender: str | None, reads: Sequence[str] = ()
+    ) -> Verdict:
+        """``reads`` are not read here: :attr:`Verdict.reads` is None."""
         now = self._now()
         block_ttl = self._state.ttl(f"block:{offender}", now) if offender else 0.0
         steps = [gcra(self._state.get(c.storage_key, now), now, c.policy) for c in checks]

@@ -55,7 +55,10 @@ class LimitsLimiter:
     def _key(self, name: str) -> str:
         return f"{self._prefix}:{name}"
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict:
+    async def acquire(
+        self, checks: Sequence[Check], *, offender: str | None, reads: Sequence[str] = ()
+    ) -> Verdict:
+        """``reads`` are not read here: :attr:`Verdict.reads` is None."""
         try:
             return await self._acquire(checks, offender)
         except StoreUnavailableError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Sequence
@@ -64,7 +63,7 @@ class Check:
     policy: Policy
     key: str
 
-    @functools.cached_property
+    @property  # not cached: a Check lives one request, and cached_property locks (3.11)
     def storage_key(self) -> str:
         return f"{self.policy.name}|{self.key}"
 
@@ -102,7 +101,8 @@ class Verdict:
     ``retry_after`` (seconds) says when the refused request could pass; ``violated`` names
     the refusing policies (empty for a repeat-offender block, ``blocked``).
     ``escalated_to`` is the block level this refusal started (0: none). ``degraded``
-    says the shared store failed and the in-process limiter decided.
+    says the shared store failed and the in-process limiter decided. ``reads`` holds the
+    values of the keys ``acquire`` was asked to read along (None: this limiter cannot).
     """
 
     allowed: bool
@@ -112,6 +112,7 @@ class Verdict:
     blocked: bool = False
     escalated_to: int = 0
     degraded: bool = False
+    reads: tuple[bytes | None, ...] | None = None
 
     @property
     def closest(self) -> PolicyState | None:
@@ -137,11 +138,17 @@ class Limiter(Protocol):
     none otherwise; ``offender`` names the caller for repeat-offender blocks (None: no
     blocking, for partitions an attacker could fill on someone else's behalf).
 
+    ``reads`` names keys of the limiter's store to read in the same round trip (the
+    revocation state of the request's token, on Redis); their values come back in
+    :attr:`Verdict.reads`, or None from a limiter whose store does not hold them.
+
     Raises:
         StoreUnavailableError: the shared store did not answer.
     """
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict: ...
+    async def acquire(
+        self, checks: Sequence[Check], *, offender: str | None, reads: Sequence[str] = ()
+    ) -> Verdict: ...
 
     async def peek(self, checks: Sequence[Check]) -> tuple[PolicyState, ...]:
         """The state of each check without consuming anything."""

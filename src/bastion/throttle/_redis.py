@@ -5,8 +5,10 @@ and need a second call for what is left and when it resets, so a request under t
 policies costs six round trips and the policies are not refused together (measured in
 ``bench/limiter.py``). This script answers the whole request in one round trip,
 atomically, with the same GCRA as :class:`~bastion.throttle.MemoryLimiter`, on Redis's
-clock so every instance agrees. ``limits`` still serves Redis Cluster and Sentinel
-(:class:`~bastion.throttle.LimitsLimiter`), where one script cannot span hash slots.
+clock so every instance agrees; it also reads the keys the caller names (the token's
+revocation state), so a guarded request costs one round trip in all. ``limits`` still
+serves Redis Cluster and Sentinel (:class:`~bastion.throttle.LimitsLimiter`), where one
+script cannot span hash slots.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from bastion.throttle._model import (
 
 __all__ = ["RedisLimiter"]
 
-# KEYS: block, level, strikes, then one per policy.
+# KEYS: block, level, strikes, then one per policy, then the keys to read along.
 # ARGV: n, after, strike window ms, base ms, cap ms, decay ms, then quota and window ms per policy.
-# Returns: allowed, wait ms, escalated level, blocked, then remaining, reset ms, refused per policy.
+# Returns: allowed, wait ms, escalated level, blocked, then the value of each key read
+# along (nil when missing), then remaining, reset ms, refused per policy.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -41,6 +44,9 @@ local block_ttl = redis.call('PTTL', KEYS[1])
 local allowed = block_ttl <= 0
 local wait = 0
 local out = {}
+for j = 4 + n, #KEYS do
+  out[#out + 1] = redis.call('GET', KEYS[j])
+end
 local tats = {}
 local refused_any = false
 for i = 1, n do
@@ -130,11 +136,15 @@ class RedisLimiter:
         client = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         return cls(client, owns_client=True, prefix=prefix, escalation=escalation)
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict:
+    async def acquire(
+        self, checks: Sequence[Check], *, offender: str | None, reads: Sequence[str] = ()
+    ) -> Verdict:
+        """``reads`` are whole key names (no prefix is added), read in the same script."""
         rules = self._escalation
         name = offender or "-"  # "-" is never an offender: its block key never exists
         keys = [f"{self._prefix}{part}:{name}" for part in ("block", "level", "strikes")]
         keys += [self._prefix + c.storage_key for c in checks]
+        keys += reads
         args: list[int] = [
             len(checks),
             rules.after if offender else 0,
@@ -149,13 +159,15 @@ class RedisLimiter:
             raw = await self._acquire(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(repr(exc)) from exc
-        allowed, wait, escalated, blocked, *rest = (int(v) for v in raw)
+        read = tuple(raw[4 : 4 + len(reads)])
+        allowed, wait, escalated, blocked = (int(v) for v in raw[:4])
+        rest = [int(v) for v in raw[4 + len(reads) :]]
         states = tuple(
             PolicyState(check.policy, rest[3 * i], ceil_seconds(rest[3 * i + 1]))
             for i, check in enumerate(checks)
         )
         if allowed:
-            return Verdict(True, states)
+            return Verdict(True, states, reads=read)
         violated = tuple(
             dict.fromkeys(c.policy.name for i, c in enumerate(checks) if rest[3 * i + 2])
         )
@@ -166,6 +178,7 @@ class RedisLimiter:
             () if blocked else violated,
             blocked=bool(blocked),
             escalated_to=escalated,
+            reads=read,
         )
 
     async def peek(self, checks: Sequence[Check]) -> tuple[PolicyState, ...]:

@@ -68,10 +68,13 @@ class ResilientLimiter:
     def _skip_primary(self) -> bool:
         return self._down and time.monotonic() < self._next_try
 
-    async def acquire(self, checks: Sequence[Check], *, offender: str | None) -> Verdict:
+    async def acquire(
+        self, checks: Sequence[Check], *, offender: str | None, reads: Sequence[str] = ()
+    ) -> Verdict:
+        """``reads`` go to the shared store; a degraded verdict has none."""
         if not self._skip_primary():
             try:
-                verdict = await self._primary.acquire(checks, offender=offender)
+                verdict = await self._primary.acquire(checks, offender=offender, reads=reads)
             except StoreUnavailableError as exc:
                 self._failed(exc)
             else:

@@ -4,13 +4,15 @@ Every request is checked against the ``ip`` policy for its client address and ag
 the policy of its route class (``reads``, ``writes``, ``deletes``, or the class a route
 declares, such as ``login-ip``), keyed by the signed-in user when the bearer token's
 signature verifies, else by the IP. All of them in one limiter call, before the body is
-read. Limited responses carry the draft-ietf-httpapi-ratelimit-headers-10 fields; a
-refusal is 429 with ``Retry-After`` and the ``quota-exceeded`` problem type.
+read; on Redis the same script reads the token's revocation state along, which the guard
+then uses (one round trip a request). Limited responses carry the
+draft-ietf-httpapi-ratelimit-headers-10 fields; a refusal is 429 with ``Retry-After``
+and the ``quota-exceeded`` problem type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -23,7 +25,7 @@ from bastion.fastapi.problems import (
     send_problem,
     send_problem_body,
 )
-from bastion.fastapi.routes import match_route, route_table
+from bastion.fastapi.routes import RouteIndex, route_table
 from bastion.net import TrustedProxies, rate_partition
 from bastion.throttle import Check, Limiter, Policy, Verdict
 
@@ -80,11 +82,14 @@ class RateLimitMiddleware:
         fail_closed: bool = False,
         access_cookie: str | None = None,
         on_blocked: Callable[[], None] | None = None,
+        revocation_reads: Callable[[Any], Sequence[str] | None] | None = None,
     ) -> None:
         """``verify_token(token)`` returns the claims of a validly signed access token
         (with ``sub``) or raises; ``fail_closed`` refuses every route, not only the
         credential routes, while the shared limiter store is down; ``on_blocked`` is
-        called for each refusal of a repeat-offender block, which logs no event."""
+        called for each refusal of a repeat-offender block, which logs no event;
+        ``revocation_reads(claims)`` names the revocation keys of a verified token for
+        the limiter to read along (only for a limiter on the revocation store's Redis)."""
         self.app = app
         self._limiter = limiter
         self._policies = dict(policies)
@@ -94,19 +99,20 @@ class RateLimitMiddleware:
         self._fail_closed = fail_closed
         self._access_cookie = access_cookie
         self._on_blocked = on_blocked
-        self._table: list[Any] | None = None
+        self._revocation_reads = revocation_reads
+        self._routes: RouteIndex | None = None
 
     def _route_class(self, scope: Scope) -> str:
-        if self._table is None:
-            self._table = route_table(scope["app"].routes)
-        entry, _, _ = match_route(self._table, scope["method"], scope["path"])
+        if self._routes is None:
+            self._routes = RouteIndex(route_table(scope["app"].routes))
+        entry, _, _ = self._routes.match(scope["method"], scope["path"])
         if entry is not None and entry.rate and entry.rate in self._policies:
             return entry.rate
         return method_class(scope["method"])
 
-    def _subject(self, scope: Scope) -> str | None:
-        """The user of a validly signed access token (bearer header, else the cookie
-        mode's access cookie), whose quota the request then counts against."""
+    def _claims(self, scope: Scope) -> Any:
+        """The claims of a validly signed access token (bearer header, else the cookie
+        mode's access cookie): its user's quota is the one the request counts against."""
         if self._verify is None:
             return None
         token = None
@@ -127,7 +133,7 @@ class RateLimitMiddleware:
         except Exception:
             return None  # refused later by the guard, with its own answer
         scope["state"]["verified_token"] = (token, claims)
-        return str(claims.sub)
+        return claims
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,16 +141,23 @@ class RateLimitMiddleware:
             return
         ip = client_ip_of(scope, self._proxies)
         route_class = self._route_class(scope)
-        subject = self._subject(scope)
+        claims = self._claims(scope)
+        subject = str(claims.sub) if claims is not None else None
         ip_key = f"ip:{rate_partition(ip)}"
         caller = f"user:{subject}" if subject and route_class not in CREDENTIAL_CLASSES else ip_key
         checks = [Check(self._policies[route_class], caller)]
         if "ip" in self._policies:
             checks.insert(0, Check(self._policies["ip"], ip_key))
+        reads: Sequence[str] = ()
+        if claims is not None and self._revocation_reads is not None:
+            reads = self._revocation_reads(claims) or ()
         verdict = await self._limiter.acquire(
-            checks, offender=f"user:{subject}" if subject else ip_key
+            checks, offender=f"user:{subject}" if subject else ip_key, reads=reads
         )
         scope["state"]["rate_limit"] = verdict
+        if reads and verdict.reads is not None:
+            token = scope["state"]["verified_token"][0]
+            scope["state"]["revocation_read"] = (token, verdict.reads)
         headers = rate_headers(verdict)
         if verdict.degraded and (self._fail_closed or route_class in CREDENTIAL_CLASSES):
             await self._unavailable(scope, send)
