@@ -336,6 +336,7 @@ def redis_round_trips(url: str, headers: dict[str, str], prefix: str, requests: 
                     break
                 seen.append(str(command.get("client_type", "")) + " " + command["command"])
 
+    time.sleep(2)  # the requests still queued from the last load would be counted too
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     ready.wait(5)
