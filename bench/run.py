@@ -532,20 +532,23 @@ def guard_group(
     bare = Server(
         "bare", uvicorn(sys.executable, "bare:app"), dict(os.environ), SERVER_CPU, work / "bare.log"
     )
-    memory = Server(
-        "guard-memory",
-        uvicorn(sys.executable, "guarded:create", "--factory"),
-        bastion_env(work / "memory", f"sqlite+aiosqlite:///{work / 'memory' / 'bastion.db'}", None),
-        SERVER_CPU,
-        work / "guard-memory.log",
-    )
-    last = Server(
-        "guard-memory-last",
-        uvicorn(sys.executable, "guarded:create_last", "--factory"),
-        bastion_env(work / "last", f"sqlite+aiosqlite:///{work / 'last' / 'bastion.db'}", None),
-        SERVER_CPU,
-        work / "guard-memory-last.log",
-    )
+
+    def embedded(name: str, factory: str) -> Server:
+        """A guarded app on the embedded default, with a migrated SQLite file of its own."""
+        folder = work / name
+        folder.mkdir()
+        database_url = f"sqlite+aiosqlite:///{folder / 'bastion.db'}"
+        migrate(database_url, folder)
+        return Server(
+            name,
+            uvicorn(sys.executable, f"guarded:{factory}", "--factory"),
+            bastion_env(folder, database_url, None),
+            SERVER_CPU,
+            work / f"{name}.log",
+        )
+
+    memory = embedded("guard-memory", "create")
+    last = embedded("guard-memory-last", "create_last")
     shared = Server(
         "guard-pg-redis",
         uvicorn(sys.executable, "guarded:create", "--factory"),
@@ -567,10 +570,7 @@ def guard_group(
         SERVER_CPU,
         work / "slowapi.log",
     )
-    for folder in ("memory", "last", "shared"):
-        (work / folder).mkdir()
-    migrate(memory.env["BASTION_DATABASE_URL"], work / "memory")
-    migrate(last.env["BASTION_DATABASE_URL"], work / "last")
+    (work / "shared").mkdir()
     start(servers, bare, memory, last, shared, users, slow)
     tokens = {
         "guard-memory": bastion_token(memory.url, "bench@example.com"),

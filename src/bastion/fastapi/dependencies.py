@@ -228,8 +228,7 @@ class Guard:
             state = request.scope.get("state", {})
             verified = state.get("verified_token")
             claims = verified[1] if verified and verified[0] == token else None
-            read = state.get("revocation_read")
-            revocation = read[1] if read and read[0] == token and claims else None
+            revocation = state.get("revocation_read") if claims is not None else None
             principal = await self.service.authenticate(
                 token, verified=claims, revocation=revocation
             )

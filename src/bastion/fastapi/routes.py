@@ -131,17 +131,12 @@ class RouteIndex:
     a parameter, in the table's order (so the answer is the whole table's)."""
 
     def __init__(self, table: Iterable[RouteEntry]) -> None:
-        entries = list(table)
-        firsts = [_first_segment(e.path) for e in entries]
-        self._wild = [e for e, first in zip(entries, firsts, strict=True) if "{" in first]
+        entries = [(_first_segment(e.path), e) for e in table]
+        self._wild = [e for first, e in entries if "{" in first]
+        literal = {first for first, _ in entries if "{" not in first}
         self._buckets = {
-            segment: [
-                e
-                for e, first in zip(entries, firsts, strict=True)
-                if first in (segment,) or "{" in first
-            ]
-            for segment in set(firsts)
-            if "{" not in segment
+            segment: [e for first, e in entries if first == segment or "{" in first]
+            for segment in literal
         }
 
     def match(self, method: str, path: str) -> tuple[RouteEntry | None, dict[str, Any], int]:

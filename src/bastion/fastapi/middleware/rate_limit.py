@@ -156,8 +156,8 @@ class RateLimitMiddleware:
         )
         scope["state"]["rate_limit"] = verdict
         if reads and verdict.reads is not None:
-            token = scope["state"]["verified_token"][0]
-            scope["state"]["revocation_read"] = (token, verdict.reads)
+            # The values belong to the token of ``verified_token``, whose claims named them.
+            scope["state"]["revocation_read"] = verdict.reads
         headers = rate_headers(verdict)
         if verdict.degraded and (self._fail_closed or route_class in CREDENTIAL_CLASSES):
             await self._unavailable(scope, send)
