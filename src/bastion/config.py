@@ -255,7 +255,7 @@ class Settings(BaseSettings):
     @classmethod
     def _alert_addresses(cls, value: list[str]) -> list[str]:
         for address in value:
-            normalize_email(address)  # raises InvalidEmailError, a ValueError
+            normalize_email(address, new=True)  # raises InvalidEmailError, a ValueError
         return value
 
     @field_validator("attachment_types")

@@ -185,7 +185,7 @@ class AccountService:
         """
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
-        email, key = normalize_email(email)
+        email, key = normalize_email(email, new=True)
         await self.check_password(password, email=email, display_name=display_name)
         password_hash = await self._hasher.hash(password)
         now = self._clock.now()
@@ -725,7 +725,7 @@ class AccountService:
         Raises:
             InvalidEmailError: not an email address.
         """
-        _, key = normalize_email(email)
+        _, key = normalize_email(email, new=True)
         resolved = await self._stores.accounts.resolve_id(key, reserve=True)
         assert resolved is not None
         return resolved
