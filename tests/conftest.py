@@ -84,6 +84,7 @@ async def redis_prefix() -> AsyncIterator[str]:
 
 
 _TABLES = [
+    "token_denials",
     "one_time_tokens",
     "refresh_tokens",
     "auth_sessions",

@@ -18,10 +18,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bastion._bounds import production_bounds, secret_weakness
 from bastion.accounts import normalize_email
 from bastion.alerts import configure_rules
 from bastion.authz import DEFAULT_GRANTS, Permission, RolePermissions
 from bastion.errors import ConfigurationError
+from bastion.net import ForwardingHeader
 from bastion.passwords import PROFILES, Argon2Profile, is_below_owasp_floor
 from bastion.throttle import Policy
 from bastion.uploads import SUPPORTED_TYPES
@@ -48,7 +50,6 @@ DEFAULT_POLICIES: dict[str, str] = {
 }
 
 _ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:]+\](:[0-9]{1,5})?")
-_SECRET_MIN_BYTES = 32  # RFC 7518 §3.2: an HS256 key is at least the hash output size.
 
 
 def _split_csv(value: object) -> object:
@@ -71,6 +72,9 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "bastion:"
     data_dir: Path = Path("./var")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The one header the trusted proxies set (docs/rate-limits.md, "Behind a proxy"); the
+    # others are the client's own words and are ignored.
+    forwarded_header: ForwardingHeader = "x-forwarded-for"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Host names the service answers for (``*.example.com`` for subdomains); empty: any
     # host in development, the host of BASTION_PUBLIC_URL in production.
@@ -121,6 +125,9 @@ class Settings(BaseSettings):
     login_stuffing_accounts: int = Field(default=10, ge=2)
     login_stuffing_window_seconds: int = Field(default=600, ge=10)
     login_stuffing_block_seconds: int = Field(default=900, ge=1)
+    # A device cookie dies this long after its login, whatever the browser keeps (at most
+    # 400 days: RFC 6265bis caps a cookie's lifetime there).
+    login_device_ttl_seconds: int = Field(default=180 * 86_400, ge=3_600, le=400 * 86_400)
 
     # Requests
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -134,6 +141,9 @@ class Settings(BaseSettings):
     attachment_types: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(SUPPORTED_TYPES)
     )
+    # The most bytes of attachments the tasks of one account may hold, whoever uploaded
+    # them (the task's owner is charged): past it an upload is 507 (docs/attachments.md).
+    attachment_quota_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=1024**4)
     docs_enabled: bool = True  # false: no /docs, /redoc, /openapi.json at all (404)
     # Who may read the docs and the schema (docs/api-docs.md): "public"; "admin", a
     # signed-in admin; "off". Unset: public in development, off in production.
@@ -158,6 +168,7 @@ class Settings(BaseSettings):
     verify_email_ttl_seconds: int = Field(default=86_400, ge=600, le=7 * 86_400)
     password_reset_ttl_seconds: int = Field(default=1_800, ge=300, le=86_400)
     unlock_link_ttl_seconds: int = Field(default=3_600, ge=300, le=86_400)
+    sign_in_link_ttl_seconds: int = Field(default=900, ge=300, le=3_600)
     mail_backend: Literal["outbox", "smtp"] = "outbox"
     mail_from: str = "Bastion <no-reply@localhost>"
     smtp_host: str | None = None
@@ -381,13 +392,11 @@ def _alert_findings(settings: Settings) -> list[Finding]:
         return []
     findings: list[Finding] = []
     secret = settings.alert_webhook_secret
-    if secret is None or len(secret.get_secret_value().encode()) < _SECRET_MIN_BYTES:
-        findings.append(
-            Finding(
-                "BASTION_ALERT_WEBHOOK_SECRET",
-                "the alert webhook needs a signing secret of at least 32 bytes",
-            )
-        )
+    weak = secret_weakness(
+        secret.get_secret_value() if secret else "", what="the alert webhook's signing secret"
+    )
+    if weak:
+        findings.append(Finding("BASTION_ALERT_WEBHOOK_SECRET", weak))
     if settings.is_production and not settings.alert_webhook_url.startswith("https://"):
         findings.append(
             Finding(
@@ -419,11 +428,12 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
     if not settings.cookie_secure:
         findings.append(Finding("BASTION_COOKIE_SECURE", "cookies must be Secure"))
     if settings.jwt_algorithm == "HS256":
-        secret = settings.jwt_secret.get_secret_value().encode() if settings.jwt_secret else b""
-        if len(secret) < _SECRET_MIN_BYTES:
-            findings.append(
-                Finding("BASTION_JWT_SECRET", "HS256 needs a secret of at least 32 bytes")
-            )
+        weak = secret_weakness(
+            settings.jwt_secret.get_secret_value() if settings.jwt_secret else "",
+            what="the HS256 secret",
+        )
+        if weak:
+            findings.append(Finding("BASTION_JWT_SECRET", weak))
     elif not keys_exist:
         findings.append(
             Finding(
@@ -468,6 +478,9 @@ def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
         )
     if settings.is_production:  # the outbox and plain links are the development default
         findings.extend(_mail_findings(settings))
+    # Bounds on secrets, limits, transports and proxies: reported in development too, so a
+    # team sees what production will refuse.
+    findings.extend(Finding(setting, why) for setting, why in production_bounds(settings))
     findings.extend(_alert_findings(settings))
     if settings.database_url.startswith("sqlite"):
         findings.append(

@@ -20,6 +20,8 @@ Every error carries a stable ``code`` (the slug of its RFC 9457 problem type,
     ├── RateLimitedError              quota-exceeded        429
     ├── ServiceBusyError              service-busy          503
     └── ServiceUnavailableError       service-unavailable   503
+        ├── DatabaseUnavailableError  service-unavailable   503
+        └── RevocationCacheColdError  service-unavailable   503
 
 Inside the core, errors are precise (``InvalidTokenError("expired")``); at the HTTP
 edge every credential failure becomes one opaque response (OWASP Authentication
@@ -29,12 +31,15 @@ logs and security events only and is never sent to a client.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 __all__ = [
     "AuthenticationError",
     "BastionError",
     "CSRFError",
     "ConfigurationError",
     "ConflictError",
+    "DatabaseUnavailableError",
     "InvalidCredentialsError",
     "InvalidLinkError",
     "InvalidTokenError",
@@ -43,6 +48,7 @@ __all__ = [
     "PasswordPolicyError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RevocationCacheColdError",
     "ServiceBusyError",
     "ServiceUnavailableError",
     "TokenReuseError",
@@ -209,3 +215,29 @@ class ServiceUnavailableError(BastionError):
     code = "service-unavailable"
     title = "Service unavailable"
     status = 503
+
+
+class RevocationCacheColdError(ServiceUnavailableError):
+    """The revocation cache has not been filled from the durable record (a fresh process,
+    or Redis lost its data): its "not revoked" cannot be believed until it is rebuilt."""
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The database does not answer: the connection is refused, lost or timed out, the
+    server is starting up, shutting down or read-only after a failover, or SQLite stayed
+    locked past its busy timeout (``bastion.stores.sql.unavailable`` decides). Nothing of
+    the failed transaction is kept; the same request may succeed once it answers again.
+
+    ``outage`` is the engine's :class:`~bastion.stores.sql.DatabaseOutage` (or None):
+    the web layer tells it of each request refused, so that the outage is logged once
+    with its count instead of once per request."""
+
+    def __init__(self, reason: str = "", *, outage: Refusals | None = None) -> None:
+        super().__init__(reason)
+        self.outage = outage
+
+
+class Refusals(Protocol):
+    """What counts the requests refused during an outage."""
+
+    def refused(self) -> None: ...

@@ -5,8 +5,15 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Sequence
+from typing import Literal
 
-__all__ = ["TrustedProxies", "forwarded_for", "rate_partition"]
+__all__ = [
+    "FORWARDING_HEADERS",
+    "ForwardingHeader",
+    "TrustedProxies",
+    "forwarded_for",
+    "rate_partition",
+]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -47,18 +54,30 @@ def rate_partition(ip: str | None) -> str:
     return str(address)
 
 
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+ForwardingHeader = Literal["x-forwarded-for", "forwarded", "x-real-ip"]
+
+
 class TrustedProxies:
     """Decide the client IP of a request (ASVS 4.1.3; OWASP API8 "uniform processing").
 
     The socket peer is the client unless it is one of the configured proxy networks;
-    then the right-most address of ``Forwarded`` (RFC 7239), or else of
-    ``X-Forwarded-For``, that is not itself a trusted proxy is. Everything left of it
-    was written by the client and is not believed, so a spoofed header from an untrusted
-    peer changes nothing.
+    then the right-most address of the one forwarding header the proxy sets (``header``:
+    ``X-Forwarded-For`` by default, ``Forwarded`` of RFC 7239, or ``X-Real-IP``) that is
+    not itself a trusted proxy is. Every other forwarding header is ignored: proxies
+    append to their own header and pass the others through untouched, so those are the
+    client's own words. Everything left of the right-most untrusted hop was written by
+    the client too and is not believed.
     """
 
-    def __init__(self, networks: Sequence[str] = ()) -> None:
+    def __init__(
+        self, networks: Sequence[str] = (), *, header: ForwardingHeader = "x-forwarded-for"
+    ) -> None:
+        if header not in FORWARDING_HEADERS:
+            raise ValueError(f"unknown forwarding header {header!r}; one of {FORWARDING_HEADERS}")
         self._networks: list[_Network] = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self.header = header
+        self.header_key = header.encode("latin-1")  # as ASGI scopes carry header names
 
     def _trusted(self, address: str) -> bool:
         try:
@@ -67,18 +86,21 @@ class TrustedProxies:
             return False
         return any(ip in network for network in self._networks)
 
-    def client_ip(
-        self, peer: str | None, x_forwarded_for: str | None, forwarded: str | None = None
-    ) -> str | None:
+    def _hops(self, values: Sequence[str]) -> list[str]:
+        # Several lines of one field are one comma-separated list, in order (RFC 9110 §5.3).
+        joined = ",".join(values)
+        if self.header == "forwarded":
+            return forwarded_for(joined)
+        return [hop.strip().strip("[]") for hop in joined.split(",")]
+
+    def client_ip(self, peer: str | None, values: Sequence[str] = ()) -> str | None:
+        """The client address, given the socket ``peer`` and every value of the
+        configured forwarding header, in the order received."""
         if not self._networks or peer is None or not self._trusted(peer):
             return peer
-        if forwarded:
-            hops = forwarded_for(forwarded)
-        elif x_forwarded_for:
-            hops = [h.strip().strip("[]") for h in x_forwarded_for.split(",")]
-        else:
+        if not values:
             return peer
-        for hop in reversed(hops):
+        for hop in reversed(self._hops(values)):
             try:
                 address = str(ipaddress.ip_address(hop))
             except ValueError:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from bastion.accounts import AccountLifecycle, AccountService, Letters
 from bastion.alerts import AlertEngine, AlertMail, AlertWebhook, configure_rules
@@ -19,6 +20,7 @@ from bastion.clock import Clock, SystemClock
 from bastion.config import Finding, Settings, check_settings
 from bastion.errors import ConfigurationError
 from bastion.events import EventLog, EventSink, JSONLinesSink, StoreSink
+from bastion.events.chain import HEAD_FILE, ChainHead
 from bastion.mail import Mailer, OutboxMailer, Postman, SMTPMailer
 from bastion.passwords import (
     BreachCheck,
@@ -44,19 +46,28 @@ from bastion.throttle import (
     RedisLimiter,
     ResilientLimiter,
 )
-from bastion.tokens import AccessClaims, AccessTokens, KeySet, ensure_key_file, load_key_file
+from bastion.tokens import (
+    AccessClaims,
+    AccessTokens,
+    KeyRing,
+    KeySet,
+    ensure_key_file,
+    load_key_file,
+)
 from bastion.tokens.onetime import OneTimeTokens
 
-__all__ = ["Security", "load_keys", "open_security"]
+__all__ = ["Security", "key_retention", "load_keys", "open_security"]
 
 _logger = logging.getLogger("bastion")
+# How far a token's times may be off the clock (at most 30 s, AccessTokens' bound).
+_TOKEN_LEEWAY = timedelta(seconds=30)
 
 
 @dataclass
 class Security:
     settings: Settings
     stores: Stores
-    keys: KeySet
+    keys: KeyRing  # follows the key file: rotations and revocations without a restart
     access_tokens: AccessTokens
     hasher: PasswordHasher
     policy: PasswordPolicy
@@ -73,6 +84,19 @@ class Security:
     # The revocation keys of a token, for the rate limiter's script to read along: set
     # when the limiter's store is the revocation store's Redis (one round trip a request).
     revocation_reads: Callable[[AccessClaims], list[str] | None] | None = None
+    # Production without Redis: this process's claim on the data folder (one process only).
+    process_lock: SingleProcessLock | None = None
+
+    async def start(self) -> None:
+        """Fill the revocation cache from the database's durable record before serving.
+
+        A failure is logged, not raised: until a rebuild succeeds (each authenticated
+        request tries one), every token check fails closed (503).
+        """
+        try:
+            await self.accounts.restore_revocations()
+        except Exception as exc:  # logged: requests retry the rebuild, failing closed
+            _logger.warning("revocation cache not rebuilt at start-up: %r", exc)
 
     async def drain(self) -> None:
         """Wait for the background work: alerts (which may post mail), emails, events."""
@@ -93,6 +117,36 @@ class Security:
         if self.login_defence is not None:
             await self.login_defence.aclose()
         await self.stores.aclose()
+        if self.process_lock is not None:
+            self.process_lock.release()
+
+
+class SingleProcessLock:
+    """An exclusive lock on ``<data dir>/single-process.lock`` for the life of the process.
+
+    In-process stores (revocations, cached roles, rate limits) are one process's memory:
+    a second worker of any server (uvicorn, gunicorn, hypercorn...) would not see a
+    logout or a demotion made through the first. Production without Redis therefore
+    refuses to start a second process on the same data folder.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        import fcntl
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self._file = (folder / "single-process.lock").open("a")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            raise ConfigurationError(
+                "BASTION_REDIS_URL",
+                "another process of this service already runs on this data folder; several "
+                "workers or instances must share their state through Redis",
+            ) from None
+
+    def release(self) -> None:
+        self._file.close()  # closing the file drops the lock
 
 
 def load_keys(settings: Settings, *, clock: Clock | None = None) -> tuple[KeySet, bool]:
@@ -109,26 +163,44 @@ def load_keys(settings: Settings, *, clock: Clock | None = None) -> tuple[KeySet
     return ensure_key_file(settings.keys_path, settings.jwt_algorithm, clock=clock)
 
 
+def key_retention(settings: Settings) -> timedelta:
+    """How long a retired signing key keeps verifying: the access-token lifetime plus the
+    leeway, after which every token it signed has expired."""
+    return timedelta(seconds=settings.access_token_ttl_seconds) + _TOKEN_LEEWAY
+
+
 def open_security(settings: Settings, *, clock: Clock | None = None) -> Security:
     """Check the settings (raising ConfigurationError in production) and build the core."""
     clock = clock or SystemClock()
     findings = check_settings(settings, keys_exist=settings.keys_path.exists())
     for finding in findings:
         _logger.warning("insecure setting %s: %s", finding.setting, finding.message)
-    keys, generated = load_keys(settings, clock=clock)
+    lock = None
+    if settings.is_production and settings.redis_url is None:
+        lock = SingleProcessLock(settings.data_dir)
+    loaded, generated = load_keys(settings, clock=clock)
     if generated:
         _logger.warning("generated development signing keys at %s", settings.keys_path)
+    keys = KeyRing(
+        loaded,
+        retention=key_retention(settings),
+        clock=clock,
+        # HS256: one secret from the settings, no key file to follow and nothing to rotate.
+        path=None if settings.jwt_algorithm == "HS256" else settings.keys_path,
+    )
     stores = open_stores(
         settings.database_url,
         settings.redis_url.get_secret_value() if settings.redis_url else None,
         redis_prefix=settings.redis_key_prefix,
         event_chain_key=keys.derive_secret("bastion event chain"),
+        event_chain_head=settings.data_dir / HEAD_FILE,
     )
     access_tokens = AccessTokens(
         keys,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        leeway=_TOKEN_LEEWAY,
         clock=clock,
     )
     hasher = PasswordHasher(
@@ -139,7 +211,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
     policy = PasswordPolicy(min_length=settings.password_min_length)
     sinks: list[EventSink] = [StoreSink(stores.events)]
     if settings.log_events_to_stdout:
-        sinks.insert(0, JSONLinesSink())
+        sinks.insert(0, JSONLinesSink(head=_chain_head(stores)))
     events = EventLog(
         sinks,
         clock=clock,
@@ -168,6 +240,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
                 stuffing_accounts=settings.login_stuffing_accounts,
                 stuffing_window=settings.login_stuffing_window_seconds,
                 stuffing_block=settings.login_stuffing_block_seconds,
+                device_ttl=settings.login_device_ttl_seconds,
             ),
             account_policy=policies["login"],
             clock=clock,
@@ -193,6 +266,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
                 "verify-email": timedelta(seconds=settings.verify_email_ttl_seconds),
                 "password-reset": timedelta(seconds=settings.password_reset_ttl_seconds),
                 "unlock": timedelta(seconds=settings.unlock_link_ttl_seconds),
+                "sign-in": timedelta(seconds=settings.sign_in_link_ttl_seconds),
             },
             clock=clock,
         ),
@@ -220,7 +294,18 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         findings,
         alerts,
         revocation_reads=accounts.revocation_keys if shares_redis else None,
+        process_lock=lock,
     )
+
+
+def _chain_head(stores: Stores) -> Callable[[], ChainHead | None] | None:
+    """The chain head the SQL event store last committed, for the JSON event lines."""
+    from bastion.stores.sql import SQLEventStore
+
+    events = stores.events
+    if isinstance(events, SQLEventStore):
+        return lambda: events.chain_head
+    return None
 
 
 def _open_alerts(

@@ -2,7 +2,9 @@
 
 The chain and its problem kinds are :mod:`bastion.events.chain`. The command reads the
 configured database and derives the chain key from the configured key file, as the
-service does; on a large log it shows a progress bar (on stderr) over the row count.
+service does; it compares the log with the chain head the service publishes in the data
+folder (and with one given from a shipped JSON event line); on a large log it shows a
+progress bar (on stderr) over the row count.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.config import Settings
 from bastion.errors import ConfigurationError
-from bastion.events.chain import ChainReport, verify_chain
+from bastion.events.chain import ChainHead, ChainReport, verify_chain
 from bastion.runtime import load_keys
 
-__all__ = ["PROGRESS_FROM", "chain_key", "print_report", "verify_events"]
+__all__ = ["PROGRESS_FROM", "chain_key", "parse_head", "print_report", "verify_events"]
 
 PROGRESS_FROM = 10_000  # rows: smaller logs verify before a bar would be worth drawing
 _PURPOSE = "bastion event chain"
@@ -73,21 +75,34 @@ class _Bar:
             self._progress.stop()
 
 
+def parse_head(text: str) -> ChainHead:
+    """``SEQ:MAC``, the ``chain`` member of a JSON event line; raises ``ValueError``."""
+    seq, _, mac = text.partition(":")
+    if not seq.isdigit() or len(mac) != 64 or any(c not in "0123456789abcdef" for c in mac):
+        raise ValueError("expected SEQ:MAC, the chain member of an event line")
+    return ChainHead(int(seq), mac)
+
+
 async def verify_events(
-    engine: AsyncEngine, key: bytes, console: Console, *, threshold: int = PROGRESS_FROM
+    engine: AsyncEngine,
+    key: bytes,
+    console: Console,
+    *,
+    threshold: int = PROGRESS_FROM,
+    head: ChainHead | None = None,
+    head_name: str = "the head",
 ) -> ChainReport:
-    """Verify the chain, with a progress bar on ``console`` for ``threshold`` rows or more."""
+    """Verify the chain, with a progress bar on ``console`` for ``threshold`` rows or more,
+    against ``head`` when given."""
     bar = _Bar(console, threshold)
     try:
-        return await verify_chain(engine, key, on_progress=bar)
+        return await verify_chain(engine, key, head=head, head_name=head_name, on_progress=bar)
     finally:
         bar.close()
 
 
 def print_report(report: ChainReport, console: Console) -> int:
     """Print the report; the exit status: 0 when intact, 1 at a problem."""
-    if report.unchained:
-        console.print(Text(f"unchained: {report.unchained} (written before the chain)"))
     checkpoint = report.checkpoint
     problem = report.problem
     if checkpoint is not None and (problem is None or problem.kind != "checkpoint"):
@@ -97,9 +112,24 @@ def print_report(report: ChainReport, console: Console) -> int:
                 f"purged on {checkpoint.created_at:%Y-%m-%d %H:%M:%S} UTC"
             )
         )
+    for gap in report.gaps:
+        types = ", ".join(f"{name} {count}" for name, count in gap.types.items()) or "-"
+        console.print(
+            Text(
+                f"gap recorded at row {gap.row_id}: {gap.count} events not written "
+                f"({gap.reason.replace('_', ' ')}) from {gap.first or '-'} to "
+                f"{gap.last or '-'}: {types}"
+            )
+        )
     if problem is None:
         console.print(Text(f"chain intact: {report.events} events"))
         return 0
+    if problem.kind == "truncated":
+        where = f" at row {problem.row_id}" if problem.timestamp is not None else ""
+        console.print(
+            Text(f"chain truncated{where}: {problem.reason}; {report.events} events verified")
+        )
+        return 1
     when = problem.timestamp.isoformat() if problem.timestamp else "-"
     where = "checkpoint" if problem.kind == "checkpoint" else "row"
     console.print(

@@ -7,25 +7,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.accounts import ROLES, InvalidEmailError
 from bastion.clock import SystemClock
 from bastion.config import Settings, check_settings
-from bastion.errors import BastionError, ConfigurationError, PasswordPolicyError
-from bastion.events.chain import ChainBrokenError, ChainReport, Checkpoint
-from bastion.runtime import open_security
+from bastion.errors import (
+    BastionError,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    PasswordPolicyError,
+)
+from bastion.events import EventLog, JSONLinesSink, StoreSink
+from bastion.events.chain import (
+    HEAD_FILE,
+    ChainBrokenError,
+    ChainHead,
+    ChainReport,
+    Checkpoint,
+    read_head,
+)
+from bastion.runtime import key_retention, open_security
 from bastion.stores import open_stores
 from bastion.stores.sql import SQLEventStore
 from bastion.tokens import KeySet, ensure_key_file, load_key_file, save_key_file
-from bastion_cli.chain import chain_key, print_report, verify_events
+from bastion_cli.chain import chain_key, parse_head, print_report, verify_events
 from bastion_cli.events import JSONLinesPrinter, TablePrinter, tail
 
 __all__ = ["app", "main"]
@@ -41,7 +57,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
 
 console = Console(stderr=True)
-_KEY_LEEWAY = timedelta(seconds=60)
 
 
 def _settings() -> Settings:
@@ -168,9 +183,71 @@ def _keys_settings() -> Settings:
     return settings
 
 
+def _record_key_event(settings: Settings, keys: KeySet, event_type: str, **extra: Any) -> None:
+    """Store ``event_type`` in the security event log (and print it as the service does);
+    a database that cannot take it leaves the key change made, with a warning."""
+    if settings.database_url.startswith("memory://"):
+        return  # the events live in the service's process: nothing to write to
+    sinks: list[JSONLinesSink | StoreSink] = []
+
+    async def record() -> bool:
+        stores = open_stores(
+            settings.database_url, event_chain_key=keys.derive_secret("bastion event chain")
+        )
+        sinks.append(StoreSink(stores.events))
+        if settings.log_events_to_stdout:
+            sinks.append(JSONLinesSink())
+        events = EventLog(sinks)
+        try:
+            await events.emit(event_type, details=f"bastion keys: {event_type}", **extra)
+            return events.failed == 0
+        finally:
+            await events.aclose()
+            await stores.aclose()
+
+    problem = "the event store refused it"
+    try:
+        _migrate_embedded(settings)
+        recorded = asyncio.run(record())
+    except Exception as exc:  # the key change is made: say so, whatever failed here
+        recorded, problem = False, type(exc).__name__
+    if not recorded:
+        console.print(f"[yellow]The {event_type} event could not be stored ({problem}).[/yellow]")
+
+
+def _write_keys(settings: Settings, keys: KeySet, clock: SystemClock) -> list[str]:
+    """Prune the retired keys past their retention and save; the pruned kids."""
+    removed = keys.prune(clock=clock, keep_for=key_retention(settings))
+    save_key_file(settings.keys_path, keys)
+    return removed
+
+
+def _load_keys_or_fail(settings: Settings) -> KeySet:
+    try:
+        return load_key_file(settings.keys_path)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@contextmanager
+def _key_file_lock(settings: Settings) -> Iterator[None]:
+    """Hold an exclusive lock beside the key file while it is read, changed and written:
+    of a rotation and a revocation at the same moment, neither writes back a ring read
+    before the other's write (a revoked key must never return)."""
+    path = settings.keys_path
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as handle:
+        if os.name == "posix":
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Add a new signing key; old keys keep verifying until their tokens have expired."""
+    """Add a new signing key. The old one verifies the tokens it signed until they have
+    expired (the access-token lifetime plus 30 s), then leaves the ring and the JWKS."""
     settings = _keys_settings()
     clock = SystemClock()
     path = settings.keys_path
@@ -179,32 +256,83 @@ def keys_rotate() -> None:
         keys = load_key_file(path)
         console.print(f"Created {path} with signing key {keys.signing_key.kid}.")
         return
-    keys = load_key_file(path)
-    new_key = keys.rotate(clock=clock, alg=settings.jwt_algorithm)
-    removed = keys.prune(
-        clock=clock, keep_for=timedelta(seconds=settings.access_token_ttl_seconds) + _KEY_LEEWAY
-    )
-    save_key_file(path, keys)
+    with _key_file_lock(settings):
+        keys = _load_keys_or_fail(settings)
+        old_kid = keys.signing_key.kid
+        new_key = keys.rotate(clock=clock, alg=settings.jwt_algorithm)
+        removed = _write_keys(settings, keys, clock)
     console.print(f"New signing key {new_key.kid}; removed expired keys: {removed or 'none'}.")
-    console.print("Restart the service instances to sign with the new key.")
+    console.print("Running instances sign with it within a second, without a restart.")
+    _record_key_event(settings, keys, "key_rotated", kid=new_key.kid, retired_kid=old_kid)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    kid: Annotated[
+        str,
+        typer.Argument(
+            help="The kid of the key to remove (see keys list); put -- before one that "
+            "starts with a dash."
+        ),
+    ],
+    rotate: Annotated[
+        bool,
+        typer.Option("--rotate", help="Revoke the signing key too: a new key signs from now on."),
+    ] = False,
+) -> None:
+    """Remove a signing key at once, for a key that leaked: every token it signed is
+    refused from then on. Running instances drop it within a second, without a restart.
+
+    The key that signs now is revoked only with --rotate, which puts a new signing key in
+    its place in the same write (its users sign in again through their refresh tokens).
+    """
+    settings = _keys_settings()
+    clock = SystemClock()
+    with _key_file_lock(settings):
+        keys = _load_keys_or_fail(settings)
+        if keys.get(kid) is None:
+            raise _fail(f"No key {kid!r} in {settings.keys_path} (see bastion keys list).")
+        new_kid = None
+        if kid == keys.signing_key.kid:
+            if not rotate:
+                raise _fail(
+                    f"Key {kid} signs the tokens now: pass --rotate to sign with a new key "
+                    "and revoke this one in one step.",
+                    2,
+                )
+            new_kid = keys.rotate(clock=clock, alg=settings.jwt_algorithm).kid
+        keys.revoke(kid)
+        _write_keys(settings, keys, clock)
+    if new_kid is not None:
+        console.print(f"New signing key {new_kid}.")
+    console.print(f"Revoked {kid}: running instances refuse its tokens within a second.")
+    extra = {"kid": kid} if new_kid is None else {"kid": kid, "new_kid": new_kid}
+    _record_key_event(settings, keys, "key_revoked", **extra)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
     """Show the signing keys (never their private material)."""
     settings = _keys_settings()
-    try:
-        keys: KeySet = load_key_file(settings.keys_path)
-    except ConfigurationError as exc:
-        raise _fail(str(exc)) from exc
-    table = Table("kid", "alg", "created", "retired", "signs")
+    keys = _load_keys_or_fail(settings)
+    now, retention = SystemClock().now(), key_retention(settings)
+    # The kid is copied into ``keys revoke``: never wrapped or cut.
+    kid = Column("kid", no_wrap=True, min_width=max(len(key.kid) for key in keys.keys))
+    table = Table(kid, "alg", "created", "retired", "verifies until", "signs")
     signing = keys.signing_key.kid
     for key in keys.keys:
+        if key.retired_at is None:
+            until = "-"
+        elif key.expired(now, retention):
+            until = "expired (removed at the next write)"
+        else:
+            until = (key.retired_at + retention).isoformat()
         table.add_row(
             key.kid,
             key.alg,
             key.created_at.isoformat(),
             key.retired_at.isoformat() if key.retired_at else "-",
+            until,
             "yes" if key.kid == signing else "",
         )
     Console().print(table)
@@ -267,7 +395,7 @@ def events_tail(
         asyncio.run(run())
     except KeyboardInterrupt:
         return  # Ctrl-C ends --follow: the normal way out
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, DatabaseUnavailableError) as exc:
         raise _fail(
             f"Cannot read the security events ({type(exc).__name__}); is the "
             "database migrated (bastion migrate)?"
@@ -287,26 +415,54 @@ def _chained_database(memory_reason: str) -> tuple[Settings, bytes]:
 
 
 @events_app.command("verify")
-def events_verify() -> None:
+def events_verify(
+    head_text: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            metavar="SEQ:MAC",
+            help="A chain head from a shipped JSON event line (its chain seq and mac), "
+            "checked instead of the head file.",
+        ),
+    ] = None,
+) -> None:
     """Verify the tamper-evident chain of the stored security events.
 
     Prints "chain intact: N events" and exits 0, or the first row that was modified,
-    deleted after or inserted, and exits 1. Reads the configured database and key file.
+    deleted after, inserted or stripped of its chain, or the events missing against the
+    chain head (the head file in the data folder, or --head), and exits 1. Reads the
+    configured database, key file and head file.
     """
     settings, key = _chained_database("the events are not chained")
+    head_file = settings.data_dir / HEAD_FILE
+    head: ChainHead | None
+    try:
+        if head_text is not None:
+            head, head_name = parse_head(head_text), "the head given"
+        else:
+            head, head_name = read_head(head_file), "the head file"
+    except ValueError as exc:
+        raise _fail(f"{head_text or head_file}: {exc}", 2) from exc
+    if head is None:
+        console.print(
+            f"no chain head at {head_file} (nor --head): events deleted from the end of "
+            "the log cannot be found"
+        )
 
     async def run() -> int:
         stores = open_stores(settings.database_url)
         try:
             assert stores.engine is not None  # a SQL database URL
-            report = await verify_events(stores.engine, key, console)
+            report = await verify_events(
+                stores.engine, key, console, head=head, head_name=head_name
+            )
         finally:
             await stores.aclose()
         return print_report(report, Console(highlight=False))
 
     try:
         code = asyncio.run(run())
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, DatabaseUnavailableError) as exc:
         raise _fail(
             f"Cannot read the security events ({type(exc).__name__}); is the "
             "database migrated (bastion migrate)?"
@@ -339,13 +495,21 @@ def events_purge(
     ):
         raise _fail("Nothing purged.", 1)
 
+    head_file = settings.data_dir / HEAD_FILE
+    try:
+        head = read_head(head_file)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
+
     async def run() -> Checkpoint | ChainReport | None:
-        stores = open_stores(settings.database_url, event_chain_key=key)
+        stores = open_stores(settings.database_url, event_chain_key=key, event_chain_head=head_file)
         try:
             assert isinstance(stores.events, SQLEventStore)
             assert stores.engine is not None
             # A purge signs what it keeps: it must not sign over tampering it would hide.
-            report = await verify_events(stores.engine, key, console)
+            report = await verify_events(
+                stores.engine, key, console, head=head, head_name="the head file"
+            )
             if not report.intact:
                 return report
             return await stores.events.purge(before, now=now)
@@ -356,7 +520,7 @@ def events_purge(
         checkpoint = asyncio.run(run())
     except ChainBrokenError as exc:
         raise _fail(f"Refusing to purge: {exc}.", 1) from exc
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, DatabaseUnavailableError) as exc:
         raise _fail(
             f"Cannot purge the security events ({type(exc).__name__}); is the "
             "database migrated (bastion migrate)?"

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import JSONResponse
 
 from bastion.clock import Clock
 from bastion.config import Settings
+from bastion.errors import DatabaseUnavailableError
 from bastion.fastapi import (
     LINK_PAGE_PATHS,
     AllowedHostsMiddleware,
@@ -35,12 +35,14 @@ from bastion.fastapi import (
     install_problem_schema,
     jwks_router,
     metrics_router,
+    problem,
     require_declared_media_type,
     users_router,
 )
 from bastion.metrics import Metrics
 from bastion.net import TrustedProxies
 from bastion.runtime import Security, open_security
+from bastion.stores.sql import ping
 from bastion.tokens import CSRFTokens
 from bastion_tasks.attachment_service import attachment_service
 from bastion_tasks.attachments import attachment_body_limits, attachments_router
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
+            await security.start()
             yield
         finally:
             await security.aclose()
@@ -76,7 +79,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     guard = Guard(
         security.accounts,
         security.events,
-        TrustedProxies(settings.trusted_proxies),
+        TrustedProxies(settings.trusted_proxies, header=settings.forwarded_header),
         roles=settings.roles,
         limits=(security.limiter, security.policies) if settings.rate_limit_enabled else None,
         cookies=cookies,
@@ -216,13 +219,14 @@ def _add_operations(app: FastAPI, guard: Guard, security: Security) -> None:
         responses={503: {"description": "A dependency does not answer"}},
         dependencies=probe,
     )
-    async def readyz() -> Any:
+    async def readyz(request: Request) -> Any:
         checks: dict[str, str] = {}
         try:
             assert security.stores.engine is not None
-            async with security.stores.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            await ping(security.stores.engine)
             checks["database"] = "ok"
+        except DatabaseUnavailableError:  # the engine logs the outage, once
+            checks["database"] = "unavailable"
         except Exception:
             _logger.exception("readiness: database")
             checks["database"] = "unavailable"
@@ -230,13 +234,20 @@ def _add_operations(app: FastAPI, guard: Guard, security: Security) -> None:
             checks["revocation_store"] = (
                 "ok" if await security.stores.revocation.ping() else "unavailable"
             )
-        except Exception:
-            _logger.exception("readiness: revocation store")
+        except Exception as exc:  # a Redis that does not answer: no traceback per probe
+            _logger.warning("readiness: revocation store: %s", type(exc).__name__)
             checks["revocation_store"] = "unavailable"
-        ready = all(value == "ok" for value in checks.values())
-        return JSONResponse(
-            {"status": "ok" if ready else "unavailable", "checks": checks},
-            status_code=200 if ready else 503,
+        if all(value == "ok" for value in checks.values()):
+            return JSONResponse({"status": "ok", "checks": checks})
+        down = ", ".join(name for name, value in checks.items() if value != "ok")
+        return problem(
+            request,
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            f"Not ready: {down.replace('_', ' ')} unavailable.",
+            headers={"Retry-After": "5"},
+            checks=checks,
         )
 
 

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from bastion.errors import NotFoundError
 from bastion.fastapi import Authorized, Guard, problem, validation_problem
 from bastion.uploads import (
+    InsufficientStorageError,
     UnsupportedMediaTypeError,
     UploadError,
     UploadPolicy,
@@ -57,6 +58,12 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
             "disagrees with the content, or the task has its maximum of attachments"
         )
     },
+    507: {
+        "description": (
+            "The file would take the task owner's attachments past "
+            "BASTION_ATTACHMENT_QUOTA_BYTES (`insufficient-storage`)"
+        )
+    },
 }
 _UPLOAD_BODY = {
     "requestBody": {
@@ -88,7 +95,9 @@ def _attachment_id(value: str) -> UUID:
 
 
 def _refused(request: Request, guard: Guard, exc: UploadError, user_id: UUID) -> JSONResponse:
-    if not isinstance(exc, UploadTooLargeError):
+    # A quota, like the size cap, is reached by honest use as well: no security event.
+    over_a_limit = isinstance(exc, UploadTooLargeError | InsufficientStorageError)
+    if not over_a_limit:
         # A file that is not what it claims to be, or a body built to confuse the parser,
         # is worth a line in the security log (the size cap has its own 413 trail).
         guard.events.emit_soon(
@@ -98,8 +107,9 @@ def _refused(request: Request, guard: Guard, exc: UploadError, user_id: UUID) ->
             details=exc.reason,
             severity="low",
         )
-    if isinstance(exc, UploadTooLargeError | UnsupportedMediaTypeError):
-        headers = {"Connection": "close"} if isinstance(exc, UploadTooLargeError) else None
+    if over_a_limit or isinstance(exc, UnsupportedMediaTypeError):
+        # Refused before the body was read to its end: the rest is not worth reading.
+        headers = {"Connection": "close"} if over_a_limit else None
         return problem(request, exc.status, exc.code, exc.title, exc.reason, headers=headers)
     return validation_problem(request, [{"loc": ["body", "file"], "msg": exc.reason}])
 
@@ -124,7 +134,9 @@ def attachments_router(
             f"One part named `file`, at most {policy.max_bytes} bytes; its type is decided "
             f"from its bytes and must be one of {', '.join(sorted(policy.types))}. A declared "
             f"part type other than that (or application/octet-stream) is refused. At most "
-            f"{attachments.max_per_task} attachments per task."
+            f"{attachments.max_per_task} attachments per task, and at most "
+            f"{attachments.quota_bytes} bytes of attachments on the tasks of one owner "
+            f"(the task's owner is charged, whoever uploads)."
         ),
         responses=_UPLOAD_ERRORS,
         openapi_extra=_UPLOAD_BODY,

@@ -7,16 +7,20 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictStr,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from bastion.fastapi import RFC3339Time, SafeText
+from bastion.html import sanitize_html
 
 __all__ = [
+    "DESCRIPTION_MAX_CHARS",
     "ShareIn",
     "ShareOut",
     "TaskAdminUpdate",
@@ -30,7 +34,32 @@ Status = Literal["todo", "in_progress", "done"]
 Priority = Literal["low", "medium", "high"]
 Title = Annotated[SafeText, Field(min_length=1, max_length=200)]
 Tag = Annotated[SafeText, Field(min_length=1, max_length=32)]
-Description = Annotated[StrictStr, Field(max_length=10_000)]
+DESCRIPTION_MAX_CHARS = 10_000
+
+
+def _sanitized_description(value: str) -> str:
+    """The description as it is stored and returned: sanitized HTML (docs/rich-text.md),
+    itself within the limit. Sanitizing can lengthen text (``<`` is stored as ``&lt;``,
+    four characters), so the limit is checked again on what is kept: a limit promises
+    what is stored and served, not only what was sent (OWASP Input Validation Cheat
+    Sheet: canonicalize, then validate)."""
+    cleaned = sanitize_html(value)
+    if len(cleaned) > DESCRIPTION_MAX_CHARS:
+        raise PydanticCustomError(
+            "string_too_long",
+            "String should have at most {max_length} characters once sanitized "
+            "(markup that is not kept is escaped: < is stored as &lt;)",
+            {"max_length": DESCRIPTION_MAX_CHARS},
+        )
+    return cleaned
+
+
+# Checked as sent (which bounds the sanitizer's work), then sanitized and checked as stored.
+Description = Annotated[
+    StrictStr,
+    Field(max_length=DESCRIPTION_MAX_CHARS),
+    AfterValidator(_sanitized_description),
+]
 
 
 DueDate = RFC3339Time

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bastion.clock import Clock, SystemClock
 from bastion.cursors import decode_cursor, encode_cursor
 from bastion.errors import NotFoundError
-from bastion.html import sanitize_html
 from bastion_tasks.models import TaskRow, TaskShareRow
 from bastion_tasks.schemas import ShareOut, TaskCreate, TaskOut, TaskUpdate
 
@@ -99,8 +98,8 @@ class TaskService:
 
     async def create(self, owner_id: uuid.UUID, data: TaskCreate) -> TaskOut:
         now = self._clock.now()
+        # The models carry the description sanitized, and measured as stored (schemas).
         values = data.model_dump()
-        values["description"] = sanitize_html(values["description"])
         values.update(id=uuid.uuid4(), owner_id=owner_id, created_at=now, updated_at=now)
         async with self._engine.begin() as conn:
             row = (await conn.execute(_tasks.insert().values(**values).returning(*_tasks.c))).one()
@@ -169,8 +168,6 @@ class TaskService:
             UnknownOwnerError: ``owner_id`` (admins only) names no account.
         """
         changes = data.model_dump(include=data.model_fields_set)
-        if "description" in changes:
-            changes["description"] = sanitize_html(changes["description"])
         changes["updated_at"] = self._clock.now()
         statement = (
             _tasks.update()

@@ -287,6 +287,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
         LINK_REFUSED, plain("/auth/email/verify", json=BOGUS_LINK)
     ),
     ("POST", "/auth/unlock"): Entry(LINK_REFUSED, plain("/auth/unlock", json=BOGUS_LINK)),
+    ("POST", "/auth/login/confirm"): Entry(
+        LINK_REFUSED, plain("/auth/login/confirm", json=BOGUS_LINK)
+    ),
     ("GET", "/auth/email/verify"): Entry(PUBLIC_200, plain("/auth/email/verify")),
     ("GET", "/auth/password/reset"): Entry(PUBLIC_200, plain("/auth/password/reset")),
     ("GET", "/auth/unlock"): Entry(PUBLIC_200, plain("/auth/unlock")),

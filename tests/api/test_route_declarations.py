@@ -31,6 +31,7 @@ PUBLIC = {
     "/auth/email/verify",
     "/auth/email/verify/request",
     "/auth/unlock",
+    "/auth/login/confirm",  # the sign-in link of a locked account
     "/auth/link.js",
     "/.well-known/jwks.json",
     "/healthz",

@@ -35,38 +35,88 @@ async def test_spoofed_headers_from_an_untrusted_peer_change_neither_key_nor_log
 
 
 @pytest.mark.parametrize(
-    ("headers", "client_ip"),
+    ("forwarded_header", "headers", "client_ip"),
     [
-        ({"X-Forwarded-For": "198.51.100.1"}, "198.51.100.1"),
+        ("x-forwarded-for", {"X-Forwarded-For": "198.51.100.1"}, "198.51.100.1"),
         # The left part is the client's own claim; the right-most untrusted hop is believed.
-        ({"X-Forwarded-For": "192.0.2.66, 198.51.100.1"}, "198.51.100.1"),
-        ({"X-Forwarded-For": "198.51.100.1, 10.0.0.5"}, "198.51.100.1"),
-        ({"Forwarded": 'for=192.0.2.66, for="198.51.100.1:443";proto=https'}, "198.51.100.1"),
-        ({"Forwarded": 'for="[2001:db8::7]"'}, "2001:db8::7"),
+        ("x-forwarded-for", {"X-Forwarded-For": "192.0.2.66, 198.51.100.1"}, "198.51.100.1"),
+        ("x-forwarded-for", {"X-Forwarded-For": "198.51.100.1, 10.0.0.5"}, "198.51.100.1"),
+        (
+            "forwarded",
+            {"Forwarded": 'for=192.0.2.66, for="198.51.100.1:443";proto=https'},
+            "198.51.100.1",
+        ),
+        ("forwarded", {"Forwarded": 'for="[2001:db8::7]"'}, "2001:db8::7"),
         # An obfuscated hop stops the walk: the proxy itself is the client.
-        ({"Forwarded": "for=_hidden"}, "203.0.113.7"),
+        ("forwarded", {"Forwarded": "for=_hidden"}, "203.0.113.7"),
+        ("x-real-ip", {"X-Real-IP": "198.51.100.1"}, "198.51.100.1"),
     ],
 )
 async def test_behind_a_trusted_proxy_the_right_most_untrusted_hop_is_the_client(
-    make: AppMaker, headers: dict[str, str], client_ip: str
+    make: AppMaker, forwarded_header: str, headers: dict[str, str], client_ip: str
 ) -> None:
     app = await make.app(
         rate_limit_enabled=True,
         rate_limits={"reads": "1/minute"},
         trusted_proxies=["203.0.113.7/32", "10.0.0.0/8"],
+        forwarded_header=forwarded_header,
     )
     proxy = await make.client(app)
+    other = {"forwarded": "Forwarded", "x-real-ip": "X-Real-IP"}.get(
+        forwarded_header, "X-Forwarded-For"
+    )
+    other_value = "for=192.0.2.200" if forwarded_header == "forwarded" else "192.0.2.200"
 
     with capture_events() as events:
         first = await proxy.get("/tasks", headers=headers)
         second = await proxy.get("/tasks", headers=headers)
-        other_client = await proxy.get("/tasks", headers={"X-Forwarded-For": "192.0.2.200"})
+        other_client = await proxy.get("/tasks", headers={other: other_value})
         await app.state.security.events.drain()
 
     assert first.status_code == 401
     assert second.status_code == 429  # the same client, seen through the proxy
     assert other_client.status_code == 401  # another client has its own quota
     assert events[0].ip_address == client_ip
+
+
+# What a client adds of its own, passed through untouched by a proxy that sets
+# X-Forwarded-For: every one of them is ignored, whatever it says.
+CLIENT_OWN_HEADERS = [
+    {"Forwarded": "for=198.51.100.{n}"},
+    {"Forwarded": 'for="[2001:db8::{n}]"'},
+    {"X-Real-IP": "198.51.100.{n}"},
+    {"X-Client-IP": "198.51.100.{n}"},
+    {"True-Client-IP": "198.51.100.{n}"},
+]
+
+
+@pytest.mark.parametrize("spoof", CLIENT_OWN_HEADERS, ids=lambda h: next(iter(h)))
+async def test_a_clients_own_forwarding_header_behind_the_proxy_does_not_choose_its_address(
+    make: AppMaker, spoof: dict[str, str]
+) -> None:
+    """25 failed logins on 25 accounts, each with a fresh address of the client's
+    choosing, through a proxy that appends the real address to X-Forwarded-For: the
+    per-IP login quota (20/minute) still counts them as one client."""
+    app = await make.app(
+        rate_limit_enabled=True, trusted_proxies=["203.0.113.7/32"]
+    )  # the default: the proxy sets X-Forwarded-For
+    proxy = await make.client(app)
+
+    with capture_events() as events:
+        answers = []
+        for n in range(25):
+            forged = {name: value.format(n=n + 1) for name, value in spoof.items()}
+            response = await proxy.post(
+                "/auth/login",
+                json={"email": f"victim{n}@example.com", "password": "Wrong password 12345"},
+                headers={**forged, "X-Forwarded-For": "192.0.2.44"},
+            )
+            answers.append(response.status_code)
+        await app.state.security.events.drain()
+
+    assert answers[:20] == [401] * 20
+    assert set(answers[20:]) == {429}
+    assert {e.ip_address for e in events if e.endpoint == "/auth/login"} == {"192.0.2.44"}
 
 
 async def test_ipv6_clients_share_a_quota_per_64(make: AppMaker) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from bastion.stores import Account, open_stores
+from bastion.clock import FrozenClock
+from bastion.stores import Account, EventQuery, open_stores
+from bastion.tokens import KeySet, save_key_file
 from bastion_cli import app
 from tests.helpers import STRONG_PASSWORD
 
@@ -150,6 +153,89 @@ def test_keys_list_shows_kids_but_no_private_material(env: Path) -> None:
     assert result.exit_code == 0, result.output
     assert stored["keys"][0]["kid"] in result.output
     assert "PRIVATE" not in result.output
+
+
+def _kids(env: Path) -> list[str]:
+    return [k["kid"] for k in json.loads((env / "var" / "signing-keys.json").read_text())["keys"]]
+
+
+def _stored_event_types(env: Path) -> list[str]:
+    async def read() -> list[str]:
+        stores = open_stores(f"sqlite+aiosqlite:///{env / 'cli.db'}")
+        try:
+            return [event.event_type for event in await stores.events.query(EventQuery())]
+        finally:
+            await stores.aclose()
+
+    return asyncio.run(read())
+
+
+def test_keys_rotate_records_a_key_rotated_event(env: Path) -> None:
+    runner.invoke(app, ["keys", "rotate"])
+
+    result = runner.invoke(app, ["keys", "rotate"])
+
+    assert result.exit_code == 0, result.output
+    assert "key_rotated" in _stored_event_types(env)
+
+
+def test_keys_rotate_prunes_a_key_retired_past_its_retention(env: Path) -> None:
+    path = env / "var" / "signing-keys.json"
+    clock = FrozenClock(datetime.now(UTC) - timedelta(days=1))
+    keys = KeySet.generate(clock=clock)
+    expired = keys.signing_key.kid
+    keys.rotate(clock=clock)
+    save_key_file(path, keys)
+
+    result = runner.invoke(app, ["keys", "rotate"])
+
+    assert result.exit_code == 0, result.output
+    assert expired not in _kids(env)
+    assert len(_kids(env)) == 2
+
+
+def test_keys_revoke_removes_a_retired_key_and_records_it(env: Path) -> None:
+    runner.invoke(app, ["keys", "rotate"])
+    runner.invoke(app, ["keys", "rotate"])
+    retired = _kids(env)[0]
+
+    result = runner.invoke(app, ["keys", "revoke", "--", retired])
+
+    assert result.exit_code == 0, result.output
+    assert retired not in _kids(env)
+    assert "key_revoked" in _stored_event_types(env)
+
+
+def test_keys_revoke_refuses_the_signing_key_without_rotate(env: Path) -> None:
+    runner.invoke(app, ["keys", "rotate"])
+    before = _kids(env)
+
+    result = runner.invoke(app, ["keys", "revoke", "--", before[-1]])
+
+    assert result.exit_code == 2
+    assert "--rotate" in result.output
+    assert _kids(env) == before
+
+
+def test_keys_revoke_with_rotate_replaces_the_signing_key(env: Path) -> None:
+    runner.invoke(app, ["keys", "rotate"])
+    (signing,) = _kids(env)
+
+    result = runner.invoke(app, ["keys", "revoke", "--rotate", "--", signing])
+
+    assert result.exit_code == 0, result.output
+    assert signing not in _kids(env)
+    assert len(_kids(env)) == 1
+
+
+def test_keys_revoke_refuses_an_unknown_kid(env: Path) -> None:
+    runner.invoke(app, ["keys", "rotate"])
+    before = _kids(env)
+
+    result = runner.invoke(app, ["keys", "revoke", "no-such-key"])
+
+    assert result.exit_code == 1
+    assert _kids(env) == before
 
 
 def test_serve_refuses_insecure_production(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

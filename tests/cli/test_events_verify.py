@@ -64,8 +64,8 @@ def store(env: Settings, engine: AsyncEngine) -> SQLEventStore:
     return SQLEventStore(engine, chain_key=chain_key(env))
 
 
-async def verify() -> Result:
-    return await asyncio.to_thread(lambda: runner.invoke(app, ["events", "verify"]))
+async def verify(*args: str) -> Result:
+    return await asyncio.to_thread(lambda: runner.invoke(app, ["events", "verify", *args]))
 
 
 async def test_an_intact_chain_exits_0(store: SQLEventStore) -> None:
@@ -77,18 +77,55 @@ async def test_an_intact_chain_exits_0(store: SQLEventStore) -> None:
     assert result.stdout.strip() == "chain intact: 5 events"
 
 
-async def test_rows_from_before_the_chain_are_reported_as_unchained(
+async def test_rows_without_chain_values_exit_1_as_stripped(
     engine: AsyncEngine, store: SQLEventStore
 ) -> None:
     await SQLEventStore(engine).append([event(0), event(1)])
     await store.append([event(2)])
+    first, *_ = await ids(engine)
+
+    result = await verify()
+
+    assert result.exit_code == 1, result.output
+    assert f"chain broken at row {first}: stripped" in result.stdout
+
+
+async def test_without_a_head_it_says_a_truncated_tail_cannot_be_found(
+    store: SQLEventStore,
+) -> None:
+    await five_events(store)
+
+    result = await verify()
+
+    assert result.exit_code == 0, result.output
+    assert "no chain head" in result.stderr
+
+
+@pytest.mark.parametrize("head", ["5", "x:" + "ab" * 32, "5:" + "AB" * 32, "5:abc"])
+async def test_a_malformed_head_exits_2(store: SQLEventStore, head: str) -> None:
+    result = await verify("--head", head)
+
+    assert result.exit_code == 2, result.output
+
+
+async def test_a_gap_record_is_shown_with_what_was_lost(store: SQLEventStore) -> None:
+    lost = {"auth_failure": 20, "alert_raised": 1}
+    gap = event(
+        5,
+        event_type="events_dropped",
+        extra={"count": 21, "reason": "queue_full", "types": lost, "first": "A", "last": "B"},
+    )
+    await five_events(store)
+    await store.append([gap])
+    row_id = (await ids(store.engine))[-1]
 
     result = await verify()
 
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "unchained: 2 (written before the chain)",
-        "chain intact: 1 events",
+        f"gap recorded at row {row_id}: 21 events not written (queue full) from A to B: "
+        "auth_failure 20, alert_raised 1",
+        "chain intact: 6 events",
     ]
 
 

@@ -30,7 +30,7 @@ from bastion.stores.redis import RedisRevocationStore
 from bastion.stores.sql import SQLSessionStore, create_engine
 from bastion_tasks.migrate import upgrade_connection
 from tests.conftest import REDIS_URL, _truncate
-from tests.contract.support import SessionStoresFactory, make_account
+from tests.contract.support import SessionStoresFactory, make_account, no_denials
 
 SQL_BACKENDS = ["memory", "sqlite", "postgres"]
 REVOCATION_BACKENDS = ["memory", "redis"]
@@ -149,5 +149,6 @@ async def revocation_store(
         store = MemoryRevocationStore()
     else:
         store = RedisRevocationStore.from_url(REDIS_URL, prefix=redis_key_prefix)
+    await store.rebuild(no_denials)  # a cache answers once filled from the durable record
     yield store
     await store.aclose()

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from bastion.stores import Account, SessionStore
+from bastion.stores import Account, Denial, SessionStore
 
 # Given n, n session stores over the same data whose calls can race each other.
 SessionStoresFactory = Callable[[int], Awaitable[list[SessionStore]]]
@@ -24,3 +24,8 @@ def make_account(email: str = "Ada@Example.com", **overrides: object) -> Account
     }
     values.update(overrides)
     return Account(**values)  # type: ignore[arg-type]
+
+
+async def no_denials() -> list[Denial]:
+    """An empty durable record, to rebuild a revocation cache from."""
+    return []

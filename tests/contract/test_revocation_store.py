@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 import redis.asyncio as aioredis
 
-from bastion.stores import RevocationStore, UserState
+from bastion.errors import RevocationCacheColdError, ServiceUnavailableError
+from bastion.stores import Denial, RevocationStore, UserState
 from bastion.stores.memory import MemoryRevocationStore
 from bastion.stores.redis import RedisRevocationStore
+from tests.conftest import REDIS_URL
+from tests.contract.support import no_denials
 
 MEMBER = UserState(token_version=3, role="member", is_active=True)
 DISABLED_ADMIN = UserState(token_version=0, role="admin", is_active=False)
@@ -227,8 +232,139 @@ async def test_a_state_of_the_same_or_a_newer_version_replaces_the_cached_one(
 
 async def test_in_process_user_state_expires() -> None:
     store = MemoryRevocationStore(state_ttl_seconds=0.0)
+    await store.rebuild(no_denials)
     user = str(uuid4())
 
     await store.put_user_state(user, MEMBER)
 
     assert await store.check(user, []) == (None, False)
+
+
+# -- a cache of the durable record -------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cold_store(
+    request: pytest.FixtureRequest, redis_key_prefix: str
+) -> AsyncIterator[RevocationStore]:
+    """A revocation store not rebuilt yet: a new process, or a new Redis prefix."""
+    store: RevocationStore
+    if request.param == "memory":
+        store = MemoryRevocationStore()
+    else:
+        store = RedisRevocationStore.from_url(REDIS_URL, prefix=redis_key_prefix)
+    yield store
+    await store.aclose()
+
+
+async def test_a_store_not_rebuilt_believes_no_token(cold_store: RevocationStore) -> None:
+    with pytest.raises(RevocationCacheColdError):
+        await cold_store.check(str(uuid4()), ["jti-1", "sid:1"])
+
+
+async def test_a_rebuild_makes_the_store_answer(cold_store: RevocationStore) -> None:
+    await cold_store.rebuild(no_denials)
+
+    assert await cold_store.check(str(uuid4()), ["jti-1"]) == (None, False)
+
+
+async def test_a_rebuild_denies_what_the_durable_record_holds(
+    cold_store: RevocationStore,
+) -> None:
+    async def record() -> list[Denial]:
+        return [("jti-1", in_a_minute()), ("sid:2", in_a_minute())]
+
+    await cold_store.rebuild(record)
+
+    assert (await cold_store.check("u", ["jti-1", "sid:9"]))[1] is True
+    assert (await cold_store.check("u", ["jti-9", "sid:2"]))[1] is True
+    assert (await cold_store.check("u", ["jti-9", "sid:9"]))[1] is False
+
+
+async def test_a_rebuild_keeps_what_was_denied_meanwhile(cold_store: RevocationStore) -> None:
+    await cold_store.revoke("jti-1", in_a_minute())
+
+    await cold_store.rebuild(no_denials)
+
+    assert (await cold_store.check("u", ["jti-1"]))[1] is True
+
+
+async def test_a_rebuild_skips_expired_denials(cold_store: RevocationStore) -> None:
+    async def record() -> list[Denial]:
+        return [("jti-1", datetime.now(UTC) - timedelta(seconds=1))]
+
+    await cold_store.rebuild(record)
+
+    assert (await cold_store.check("u", ["jti-1"]))[1] is False
+
+
+async def _delete_prefix(client: aioredis.Redis, prefix: str) -> None:
+    """What FLUSHDB does to this store, without emptying the shared Redis."""
+    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+
+
+async def test_redis_that_lost_its_data_believes_no_token(
+    redis_client: aioredis.Redis, redis_key_prefix: str
+) -> None:
+    store = RedisRevocationStore.from_url(REDIS_URL, prefix=redis_key_prefix)
+    await store.rebuild(no_denials)
+    await store.revoke("jti-1", in_a_minute())
+    await _delete_prefix(redis_client, redis_key_prefix)
+
+    with pytest.raises(RevocationCacheColdError):
+        await store.check("u", ["jti-1"])
+    keys = store.check_keys("u", ["jti-1"])
+    with pytest.raises(RevocationCacheColdError):
+        store.read_check(await redis_client.mget(keys))
+    await store.aclose()
+
+
+async def test_redis_lost_during_a_rebuild_is_rebuilt_again(
+    redis_client: aioredis.Redis, redis_key_prefix: str
+) -> None:
+    store = RedisRevocationStore.from_url(REDIS_URL, prefix=redis_key_prefix)
+    reads = 0
+
+    async def record() -> list[Denial]:
+        nonlocal reads
+        reads += 1
+        if reads == 1:  # Redis loses its data after the first read of the record
+            await _delete_prefix(redis_client, redis_key_prefix)
+        return [("jti-1", in_a_minute())]
+
+    await store.rebuild(record)
+
+    assert reads == 2
+    assert (await store.check("u", ["jti-1"]))[1] is True
+    await store.aclose()
+
+
+async def test_redis_that_keeps_losing_its_data_is_unavailable(
+    redis_client: aioredis.Redis, redis_key_prefix: str
+) -> None:
+    store = RedisRevocationStore.from_url(REDIS_URL, prefix=redis_key_prefix)
+
+    async def record() -> list[Denial]:
+        await _delete_prefix(redis_client, redis_key_prefix)
+        return []
+
+    with pytest.raises(ServiceUnavailableError):
+        await store.rebuild(record)
+    with pytest.raises(RevocationCacheColdError):
+        await store.check("u", ["jti-1"])
+    await store.aclose()
+
+
+async def test_a_denial_redis_does_not_take_is_unavailable(redis_key_prefix: str) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = RedisRevocationStore.from_url(f"redis://127.0.0.1:{port}/0", prefix=redis_key_prefix)
+
+    with pytest.raises(ServiceUnavailableError):
+        await store.revoke("jti-1", in_a_minute())
+    with pytest.raises(ServiceUnavailableError):
+        await store.rebuild(no_denials)
+    await store.aclose()

@@ -3,10 +3,16 @@
 Every operation of ``/openapi.json`` gets the schema's examples, the coverage phase's
 boundary and negative values, and Hypothesis-generated requests, valid and invalid,
 sent over ASGI with a member's bearer token (an admin's for ``/admin``). Each answer
-must be no server error, a documented status with a documented content type, match
-its documented schema, and, for every 4xx and 5xx, be an RFC 9457 problem whose
-``status`` is the HTTP status (API.md "Errors"; OWASP API9:2023 asks for documented
-errors, ASVS 16.5.1 for errors that leak nothing).
+must be no server error, a documented status with a documented content type and
+documented headers, match its documented schema, and, for every 4xx and 5xx, be an
+RFC 9457 problem whose ``status`` is the HTTP status (API.md "Errors"; OWASP API9:2023
+asks for documented errors, ASVS 16.5.1 for errors that leak nothing).
+
+Twice: with the rate limits and the login defence at their defaults, as a deployment
+runs (so the 429s the fuzzing itself provokes, their ``Retry-After`` and ``RateLimit``
+fields are checked against the schema), and with both off, as the other API tests run,
+so that every generated request reaches its route and no quota cuts the fuzzing short.
+Each run fuzzes the schema its own app serves.
 
 Bounded for CI (docs/fuzzing.md): ``BASTION_FUZZ_MAX_EXAMPLES`` generated examples per
 operation (15 by default) and a fixed seed (``BASTION_FUZZ_SEED``), so a run is
@@ -32,6 +38,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -49,37 +56,47 @@ MEMBER = "member@example.com"
 ADMIN = "admin@example.com"
 # Routes that end the caller's session get a session of their own for each request.
 _ENDS_THE_SESSION = {"/auth/logout", "/auth/logout-all"}
+# The settings of each run, over the test settings of tests/conftest.py (which turn the
+# rate limits and the login defence off): the defaults, as a deployment runs.
+AT_DEFAULTS: dict[str, Any] = {"rate_limit_enabled": True, "login_defence_enabled": True}
+WITHOUT_LIMITS: dict[str, Any] = {}
 
 
-def _served_schema() -> dict[str, Any]:
+def _served_schema(limits: dict[str, Any]) -> dict[str, Any]:
     """The schema ``/openapi.json`` serves, read from an app that is built and never started.
 
     Schemathesis parametrizes at collection, so the schema is needed before any fixture;
     ``test_the_fuzzed_schema_is_the_served_one`` checks it against the live route."""
     with tempfile.TemporaryDirectory() as folder:
-        app = create_app(make_settings(Path(folder), database_url="sqlite+aiosqlite://"))
+        app = create_app(make_settings(Path(folder), database_url="sqlite+aiosqlite://", **limits))
         served = app.openapi()
         with start_blocking_portal() as portal:
             portal.call(app.state.security.aclose)
         return served
 
 
-SCHEMA = _served_schema()
-schema = schemathesis.openapi.from_dict(
-    SCHEMA,
-    config=SchemathesisConfig.from_dict(
-        {
-            "seed": SEED,
-            "phases": {
-                "examples": {"enabled": True},
-                "coverage": {"enabled": True},
-                "fuzzing": {"enabled": True},
-                "stateful": {"enabled": False},
-            },
-            "generation": {"mode": "all", "database": "none"},
-        }
-    ),
-)
+def _fuzzed(served: dict[str, Any]) -> Any:
+    return schemathesis.openapi.from_dict(
+        served,
+        config=SchemathesisConfig.from_dict(
+            {
+                "seed": SEED,
+                "phases": {
+                    "examples": {"enabled": True},
+                    "coverage": {"enabled": True},
+                    "fuzzing": {"enabled": True},
+                    "stateful": {"enabled": False},
+                },
+                "generation": {"mode": "all", "database": "none"},
+            }
+        ),
+    )
+
+
+SCHEMA = _served_schema(AT_DEFAULTS)
+SCHEMA_WITHOUT_LIMITS = _served_schema(WITHOUT_LIMITS)
+schema = _fuzzed(SCHEMA)
+schema_without_limits = _fuzzed(SCHEMA_WITHOUT_LIMITS)
 
 
 def problem_details(ctx: Any, response: Any, case: Any) -> bool | None:
@@ -101,6 +118,7 @@ CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     problem_details,
 ]
@@ -108,7 +126,11 @@ CHECKS = [
 
 @dataclass
 class Database:
-    settings: Settings
+    folder: Path
+    url: str
+
+    def settings(self, limits: dict[str, Any]) -> Settings:
+        return make_settings(self.folder, database_url=self.url, **limits)
 
 
 @dataclass
@@ -117,12 +139,28 @@ class Served:
     client: asgi.ASGIClient
     member: dict[str, str]
     admin: dict[str, str]
+    session: dict[str, str] | None = None
+
+    def own_session(self) -> dict[str, str]:
+        """A session of the member's own, for a request that ends its session. Once the
+        login quota of the limits at their defaults is spent, the last one (ended by
+        then: the route answers 401, or 429 when its own quota is spent too)."""
+        answer = self.client.post(
+            "/auth/login", json={"email": MEMBER, "password": STRONG_PASSWORD}
+        )
+        if answer.status_code == 429 and self.session is not None:
+            return self.session
+        self.session = _bearer(answer)
+        return self.session
+
+
+def _bearer(answer: Any) -> dict[str, str]:
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
 def _login(client: asgi.ASGIClient, email: str) -> dict[str, str]:
-    answer = client.post("/auth/login", json={"email": email, "password": STRONG_PASSWORD})
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    return _bearer(client.post("/auth/login", json={"email": email, "password": STRONG_PASSWORD}))
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +170,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Database:
     folder = tmp_path_factory.mktemp("fuzz")
     url = f"sqlite+aiosqlite:///{folder / 'bastion.db'}"
     upgrade(url)
-    settings_ = make_settings(folder, database_url=url)
+    database_ = Database(folder, url)
+    settings_ = database_.settings(WITHOUT_LIMITS)
 
     async def create_admin() -> None:
         security = open_security(settings_)
@@ -154,19 +193,31 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Database:
             assert registered.status_code == 202, registered.text
     finally:
         asgi.shutdown_lifespans()
-    return Database(settings_)
+    return database_
+
+
+def _serve(database: Database, limits: dict[str, Any]) -> Iterator[Served]:
+    """The app of one operation, started in Schemathesis' event loop thread.
+
+    Schemathesis' pytest plugin ends every ASGI lifespan when a test ends, and an app
+    whose lifespan has ended has closed its stores (its in-process rate-limit counts
+    too): so each operation gets its own app (over the same database), and its member
+    and admin sign in to it."""
+    app = create_app(database.settings(limits))
+    with asgi.get_client(app) as client:
+        yield Served(app, client, _login(client, MEMBER), _login(client, ADMIN))
 
 
 @pytest.fixture
 def served(database: Database) -> Iterator[Served]:
-    """The app of one operation, started in Schemathesis' event loop thread.
+    """An operation's app with the rate limits and the login defence at their defaults."""
+    yield from _serve(database, AT_DEFAULTS)
 
-    Schemathesis' pytest plugin ends every ASGI lifespan when a test ends, and an app
-    whose lifespan has ended has closed its stores: so each operation gets its own app
-    (over the same database), and its member and admin sign in to it."""
-    app = create_app(database.settings)
-    with asgi.get_client(app) as client:
-        yield Served(app, client, _login(client, MEMBER), _login(client, ADMIN))
+
+@pytest.fixture
+def served_without_limits(database: Database) -> Iterator[Served]:
+    """An operation's app with the rate limits and the login defence off."""
+    yield from _serve(database, WITHOUT_LIMITS)
 
 
 @pytest.mark.parametrize(
@@ -198,8 +249,21 @@ def test_the_fuzzed_schema_is_the_served_one(served: Served) -> None:
     assert answer.json() == SCHEMA
 
 
-@schema.parametrize()
-@settings(
+def test_the_schema_fuzzed_without_limits_is_the_one_served_then(
+    served_without_limits: Served,
+) -> None:
+    answer = served_without_limits.client.get("/openapi.json")
+
+    assert answer.status_code == 200
+    assert answer.json() == SCHEMA_WITHOUT_LIMITS
+
+
+def test_the_rate_limits_are_on_in_the_fuzzed_schema() -> None:
+    assert "429" in SCHEMA["paths"]["/tasks"]["post"]["responses"]
+    assert "429" not in SCHEMA_WITHOUT_LIMITS["paths"]["/tasks"]["post"]["responses"]
+
+
+_BOUNDED = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
     derandomize=True,
@@ -211,13 +275,29 @@ def test_the_fuzzed_schema_is_the_served_one(served: Served) -> None:
         HealthCheck.filter_too_much,
     ],
 )
-def test_api_conforms_to_its_schema(case: Any, served: Served) -> None:
+
+
+def _call_and_validate(case: Any, served: Served) -> None:
     path = case.operation.path
     if path in _ENDS_THE_SESSION:
-        headers = _login(served.client, MEMBER)
+        headers = served.own_session()
     elif path.startswith("/admin"):
         headers = served.admin
     else:
         headers = served.member
 
     case.call_and_validate(app=served.app, headers=headers, checks=CHECKS)
+
+
+@schema.parametrize()
+@_BOUNDED
+def test_api_conforms_to_its_schema(case: Any, served: Served) -> None:
+    _call_and_validate(case, served)
+
+
+@schema_without_limits.parametrize()
+@_BOUNDED
+def test_api_conforms_to_its_schema_without_limits(
+    case: Any, served_without_limits: Served
+) -> None:
+    _call_and_validate(case, served_without_limits)

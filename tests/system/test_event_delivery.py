@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from bastion.stores.sql import create_engine
-from bastion.stores.sql.stores import _CHAIN_LOCK
+from bastion.stores.sql.chain import CHAIN_LOCK
 from tests.conftest import REDIS_URL
 from tests.system.service import (
     START_TIMEOUT,
@@ -87,7 +87,7 @@ async def store_write_lock(database_url: str) -> AsyncIterator[None]:
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn, conn.begin():
-            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK)))
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK)))
             yield
     finally:
         await engine.dispose()
@@ -172,7 +172,7 @@ async def test_sigterm_writes_every_queued_event_before_exiting(
     assert "Application shutdown complete" in service.log.read_text()
     # Every queued event was written; the drops are on record too, as one event.
     assert len(kept) == depth
-    assert reports == [{"count": dropped, "reason": "queue_full"}]
+    assert [(r["count"], r["reason"]) for r in reports] == [(dropped, "queue_full")]
 
 
 async def test_sigkill_loses_at_most_the_queue_size(service: Instance, database_url: str) -> None:

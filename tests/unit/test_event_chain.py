@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,9 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.events import EventLog, StoreSink
-from bastion.events.chain import GENESIS, ChainReport, verify_chain
+from bastion.events.chain import GENESIS, ChainHead, ChainReport, read_head, verify_chain
 from bastion.stores import AccountChange, SecurityEvent, open_stores
-from bastion.stores.sql import SQLEventStore, create_engine
+from bastion.stores.sql import EventChain, SQLEventStore, create_engine
 from bastion.stores.sql.tables import SecurityEventRow
 from tests.contract.support import make_account
 from tests.helpers import signed_up
@@ -104,7 +105,7 @@ async def test_an_untouched_chain_verifies(store: SQLEventStore) -> None:
 
     report = await verify_chain(store, KEY)
 
-    assert report == ChainReport(events=5, unchained=0, problem=None)
+    assert report == ChainReport(events=5, problem=None)
     assert report.intact
 
 
@@ -121,18 +122,22 @@ async def test_each_event_links_to_the_previous_one(store: SQLEventStore) -> Non
 async def test_an_empty_log_verifies(store: SQLEventStore) -> None:
     report = await verify_chain(store.engine, KEY)
 
-    assert report == ChainReport(events=0, unchained=0)
+    assert report == ChainReport(events=0)
 
 
-async def test_rows_written_before_the_chain_are_counted_and_skipped(
+async def test_rows_without_chain_values_at_the_start_are_reported_as_stripped(
     engine: AsyncEngine, store: SQLEventStore
 ) -> None:
+    # Every event a store writes is chained: rows without chain values at the start are
+    # rows whose values were removed (or that were written without the key).
     await SQLEventStore(engine).append([event(0), event(1)])
     await store.append([event(2), event(3), event(4)])
+    first, *_ = await ids(engine)
 
     report = await verify_chain(engine, KEY)
 
-    assert report == ChainReport(events=3, unchained=2)
+    assert report.problem is not None
+    assert (report.problem.row_id, report.problem.kind) == (first, "stripped")
 
 
 async def test_a_store_without_a_key_writes_no_chain(engine: AsyncEngine) -> None:
@@ -171,7 +176,7 @@ async def test_events_of_account_changes_are_chained_with_the_others(database_ur
     report = await verify_chain(stores.engine, KEY)
     await stores.aclose()
 
-    assert report == ChainReport(events=3, unchained=0)
+    assert report == ChainReport(events=3)
 
 
 async def test_concurrent_writers_do_not_fork_the_chain(database_url: str) -> None:
@@ -183,7 +188,7 @@ async def test_concurrent_writers_do_not_fork_the_chain(database_url: str) -> No
     for engine in engines:
         await engine.dispose()
 
-    assert report == ChainReport(events=40, unchained=0)
+    assert report == ChainReport(events=40)
 
 
 async def test_a_queued_burst_is_stored_in_batches_and_chained(
@@ -208,7 +213,7 @@ async def test_a_queued_burst_is_stored_in_batches_and_chained(
         kept = list(stored)
 
     assert kept == [f"burst {n}" for n in range(250)]
-    assert report == ChainReport(events=251, unchained=0)
+    assert report == ChainReport(events=251)
 
 
 async def test_the_service_chains_the_events_it_stores(client: httpx.AsyncClient, app: Any) -> None:
@@ -362,4 +367,104 @@ async def test_deleting_the_last_rows_is_not_visible_to_the_chain(store: SQLEven
 
     report = await verify_chain(store, KEY)
 
-    assert report == ChainReport(events=3, unchained=0)
+    assert report == ChainReport(events=3)
+
+
+# -- the head published outside the database --------------------------------------------
+
+
+@pytest.fixture
+def head_file(tmp_path: Path) -> Path:
+    return tmp_path / "head" / "event-chain-head.json"
+
+
+@pytest.fixture
+def headed(engine: AsyncEngine, head_file: Path) -> SQLEventStore:
+    return SQLEventStore(engine, chain=EventChain(KEY, head_file=head_file))
+
+
+async def test_each_write_publishes_the_newest_event_s_number_and_mac(
+    headed: SQLEventStore, head_file: Path
+) -> None:
+    rows = await five_events(headed)
+    last = await row(headed.engine, rows[-1])
+
+    assert read_head(head_file) == ChainHead(5, last["chain_mac"], rows[-1])
+    assert headed.chain_head == read_head(head_file)
+    assert mode(head_file) == 0o600
+
+
+async def test_the_head_verifies_an_untouched_log(headed: SQLEventStore, head_file: Path) -> None:
+    await five_events(headed)
+
+    report = await verify_chain(headed, KEY, head=read_head(head_file))
+
+    assert report.intact
+    assert report.events == 5
+
+
+async def test_the_head_finds_the_newest_rows_deleted(
+    headed: SQLEventStore, head_file: Path
+) -> None:
+    rows = await five_events(headed)
+    await execute(headed.engine, "DELETE FROM security_events WHERE id >= :i", i=rows[3])
+
+    report = await verify_chain(headed, KEY, head=read_head(head_file))
+
+    assert report.problem is not None
+    assert (report.problem.row_id, report.problem.kind) == (rows[2], "truncated")
+    assert "records 5 events, the database holds 3" in report.problem.reason
+
+
+async def test_a_new_process_numbers_on_from_the_head_file(
+    engine: AsyncEngine, headed: SQLEventStore, head_file: Path
+) -> None:
+    rows = await five_events(headed)
+    await execute(engine, "DELETE FROM security_events WHERE id >= :i", i=rows[3])
+    restarted = SQLEventStore(engine, chain=EventChain(KEY, head_file=head_file))
+    await restarted.append([event(5)])
+
+    head = read_head(head_file)
+    report = await verify_chain(engine, KEY, head=head)
+
+    assert head is not None
+    assert head.seq == 6  # not 4: the two deleted events keep their numbers
+    assert report.problem is not None
+    assert report.problem.kind == "truncated"
+    assert "2 events before it are missing" in report.problem.reason
+
+
+async def test_a_head_from_before_a_purge_still_verifies(
+    headed: SQLEventStore, head_file: Path
+) -> None:
+    now = datetime.now(UTC)
+    aged = [event(n, timestamp=now - timedelta(days=d)) for n, d in enumerate((400, 300, 1))]
+    await headed.append(aged)
+    before_purge = read_head(head_file)
+    await headed.purge(now - timedelta(days=365), now=now)
+
+    old = await verify_chain(headed, KEY, head=before_purge)
+    new = await verify_chain(headed, KEY, head=read_head(head_file))
+
+    newest = await last_row(headed.engine)
+
+    assert old.intact, old.problem
+    assert new.intact, new.problem
+    # Two purged, one kept and the purge's own record: the fourth event of the log.
+    assert read_head(head_file) == ChainHead(4, newest["chain_mac"], newest["id"])
+
+
+async def last_row(engine: AsyncEngine) -> dict[str, Any]:
+    return await row(engine, (await ids(engine))[-1])
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_a_head_file_that_is_not_a_head_is_refused(head_file: Path) -> None:
+    head_file.parent.mkdir(parents=True)
+    head_file.write_text('{"seq": "many"}')
+
+    with pytest.raises(ValueError, match="not an event chain head"):
+        read_head(head_file)

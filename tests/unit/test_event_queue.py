@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from bastion.events import EventLog
+from bastion.errors import DatabaseUnavailableError
+from bastion.events import EventLog, event_to_dict
 from bastion.stores import SecurityEvent
 from bastion.testing import capture_events
 
@@ -42,6 +43,64 @@ class Recorder:
 
 def details(events: Sequence[SecurityEvent]) -> list[str]:
     return [event.details for event in events]
+
+
+class Down(Recorder):
+    """A sink whose database does not answer for its first ``outage`` writes."""
+
+    def __init__(self, outage: int) -> None:
+        super().__init__()
+        self.outage = outage
+
+    async def write(self, events: Sequence[SecurityEvent]) -> None:
+        self.calls += 1
+        if self.calls <= self.outage:
+            raise DatabaseUnavailableError("database unavailable: ConnectionRefusedError")
+        self.batches.append(list(events))
+
+
+class DurableDown(Down):
+    durable = True  # as the event store: events stored with their change skip it
+
+
+async def test_an_unavailable_sink_keeps_the_batch_until_it_answers() -> None:
+    sink = Down(outage=20)  # far more than the retries of a refusal
+    log = EventLog([sink], retry_delays=(0, 0))
+
+    for n in range(3):
+        log.emit_soon("permission_denied", details=f"#{n}")
+    await asyncio.wait_for(log.drain(), timeout=10)
+
+    assert details(sink.events) == ["#0", "#1", "#2"]
+    assert sink.calls == 21
+    assert (log.failed, log.dropped) == (0, 0)
+
+
+async def test_an_event_written_with_its_request_waits_for_an_unavailable_store() -> None:
+    lines, store = Recorder(), DurableDown(outage=3)
+    log = EventLog([lines, store], retry_delays=(0,))
+
+    await log.emit("auth_success", details="in the outage")
+    queued = log.pending
+    await asyncio.wait_for(log.drain(), timeout=10)
+
+    assert queued == 1
+    assert details(store.events) == ["in the outage"]
+    assert details(lines.events) == ["in the outage"]  # once: it went out at once
+    assert log.failed == 0
+
+
+async def test_at_shutdown_what_the_down_store_holds_back_reaches_the_log_lines() -> None:
+    lines, store = Recorder(), Down(outage=10**9)
+    log = EventLog([lines, store], batch_size=2, flush_timeout=0.2)
+
+    for n in range(5):
+        log.emit_soon("permission_denied", details=f"#{n}")
+    await log.aclose()
+
+    assert details(lines.events) == [f"#{n}" for n in range(5)]
+    assert store.events == []
+    assert log.failed == 5
 
 
 async def test_a_burst_is_written_in_batches_in_order() -> None:
@@ -111,7 +170,13 @@ async def test_a_full_queue_drops_counts_and_reports_without_waiting() -> None:
     report = written[3]
     assert report.event_type == "events_dropped"
     assert report.severity == "high"
-    assert report.extra == {"count": 7, "reason": "queue_full"}
+    assert report.extra == {
+        "count": 7,
+        "reason": "queue_full",
+        "types": {"rate_limit_exceeded": 7},
+        "first": event_to_dict(seen[3])["timestamp"],
+        "last": event_to_dict(seen[9])["timestamp"],
+    }
     assert len(written) == 4
     # Every event still reached the capture hooks (and so the metrics and alert rules).
     assert [e.event_type for e in seen].count("rate_limit_exceeded") == 10
@@ -163,7 +228,8 @@ async def test_a_sink_that_keeps_failing_is_counted_reported_and_does_not_loop(
     assert log.failed == 2 + 1
     report = other.events[-1]
     assert report.event_type == "events_dropped"
-    assert report.extra == {"count": 2, "reason": "write_failed"}
+    assert (report.extra["count"], report.extra["reason"]) == (2, "write_failed")
+    assert report.extra["types"] == {"permission_denied": 2}
     assert caplog.text.count("Recorder failed an event") == 2
 
 
@@ -290,4 +356,5 @@ async def test_the_last_tenth_of_the_queue_is_kept_for_high_events() -> None:
     assert low == (18, 7)
     kinds = [e.event_type for e in sink.events]
     assert kinds[18:] == ["alert_raised", "token_reuse_detected", "events_dropped"]
-    assert sink.events[-1].extra == {"count": 8, "reason": "queue_full"}
+    gap = sink.events[-1].extra
+    assert (gap["count"], gap["types"]) == (8, {"alert_raised": 1, "input_validation_failed": 7})

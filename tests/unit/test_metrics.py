@@ -19,7 +19,7 @@ from bastion.stores import SecurityEvent
 
 PRODUCTION: dict[str, Any] = {
     "env": "production",
-    "database_url": "postgresql+asyncpg://db/bastion",
+    "database_url": "postgresql+asyncpg://db/bastion?ssl=verify-full",
     "password_profile": "rfc9106-low-memory",
     "mail_backend": "smtp",
     "smtp_host": "smtp.example.org",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.net import TrustedProxies, forwarded_for, rate_partition
+from bastion.net import ForwardingHeader, TrustedProxies, forwarded_for, rate_partition
 
 
 @pytest.mark.parametrize(
@@ -26,17 +26,35 @@ def test_forwarded_for_nodes(header: str, nodes: list[str]) -> None:
 def test_untrusted_peers_are_the_client_whatever_they_claim() -> None:
     proxies = TrustedProxies(["10.0.0.0/8"])
 
-    assert proxies.client_ip("198.51.100.1", "192.0.2.1", "for=192.0.2.2") == "198.51.100.1"
-    assert TrustedProxies().client_ip("10.0.0.1", "192.0.2.1") == "10.0.0.1"
+    assert proxies.client_ip("198.51.100.1", ["192.0.2.1"]) == "198.51.100.1"
+    assert TrustedProxies().client_ip("10.0.0.1", ["192.0.2.1"]) == "10.0.0.1"
 
 
-def test_forwarded_wins_over_x_forwarded_for_from_a_trusted_proxy() -> None:
-    proxies = TrustedProxies(["10.0.0.0/8"])
+@pytest.mark.parametrize(
+    ("header", "values", "client"),
+    [
+        ("x-forwarded-for", ["192.0.2.9, 10.1.1.1"], "192.0.2.9"),
+        ("x-forwarded-for", ["192.0.2.66", "192.0.2.9"], "192.0.2.9"),  # two lines, in order
+        ("x-forwarded-for", ["not-an-ip"], "10.0.0.1"),
+        ("x-forwarded-for", ["10.2.2.2"], "10.0.0.1"),
+        ("x-forwarded-for", [], "10.0.0.1"),
+        ("forwarded", ['for=192.0.2.66, for="192.0.2.9:443"'], "192.0.2.9"),
+        ("forwarded", ["for=_hidden"], "10.0.0.1"),
+        ("x-real-ip", ["192.0.2.9"], "192.0.2.9"),
+        ("x-real-ip", ["[2001:db8::5]"], "2001:db8::5"),
+    ],
+)
+def test_the_right_most_untrusted_hop_of_the_configured_header_is_the_client(
+    header: ForwardingHeader, values: list[str], client: str
+) -> None:
+    proxies = TrustedProxies(["10.0.0.0/8"], header=header)
 
-    assert proxies.client_ip("10.0.0.1", "192.0.2.1", "for=192.0.2.2") == "192.0.2.2"
-    assert proxies.client_ip("10.0.0.1", "192.0.2.9, 10.1.1.1", None) == "192.0.2.9"
-    assert proxies.client_ip("10.0.0.1", "not-an-ip", None) == "10.0.0.1"
-    assert proxies.client_ip("10.0.0.1", "10.2.2.2", None) == "10.0.0.1"
+    assert proxies.client_ip("10.0.0.1", values) == client
+
+
+def test_an_unknown_forwarding_header_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown forwarding header"):
+        TrustedProxies(["10.0.0.0/8"], header="x-client-ip")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,10 @@ class InvalidEmailError(ValueError):
 
 
 _LOCAL_PART_MAX_OCTETS = 64
+# The stored columns (``email``, ``email_key``) hold 320 characters. Case folding can
+# lengthen an address (``ß`` folds to ``ss``, ``ΐ`` to three code points), so a new
+# address is measured as it is stored, not as it was sent.
+_STORED_MAX_CHARS = 320
 
 
 def normalize_email(raw: str, *, new: bool = False) -> tuple[str, str]:
@@ -45,4 +49,9 @@ def normalize_email(raw: str, *, new: bool = False) -> tuple[str, str]:
     email = unicodedata.normalize("NFKC", result.normalized)
     local, _, domain = email.rpartition("@")
     email = f"{local}@{domain.lower()}"
-    return email, email.casefold()
+    key = email.casefold()
+    if new and max(len(email), len(key)) > _STORED_MAX_CHARS:
+        raise InvalidEmailError(
+            f"The email address is too long (over {_STORED_MAX_CHARS} characters once normalized)."
+        )
+    return email, key

@@ -70,10 +70,29 @@ class Letters:
                 f"attempts. If they were yours, open this link within {_span(lifetime)} "
                 "to unlock it:\n\n"
                 f"{self.link('/auth/unlock', token)}\n\n"
+                "While it is locked, your devices that signed in before still get in, and "
+                "signing in with your password on another device emails you a sign-in link.\n\n"
                 "If they were not yours, someone may be guessing your password: consider "
                 'resetting it with "Forgot password".\n'
             ),
             kind="unlock",
+        )
+
+    def sign_in(self, to: str, token: str, lifetime: timedelta) -> Message:
+        return Message(
+            to=to,
+            subject=f"Finish signing in to {self.product}",
+            text=(
+                f"Hello,\n\nsomeone just entered the right password of your {self.product} "
+                "account on a device it does not know yet. The account is locked against "
+                "password guessing after many failed attempts, so that sign-in needs this "
+                f"link too. If it was you, open it on that device within {_span(lifetime)}; "
+                "it works once:\n\n"
+                f"{self.link('/auth/login/confirm', token)}\n\n"
+                "If it was not you, someone knows your password: reset it at once with "
+                '"Forgot password". Without this link they cannot sign in.\n'
+            ),
+            kind="sign-in",
         )
 
     def already_registered(self, to: str) -> Message:

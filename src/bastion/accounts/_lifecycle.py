@@ -1,5 +1,6 @@
 """The account flows around a login: email verification, password reset and change,
-one's own sessions, and the emailed unlock link.
+one's own sessions, the emailed unlock link, and the emailed sign-in link of a locked
+account.
 
 Every flow that starts from an email address (registration, forgotten password, a new
 verification link) answers the same whatever the address: the request only takes a rate
@@ -21,7 +22,7 @@ from typing import Final
 
 from bastion.accounts._emails import normalize_email
 from bastion.accounts._letters import Letters
-from bastion.accounts._service import AccountService, Principal
+from bastion.accounts._service import AccountService, Principal, TokenPair
 from bastion.errors import (
     InvalidLinkError,
     NotFoundError,
@@ -82,6 +83,7 @@ class AccountLifecycle:
         self._policies = policies or {}
         self._verified_hooks: list[EmailVerifiedHook] = []
         service.on_locked = self._locked
+        service.on_locked_login = self._locked_login
 
     def on_email_verified(self, hook: EmailVerifiedHook) -> None:
         """Run ``hook(user_id)`` after an address is verified (e.g. activate shares)."""
@@ -141,6 +143,8 @@ class AccountLifecycle:
             return self._letters.verify_email(account.email, token, lifetime)
         if purpose == "password-reset":
             return self._letters.password_reset(account.email, token, lifetime)
+        if purpose == "sign-in":
+            return self._letters.sign_in(account.email, token, lifetime)
         return self._letters.unlock(account.email, token, lifetime)
 
     # -- registration and verification ------------------------------------------------
@@ -337,8 +341,10 @@ class AccountLifecycle:
                 password_hash=password_hash,
                 revoke_sessions=True,
                 keep_session=uuid.UUID(principal.session_id),
-                # Not after a revocation (a reset) that happened while this one ran.
+                # Not after a revocation (a reset) that happened while this one ran,
+                # nor over a password other than the one just checked.
                 expect_token_version=principal.claims.tv,
+                expect_password_hash=account.password_hash,
                 reason="password changed",
             ),
             lambda before, after: [
@@ -418,6 +424,37 @@ class AccountLifecycle:
             context,
         )
         await self._forget_failures(changed)
+
+    # -- sign-in link of a locked account ------------------------------------------
+
+    def _locked_login(self, account: Account, context: RequestContext) -> None:
+        """The right password reached a locked account from an unknown device: email a
+        sign-in link. Issued in the background, so neither the answer nor its timing
+        differs from a wrong password's; a newer link replaces an unused older one. Not
+        capped with the mail anyone can trigger: only the password triggers it."""
+        self._postman.post(kind="sign-in", job=lambda: self._link(account, "sign-in"))
+
+    async def sign_in_with_link(
+        self, token: str, *, context: RequestContext, user_agent: str | None
+    ) -> TokenPair:
+        """Finish a locked account's sign-in with the emailed link: the link is spent,
+        a session opens, and this device gets a device cookie. The lock stays (it stops
+        guessing, not the owner) until the unlock link, a reset or an admin ends it.
+
+        Raises:
+            InvalidLinkError: unknown, used, expired or outdated link (the password
+                changed, or the account's tokens were revoked, since it was sent).
+        """
+        account, use = await self._account_for(token, "sign-in", context)
+        changed = await self._spend(
+            account,
+            AccountChange(use_token=use, bump_token_version=False, reason="sign-in link"),
+            lambda before, after: [],
+            context,
+        )
+        return await self._service.sign_in_confirmed(
+            changed, context=context, user_agent=user_agent
+        )
 
     # -- shared steps ---------------------------------------------------------------
 

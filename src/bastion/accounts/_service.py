@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from bastion.accounts._emails import normalize_email
 from bastion.authz import ROLE_ORDER, Subject
@@ -25,6 +25,7 @@ from bastion.errors import (
     NotFoundError,
     PasswordPolicyError,
     RateLimitedError,
+    RevocationCacheColdError,
     ServiceUnavailableError,
     TokenReuseError,
 )
@@ -44,6 +45,7 @@ BREACHED_REASON = (
     "This password has appeared in a data breach, so attackers try it first; choose another."
 )
 _logger = logging.getLogger("bastion.accounts")
+_LONGEST_ACCESS_TTL = timedelta(hours=1)  # the settings' bound on the access-token lifetime
 T = TypeVar("T")
 
 
@@ -94,6 +96,9 @@ class AccountService:
         # Called (in the background) when failed logins lock an account: the account
         # lifecycle sends its owner an unlock link.
         self.on_locked: Callable[[Account, RequestContext], None] | None = None
+        # Called (in the background) when the right password reaches a locked account
+        # from a device it does not know: the lifecycle emails a sign-in link.
+        self.on_locked_login: Callable[[Account, RequestContext], None] | None = None
         self._defence = defence
         self._hasher = hasher
         self._policy = policy
@@ -102,6 +107,11 @@ class AccountService:
         self._clock = clock or SystemClock()
         self._idle_ttl = refresh_idle_ttl
         self._absolute_ttl = refresh_absolute_ttl
+        # The revocation cache's rebuilds (restore_revocations): one at a time, counted,
+        # and whether a denial failed to reach the cache since the last one.
+        self._restoring = asyncio.Lock()
+        self._restores = 0
+        self._cache_unsure = False
 
     @property
     def access_ttl(self) -> timedelta:
@@ -233,8 +243,10 @@ class AccountService:
 
         Raises:
             InvalidCredentialsError: unknown email, wrong password, disabled or locked
-                account, an unverified address where logins need a verified one, or an
-                attempt the defence holds back (with ``retry_after`` or ``challenge``).
+                account, an unverified address where logins need a verified one, an
+                account whose password or sessions changed while its password was
+                checked, or an attempt the defence holds back (with ``retry_after`` or
+                ``challenge``).
             RateLimitedError: the per-account limit, or the IP's stuffing block.
             ServiceBusyError: the hashing pool is saturated.
             ServiceUnavailableError: the shared login-defence store does not answer.
@@ -247,28 +259,45 @@ class AccountService:
         gate: LoginGate | None = None
         ip = rate_partition(context.ip_address)  # IPv6 by its /64, as the limiter
         account_key = defence.account_key(key or email.strip().lower()[:320]) if defence else ""
-        if defence is not None:
-            gate = await self._guard_login(
-                defence, account_key, ip, context, device_cookie, solution
-            )
         account = await self._stores.accounts.get_by_email(key) if key else None
+        if defence is not None:
+            # A device cookie counts only for the account's current password.
+            generation = defence.credential_generation(account.password_hash) if account else ""
+            gate = await self._guard_login(
+                defence, account_key, ip, context, device_cookie, solution, generation
+            )
         # An unknown email verifies against a dummy hash: same cost as a wrong password;
         # a locked account checks its password too, so its answer takes as long.
         ok = await self._hasher.verify(account.password_hash if account else None, password)
         locked = account is not None and account.locked_at is not None
-        # The reason (for the log) and the outcome (a closed set, for the metrics).
-        reason, outcome = (
-            ("unknown account", "failure")
+        # Why an account is refused whatever the password, if it is.
+        refusal = ""
+        if account is not None:
+            refusal = (
+                "account disabled"
+                if not account.is_active
+                else "account locked"
+                if locked and not (gate and gate.trusted)
+                else "email not verified"
+                if self._require_verified and not account.email_verified
+                else ""
+            )
+        # The reason is for the log (admins only); the outcome, a closed set, is for the
+        # metrics, which are read more widely: it names the account's state and never
+        # whether the password was right, or a refused right guess would show there.
+        reason = (
+            "unknown account"
             if account is None
-            else ("invalid password", "failure")
+            else ("invalid password" + (f" ({refusal})" if refusal else ""))
             if not ok
-            else ("account disabled", "disabled")
-            if not account.is_active
-            else ("account locked", "locked")
-            if locked and not (gate and gate.trusted)
-            else ("email not verified", "unverified")
-            if self._require_verified and not account.email_verified
-            else ("", "success")
+            else refusal
+        )
+        outcome = (
+            _REFUSAL_OUTCOMES[refusal]
+            if refusal
+            else "failure"
+            if account is None or not ok
+            else "success"
         )
         if reason or account is None:
             retry_after = 0
@@ -278,6 +307,17 @@ class AccountService:
                 retry_after = await self._login_failed(
                     defence, account_key, ip, gate, account, context
                 )
+            if (
+                ok
+                and refusal == "account locked"
+                and account is not None
+                and self.on_locked_login is not None
+                and (account.email_verified or not self._require_verified)
+            ):
+                # The right password on a locked account, from a device it does not
+                # know: the answer stays that of a wrong password (after the lock, a
+                # guess learns nothing), and the owner's mailbox gets a sign-in link.
+                self.on_locked_login(account, context)
             await self._events.emit(
                 "auth_failure",
                 context=context,
@@ -290,17 +330,39 @@ class AccountService:
             raise InvalidCredentialsError(reason, retry_after=retry_after)
         if account.password_hash and self._hasher.needs_rehash(account.password_hash):
             # Upgrade on successful login (STYLE principle 9): new profile, or legacy bcrypt.
-            new_hash = await self._hasher.hash(password)
-            account = (
-                await self._stores.accounts.update(account.id, password_hash=new_hash) or account
-            )
+            account = await self._rehash(account, await self._hasher.hash(password), context)
         device_token = None
         if defence is not None and gate is not None:
             await self._unavailable_is_closed(defence.succeeded(account_key, ip, gate), context)
-            device_token = defence.issue_device(account_key)
+            device_token = defence.issue_device(
+                account_key, defence.credential_generation(account.password_hash)
+            )
         pair = await self._open_session(account, context=context, user_agent=user_agent)
         await self._events.emit(
             "auth_success", context=context, user_id=str(account.id), outcome="success"
+        )
+        return dataclasses.replace(pair, device_token=device_token)
+
+    async def sign_in_confirmed(
+        self, account: Account, *, context: RequestContext, user_agent: str | None
+    ) -> TokenPair:
+        """Open a session for ``account`` whose owner proved the password and then the
+        mailbox (the emailed sign-in link of a locked account); the device that followed
+        the link gets a device cookie, as after a login."""
+        device_token = None
+        if self._defence is not None:
+            defence = self._defence
+            device_token = defence.issue_device(
+                defence.account_key(account.email_key),
+                defence.credential_generation(account.password_hash),
+            )
+        pair = await self._open_session(account, context=context, user_agent=user_agent)
+        await self._events.emit(
+            "auth_success",
+            context=context,
+            user_id=str(account.id),
+            outcome="success",
+            details="signed in with the emailed sign-in link of a locked account",
         )
         return dataclasses.replace(pair, device_token=device_token)
 
@@ -324,9 +386,16 @@ class AccountService:
         context: RequestContext,
         device_cookie: str | None,
         solution: str | None,
+        generation: str,
     ) -> LoginGate:
         gate = await self._unavailable_is_closed(
-            defence.before(account_key, ip, device_cookie=device_cookie, solution=solution),
+            defence.before(
+                account_key,
+                ip,
+                device_cookie=device_cookie,
+                solution=solution,
+                generation=generation,
+            ),
             context,
         )
         if gate.refusal == "rate" and gate.verdict is not None:
@@ -387,19 +456,26 @@ class AccountService:
             )
         if outcome.lock and account is not None and account.locked_at is None:
             failures = outcome.account_failures
-            locked = await self.apply(
-                account.id,
-                AccountChange(locked=True, bump_token_version=False, reason="failed logins"),
-                lambda before, after: [
+            already = False
+
+            def lock_event(before: Account, after: Account) -> list[SecurityEvent | None]:
+                nonlocal already  # a concurrent failure locked it first: one event, one email
+                already = before.locked_at is not None
+                return [] if already else [
                     self._events.build(
                         "account_locked",
                         context=context,
                         user_id=str(after.id),
                         details=f"{failures} consecutive failed logins; locked until unlocked",
                     )
-                ],
+                ]
+
+            locked = await self.apply(
+                account.id,
+                AccountChange(locked=True, bump_token_version=False, reason="failed logins"),
+                lock_event,
             )
-            if self.on_locked is not None:
+            if self.on_locked is not None and not already:
                 self.on_locked(locked, context)
         return outcome.retry_after
 
@@ -447,9 +523,46 @@ class AccountService:
             user_agent=_clip(user_agent),
         )
         refresh_token = new_refresh_token()
-        await self._stores.sessions.create(session, refresh_digest(refresh_token))
+        # Only if ``account`` (as read before its password was checked) is still current
+        # when the session is stored, in the same transaction: a password change, reset
+        # or revocation that commits while the password is checked ends this login too.
+        if not await self._stores.sessions.create(
+            session, refresh_digest(refresh_token), expect=account
+        ):
+            await self._changed_during_login(account, context)
         await self._cache_state(account)
         return self._pair(account, session, refresh_token, now)
+
+    async def _rehash(self, account: Account, new_hash: str, context: RequestContext) -> Account:
+        """Store ``new_hash`` only over the hash the login checked, at its token version:
+        never over a password changed or reset meanwhile (that would bring the old
+        password back)."""
+        change = AccountChange(
+            password_hash=new_hash,
+            bump_token_version=False,
+            expect_token_version=account.token_version,
+            expect_password_hash=account.password_hash,
+            reason="password hash upgraded",
+        )
+        try:
+            return await self._stores.accounts.change(
+                account.id, change, now=self._clock.now(), events=lambda before, after: []
+            )
+        except InvalidTokenError:
+            await self._changed_during_login(account, context)
+
+    async def _changed_during_login(self, account: Account, context: RequestContext) -> NoReturn:
+        """Refuse a login whose account changed while its password was checked: as a
+        wrong password (the password it proved may be the one just replaced)."""
+        reason = "account changed during the login (password changed or sessions revoked)"
+        await self._events.emit(
+            "auth_failure",
+            context=context,
+            user_id=str(account.id),
+            details=reason,
+            outcome="failure",
+        )
+        raise InvalidCredentialsError(reason)
 
     def _pair(
         self, account: Account, session: AuthSession, refresh_token: str, now: datetime
@@ -506,7 +619,9 @@ class AccountService:
                 details=f"refresh token {outcome.status}",
             )
             raise InvalidTokenError(f"refresh token {outcome.status}")
-        account = await self._stores.accounts.get(session.user_id)
+        # The account as read in the rotation's transaction, never after it: a
+        # revocation that commits after the rotation must revoke this access token too.
+        account = outcome.account
         if account is None or not account.is_active:
             await self._stores.sessions.revoke(session.id, now=now, reason="account disabled")
             raise InvalidTokenError("account disabled")
@@ -531,10 +646,14 @@ class AccountService:
         """Verify an access token and check it against the revocation state.
 
         One revocation-store round trip: the token's ``jti`` and session, and the user's
-        cached state (token version, role, active); a miss reads the account once.
+        cached state (token version, role, active); a miss reads the account once. A
+        cache that is not known to be complete (a new process, Redis emptied) is rebuilt
+        from the database first, and read again.
 
         Raises:
             InvalidTokenError: forged, expired, revoked, or the account is disabled.
+            ServiceUnavailableError: the revocation cache does not answer or cannot be
+                rebuilt: no token is believed (fail closed).
 
         ``verified`` are the claims of ``access_token`` when its signature and times were
         checked already in this request (by the rate limiter); never from elsewhere.
@@ -543,10 +662,19 @@ class AccountService:
         """
         claims = verified if verified is not None else self._access.verify(access_token)
         store = self._stores.revocation
-        if revocation is not None and isinstance(store, RedisRevocationStore):
-            state, revoked = store.read_check(revocation)
-        else:
-            state, revoked = await store.check(claims.sub, _revocation_ids(claims))
+        ids = _revocation_ids(claims)
+        try:
+            if self._cache_unsure:
+                raise RevocationCacheColdError("a revocation was not cached")
+            if revocation is not None and isinstance(store, RedisRevocationStore):
+                state, revoked = store.read_check(revocation)
+            else:
+                state, revoked = await store.check(claims.sub, ids)
+        except RevocationCacheColdError:
+            # A new process, or Redis lost its data: no "not revoked" is believed until
+            # the cache holds the durable record again (a second read, this once).
+            await self.restore_revocations()
+            state, revoked = await store.check(claims.sub, ids)
         if revoked:
             raise InvalidTokenError("token revoked")
         if state is None:
@@ -571,19 +699,24 @@ class AccountService:
     async def logout(
         self, principal: Principal, refresh_token: str | None, *, context: RequestContext
     ) -> None:
-        """End this session: its refresh family and every access token issued for it."""
+        """End this session: its refresh family and every access token issued for it.
+
+        Each revocation is in the database before it is cached: the access token's
+        ``jti`` (a denial record), the sessions (their ``revoked_at``).
+        """
         now = self._clock.now()
         session_ids = {principal.session_id}
         if refresh_token:
             other = await self._stores.sessions.find_by_token(refresh_digest(refresh_token))
             if other is not None and other.user_id == principal.user_id:
                 session_ids.add(str(other.id))
+        jti, until = principal.claims.jti, _from_ts(principal.claims.exp) + timedelta(seconds=60)
+        await self._stores.denials.deny(jti, until, now=now)
         for session_id in session_ids:
             await self._stores.sessions.revoke(uuid.UUID(session_id), now=now, reason="logout")
+        for session_id in session_ids:
             await self.deny_session(session_id)
-        await self._stores.revocation.revoke(
-            principal.claims.jti, _from_ts(principal.claims.exp) + timedelta(seconds=60)
-        )
+        await self._cache_denial(jti, until)
         await self._events.emit("logout", context=context, user_id=str(principal.user_id))
 
     async def logout_all(self, principal: Principal, *, context: RequestContext) -> None:
@@ -759,9 +892,65 @@ class AccountService:
         return state
 
     async def deny_session(self, session_id: uuid.UUID | str) -> None:
-        """Deny every access token of a session at once (until the longest expires)."""
+        """Deny every access token of a session at once (until the longest expires).
+
+        Call it after the session was revoked in the session store: its ``revoked_at``
+        is the durable record the cache is rebuilt from; this writes the cache.
+        """
         until = self._clock.now() + self._access.ttl + timedelta(seconds=60)
-        await self._stores.revocation.revoke(f"sid:{session_id}", until)
+        await self._cache_denial(f"sid:{session_id}", until)
+
+    async def _cache_denial(self, token_id: str, until: datetime) -> None:
+        """Write a denial (already durable) to the revocation cache; should that fail,
+        this process rebuilds the cache before its next check, whatever Redis says."""
+        try:
+            await self._stores.revocation.revoke(token_id, until)
+        except Exception:
+            self._cache_unsure = True
+            raise
+
+    async def restore_revocations(self) -> None:
+        """Rebuild the revocation cache from the durable record: at start-up, and when
+        the cache lost its data (checks raise ``RevocationCacheColdError`` until then).
+
+        Concurrent callers share one rebuild; expired denial records are purged on the
+        way (a bounded sweep).
+
+        Raises:
+            ServiceUnavailableError: the cache does not answer (the database's own
+                errors propagate): every check keeps failing closed meanwhile.
+        """
+        seen = self._restores
+        async with self._restoring:
+            if self._restores != seen and not self._cache_unsure:
+                return  # rebuilt while this caller waited
+            self._cache_unsure = False
+            try:
+                await self._stores.revocation.rebuild(self._durable_denials)
+            except BaseException:
+                self._cache_unsure = True
+                raise
+            self._restores += 1
+
+    async def _durable_denials(self) -> list[tuple[str, datetime]]:
+        now = self._clock.now()
+        denials = self._stores.denials
+        await denials.purge(now=now)
+        # Sessions revoked within the longest lifetime an access token may have had
+        # (settings cap it at an hour; the lifetime may have been longer before a restart).
+        window = max(self._access.ttl, _LONGEST_ACCESS_TTL) + timedelta(seconds=60)
+        sessions = await denials.revoked_sessions(since=now - window)
+        return [
+            *await denials.denied(now=now),
+            *((f"sid:{sid}", revoked_at + window) for sid, revoked_at in sessions),
+        ]
+
+
+_REFUSAL_OUTCOMES = {
+    "account disabled": "disabled",
+    "account locked": "locked",
+    "email not verified": "unverified",
+}
 
 
 def _clip(value: str | None, limit: int = 512) -> str | None:

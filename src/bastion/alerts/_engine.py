@@ -27,6 +27,7 @@ from bastion.alerts._mail import AlertMail
 from bastion.alerts._rules import AlertRule
 from bastion.alerts._webhook import AlertWebhook, DeliveryError
 from bastion.clock import Clock, SystemClock
+from bastion.errors import ServiceUnavailableError
 from bastion.events import EventLog
 from bastion.stores.alerts import Alert, AlertStore
 from bastion.stores.base import SecurityEvent
@@ -173,6 +174,8 @@ class AlertEngine:
     async def _send(self, alert: Alert) -> None:
         try:
             await self._store.add(alert)
+        except ServiceUnavailableError as exc:  # its store logs the outage, once
+            _logger.warning("alert %s not stored: %s", alert.id, exc.reason)
         except Exception:  # the event and the webhook still carry the alert
             _logger.exception("alert %s not stored", alert.id)
         if self._mail is not None:

@@ -8,28 +8,35 @@ in the event store by default. ``bastion.testing.capture_events()`` sees every e
 High-volume events (denials, rate-limit refusals) go through :meth:`EventLog.emit_soon`:
 a bounded in-memory queue that one writer task empties in batches, one store
 transaction a batch. A request never waits on the queue; a full queue drops the event,
-counts it and reports the drops as an ``events_dropped`` event. An event leaves the
-queue only once every sink has taken it, so a process killed outright loses at most
-the queue's capacity of events (docs/errors-and-events.md, "Delivery").
+counts it and reports the drops as an ``events_dropped`` event (how many, which types,
+from when to when). An event leaves the queue only once every sink has taken it, so a
+process killed outright loses at most the queue's capacity of events; a sink that is
+unavailable (a database outage) keeps its events queued until it answers again
+(docs/errors-and-events.md, "Delivery").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
 import logging
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from bastion.clock import Clock, SystemClock
+from bastion.errors import ServiceUnavailableError
 from bastion.events._redact import REDACTED, redact_mapping, redact_text
 from bastion.stores.base import EventStore, SecurityEvent, Severity
+
+if TYPE_CHECKING:
+    from bastion.events.chain import ChainHead
 
 __all__ = [
     "REDACTED",
@@ -81,6 +88,8 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "alert_delivery_failed": "high",
     "events_dropped": "high",
     "events_purged": "medium",
+    "key_rotated": "medium",
+    "key_revoked": "high",
     "input_validation_failed": "low",
     "registration_conflict": "info",
 }
@@ -100,7 +109,9 @@ class RequestContext:
 
 
 class EventSink(Protocol):
-    """Where events go: ``write`` takes a batch, in order, and raises if it kept none."""
+    """Where events go: ``write`` takes a batch, in order, and raises if it kept none:
+    :class:`~bastion.errors.ServiceUnavailableError` when it cannot take any now (its
+    database is down) and may later, so that the events wait for it."""
 
     async def write(self, events: Sequence[SecurityEvent]) -> None: ...
 
@@ -149,15 +160,32 @@ def redact_event(event: SecurityEvent) -> SecurityEvent:
 
 
 class JSONLinesSink:
-    """One JSON object a line, to stdout by default."""
+    """One JSON object a line, to stdout by default.
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    With ``head`` (the event chain's newest head, :mod:`bastion.events.chain`), each line
+    also carries ``"chain": {"seq": n, "mac": "..."}``: the stored log's event count and
+    last MAC when the line was written, published outside the database so that deleting
+    the newest stored events shows (``bastion events verify --head n:mac``).
+    """
+
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        head: Callable[[], ChainHead | None] | None = None,
+    ) -> None:
         self._stream = stream
+        self._head = head
 
     async def write(self, events: Sequence[SecurityEvent]) -> None:
         stream = self._stream or sys.stdout
+        head = self._head() if self._head is not None else None
+        chain = {"chain": {"seq": head.seq, "mac": head.mac}} if head is not None else {}
         stream.write(
-            "".join(json.dumps(event_to_dict(e), separators=(",", ":")) + "\n" for e in events)
+            "".join(
+                json.dumps({**event_to_dict(e), **chain}, separators=(",", ":")) + "\n"
+                for e in events
+            )
         )
         stream.flush()
 
@@ -172,6 +200,34 @@ class StoreSink:
 
     async def write(self, events: Sequence[SecurityEvent]) -> None:
         await self._store.append(events)
+
+
+@dataclass
+class _Loss:
+    """The events not written for one reason since the last ``events_dropped`` report."""
+
+    count: int = 0
+    types: Counter[str] = field(default_factory=Counter)
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def add(self, event: SecurityEvent) -> None:
+        self.count += 1
+        self.types[event.event_type] += 1
+        if self.first is None or event.timestamp < self.first:
+            self.first = event.timestamp
+        if self.last is None or event.timestamp > self.last:
+            self.last = event.timestamp
+
+    def record(self, reason: str) -> dict[str, Any]:
+        """The report's fields: how many, why, of which types, from when to when."""
+        return {
+            "count": self.count,
+            "reason": reason,
+            "types": dict(sorted(self.types.items())),
+            "first": _rfc3339(self.first) if self.first else None,
+            "last": _rfc3339(self.last) if self.last else None,
+        }
 
 
 class EventLog:
@@ -190,7 +246,9 @@ class EventLog:
     ) -> None:
         """``queue_size`` bounds the events :meth:`emit_soon` holds before they are
         written (and so what a killed process can lose); ``batch_size`` bounds one write;
-        a sink that fails a batch is tried again after each of ``retry_delays``;
+        a sink that fails a batch is tried again after each of ``retry_delays``, and one
+        that is unavailable (it raises ``ServiceUnavailableError``) after the same delays
+        and then every last delay for as long as it is (at least 50 ms, at most 5 s);
         :meth:`aclose` waits at most ``flush_timeout`` seconds for the queue."""
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
@@ -206,7 +264,11 @@ class EventLog:
         self._writer: asyncio.Task[None] | None = None
         self.dropped = 0  # events not queued because the queue was full
         self.failed = 0  # events a sink refused after every retry
-        self._unreported = {"queue_full": 0, "write_failed": 0}
+        self._unreported = {"queue_full": _Loss(), "write_failed": _Loss()}
+        # The sinks (by index) that took a queued event already: a request's event queued
+        # because the store was down went to stdout at once, and must not go there twice.
+        self._taken: dict[int, set[int]] = {}
+        self._writing: int | None = None  # the sink the writer waits on
         self._observers: list[Callable[[SecurityEvent], None]] = []
 
     def observe(self, observer: Callable[[SecurityEvent], None]) -> None:
@@ -288,15 +350,22 @@ class EventLog:
         )
         if event is not None:
             self._sent(event)
-            if len(self._queue) >= self._room_for(event):
-                self.dropped += 1
-                self._unreported["queue_full"] += 1
-                if self._unreported["queue_full"] == 1:
-                    _logger.error("security event queue full: dropping events")
-            else:
-                self._queue.append(event)
-            self._start_writer()
+            self._enqueue(event)
         return event
+
+    def _enqueue(self, event: SecurityEvent, taken: set[int] | None = None) -> None:
+        """Queue ``event`` for the sinks but ``taken``, or drop and count it when full."""
+        if len(self._queue) >= self._room_for(event):
+            self.dropped += 1
+            loss = self._unreported["queue_full"]
+            loss.add(event)
+            if loss.count == 1:
+                _logger.error("security event queue full: dropping events")
+        else:
+            self._queue.append(event)
+            if taken:
+                self._taken[id(event)] = taken
+        self._start_writer()
 
     def _room_for(self, event: SecurityEvent) -> int:
         """How full the queue may be when ``event`` comes: the last tenth is kept for
@@ -321,10 +390,19 @@ class EventLog:
         except TimeoutError:
             if self._writer is not None:
                 self._writer.cancel()
-            left = len(self._queue)
-            self.failed += left
+            left = list(self._queue)
+            self.failed += len(left)
             self._queue.clear()
-            _logger.error("%d security events not written at shutdown", left)
+            _logger.error("%d security events not written at shutdown", len(left))
+            # The store that held them up is down: the other sinks (the log lines) at
+            # least keep them.
+            for index, sink in enumerate(self._sinks):
+                todo = [e for e in left if index not in self._taken.get(id(e), ())]
+                stuck = index == self._writing or getattr(sink, "durable", False)
+                if todo and not stuck:
+                    with contextlib.suppress(Exception):
+                        await sink.write(todo)
+            self._taken.clear()
 
     def _start_writer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -337,10 +415,17 @@ class EventLog:
         batch was written is the next batch. Events leave the queue after their write."""
         while self._queue:
             batch = list(itertools.islice(self._queue, self._batch_size))
-            for sink in self._sinks:
-                await self._write_with_retries(sink, batch)  # never raises but on cancel
-            for _ in batch:
+            for index, sink in enumerate(self._sinks):
+                todo = [e for e in batch if index not in self._taken.get(id(e), ())]
+                if todo:
+                    self._writing = index
+                    await self._write_with_retries(sink, todo)  # never raises but on cancel
+                    self._writing = None
+                for event in todo:
+                    self._taken.setdefault(id(event), set()).add(index)
+            for event in batch:
                 self._queue.popleft()
+                self._taken.pop(id(event), None)
             try:
                 await self._report_losses()
             except Exception:  # a failing processor must not stop the writer
@@ -349,15 +434,37 @@ class EventLog:
     async def _write_with_retries(
         self, sink: EventSink, batch: list[SecurityEvent], *, retry: bool = True
     ) -> None:
-        for delay in (*(self._retry_delays if retry else ()), None):
+        delays = iter(self._retry_delays if retry else ())
+        outage = 0  # attempts the sink was unavailable for
+        while True:
             try:
                 await sink.write(batch)
-                return
+            except ServiceUnavailableError:
+                # Not a refusal of these events: the sink cannot take any now (its
+                # database is down). They wait in the queue, within its bound, and are
+                # written when it answers; what the bound drops meanwhile is reported.
+                outage += 1
+                if outage == 1:
+                    _logger.warning(
+                        "security event sink %s unavailable: events wait in the queue",
+                        type(sink).__name__,
+                    )
+                await asyncio.sleep(self._outage_delay(outage))
+                continue
             except Exception:
+                delay = next(delays, None)
                 if delay is None:
                     break
                 _logger.warning("security event sink %s failed; retrying", type(sink).__name__)
                 await asyncio.sleep(delay)
+                continue
+            if outage:
+                _logger.warning(
+                    "security event sink %s answers again after %d attempts",
+                    type(sink).__name__,
+                    outage + 1,
+                )
+            return
         if len(batch) > 1:
             # One event the store refuses must not take the others down with it.
             for event in batch:
@@ -365,23 +472,28 @@ class EventLog:
             return
         _logger.error("security event sink %s failed an event", type(sink).__name__)
         self.failed += 1
-        self._unreported["write_failed"] += 1
+        self._unreported["write_failed"].add(batch[0])
+
+    def _outage_delay(self, attempt: int) -> float:
+        """The wait before trying an unavailable sink again: the retry delays, then the
+        last of them again and again, kept between 50 ms and 5 s."""
+        delays = self._retry_delays or (1.0,)
+        return min(5.0, max(0.05, delays[min(attempt, len(delays)) - 1]))
 
     async def _report_losses(self) -> None:
         """One ``events_dropped`` event for the drops and the failed writes since the
         last one. Drops are reported through the queue, once it has room again; failed
         writes are written once, not queued, so a store that stays down does not turn
         its own reports into an endless loop of failures."""
-        for reason, count in self._unreported.items():
+        for reason, loss in self._unreported.items():
             queued = reason == "queue_full"
-            if not count or (queued and len(self._queue) >= self._queue_size):
+            if not loss.count or (queued and len(self._queue) >= self._queue_size):
                 continue
-            self._unreported[reason] = 0
+            self._unreported[reason] = _Loss()
             event = self.build(
                 "events_dropped",
-                details=f"{count} security events not written: {reason.replace('_', ' ')}",
-                count=count,
-                reason=reason,
+                details=f"{loss.count} security events not written: {reason.replace('_', ' ')}",
+                **loss.record(reason),
             )
             if event is None:
                 continue
@@ -400,14 +512,22 @@ class EventLog:
                 _logger.exception("security event observer failed")
 
     async def _write(self, event: SecurityEvent, *, skip_durable: bool = False) -> None:
-        for sink in self._sinks:
+        """Write ``event`` to every sink now; a sink that is unavailable (its database is
+        down) gets it through the queue when it answers again, like a queued event."""
+        taken: set[int] = set()
+        for index, sink in enumerate(self._sinks):
+            taken.add(index)
             if skip_durable and getattr(sink, "durable", False):
                 continue
             try:
                 await sink.write([event])
+            except ServiceUnavailableError:
+                taken.discard(index)
             except Exception:  # a broken sink must not turn into a failed request
                 self.failed += 1
                 _logger.exception("security event sink %s failed", type(sink).__name__)
+        if len(taken) < len(self._sinks):
+            self._enqueue(event, taken)
 
     async def emit(
         self,

@@ -33,14 +33,29 @@ content). The kinds:
     verify but that the next row passes over (the next row links to this row's
     predecessor). A forged row appended after the last one with a copied ``chain_prev``
     cannot be told from an edit of that row and is reported as ``modified``.
+``stripped``
+    A row without chain values where the chain starts (the first row, or the first after
+    a checkpoint): every event a store writes is chained, so its chain values were
+    removed (or it was written without the key).
+``truncated``
+    The log is shorter than a chain *head* published outside the database says
+    (:class:`ChainHead`: the head file in the data folder, the ``chain`` member of each
+    JSON event line): its newest events were deleted, or the event at the head's
+    position is another one (events before it were deleted and the chain went on).
 
 ``checkpoint``
     A checkpoint (below) that does not match its MAC, or is not chained to the one
     before it: reported with the checkpoint's id in place of a row id.
 
-What a chain alone cannot show: deleting the *last* rows (the rest is still a valid
-chain) and a rewrite by someone holding the key file. Rows without chain values before
-the first chained row (written before the chain existed) are counted as unchained.
+What the stored chain alone cannot show: deleting the *last* rows (the rest is still a
+valid chain) and a rewrite by someone holding the key file. The head bounds the first:
+events are numbered from the start of the log (``seq``, purged ones included), and the
+event the head names must be there, at its number, with its MAC.
+
+**Gaps.** Events the service could not store (its queue was full while the database was
+down, or the store refused them) are on record as chained ``events_dropped`` rows with
+how many, which types and from when to when; :func:`verify_chain` lists them
+(:class:`Gap`).
 
 **Retention.** A purge (``SQLEventStore.purge``) deletes the oldest events and writes a
 *checkpoint* in the same transaction: the cut-off, the last id deleted, how many, and
@@ -57,25 +72,32 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion.events._head import HEAD_FILE, ChainHead, read_head, write_head
+
 __all__ = [
     "CHAINED_FIELDS",
     "GENESIS",
+    "HEAD_FILE",
     "ChainBrokenError",
+    "ChainHead",
     "ChainProblem",
     "ChainReport",
     "Checkpoint",
+    "Gap",
     "ProblemKind",
     "canonical",
     "checkpoint_mac",
     "link_mac",
+    "read_head",
     "verify_chain",
+    "write_head",
 ]
 
 GENESIS = "0" * 64
@@ -94,7 +116,7 @@ CHAINED_FIELDS = (
     "request_id",
     "extra",
 )
-ProblemKind = Literal["modified", "deleted", "inserted", "checkpoint"]
+ProblemKind = Literal["modified", "deleted", "inserted", "stripped", "truncated", "checkpoint"]
 Progress = Callable[[int, int], None]
 
 _BATCH = 1000
@@ -181,15 +203,31 @@ class ChainProblem:
 
 
 @dataclass(frozen=True)
+class Gap:
+    """A stored ``events_dropped`` record: ``count`` events of ``types`` not written,
+    between ``first`` and ``last`` (their times, as recorded), for ``reason``."""
+
+    row_id: int
+    timestamp: datetime
+    count: int
+    reason: str
+    types: Mapping[str, int]
+    first: str | None
+    last: str | None
+
+
+@dataclass(frozen=True)
 class ChainReport:
     """``events`` chained rows verified before ``problem`` (all of them when None);
-    ``unchained`` rows before the first chained row were skipped; ``checkpoint`` is
-    the newest checkpoint, verification's start (None when nothing was ever purged)."""
+    ``checkpoint`` is the newest checkpoint, verification's start (None when nothing was
+    ever purged); ``head`` the published head it was compared with (None: none given);
+    ``gaps`` the records of events that could not be stored, oldest first."""
 
     events: int
-    unchained: int
     problem: ChainProblem | None = None
     checkpoint: Checkpoint | None = None
+    head: ChainHead | None = None
+    gaps: tuple[Gap, ...] = field(default=())
 
     @property
     def intact(self) -> bool:
@@ -200,6 +238,8 @@ async def verify_chain(
     source: AsyncEngine | Any,
     key: bytes,
     *,
+    head: ChainHead | None = None,
+    head_name: str = "the head",
     on_progress: Progress | None = None,
     batch: int = _BATCH,
 ) -> ChainReport:
@@ -208,7 +248,9 @@ async def verify_chain(
     ``source`` is an engine or a SQL event store (its ``engine``). Rows are read in id
     order, ``batch`` at a time, so a large log is never held in memory;
     ``on_progress(done, total)`` is called after each batch with the rows read so far
-    and the row count at the start.
+    and the row count at the start. With ``head`` (published outside the database),
+    the event it names must be stored at its number with its MAC (kind ``truncated``;
+    ``head_name`` says where the head came from in the problem's reason).
     """
     engine: AsyncEngine = source if isinstance(source, AsyncEngine) else source.engine
     count = sa.select(sa.func.count()).select_from(_table())
@@ -220,33 +262,126 @@ async def verify_chain(
         ]
     latest, problem = _verify_checkpoints(checkpoints, key)
     if problem is not None:
-        return ChainReport(0, 0, problem, latest)
+        return ChainReport(0, problem, latest, head)
+    walk = _Walk(key, latest, head, head_name, purged=sum(c.purged for c in checkpoints))
     rows = _rows(engine, batch, total, on_progress)
-    chained = unchained = 0
-    # None until the first chained row; after a purge of chained rows, the checkpoint's.
-    expected = latest.chain_mac if latest and latest.chain_mac != GENESIS else None
     current = await anext(rows, None)
     while current is not None:
         following = await anext(rows, None)
-        if latest is not None and current["id"] <= latest.through_id:
-            problem = ChainProblem(
-                current["id"],
-                "inserted",
-                current["timestamp"],
-                f"a row the purge of checkpoint {latest.id} removed",
-            )
-        elif current["chain_mac"] is None and expected is None:
-            unchained += 1
-        else:
-            problem = _check(current, following, expected or GENESIS, key)
-            if problem is None:
-                chained += 1
-                expected = current["chain_mac"]
+        problem = walk.step(current, following)
         if problem is not None:
             await rows.aclose()
-            return ChainReport(chained, unchained, problem, latest)
+            return walk.report(problem)
         current = following
-    return ChainReport(chained, unchained, None, latest)
+    return walk.report(walk.finish())
+
+
+class _Walk:
+    """The state of one verification: what the next row must link to, the number of the
+    last event seen (``seq``), and the gaps recorded so far."""
+
+    def __init__(
+        self,
+        key: bytes,
+        latest: Checkpoint | None,
+        head: ChainHead | None,
+        head_name: str,
+        purged: int,
+    ) -> None:
+        self.key, self.latest, self.head, self.head_name = key, latest, head, head_name
+        # None until the first row; after a purge, the checkpoint's last MAC.
+        self.expected = latest.chain_mac if latest and latest.chain_mac != GENESIS else None
+        self.seq = purged
+        self.chained = 0
+        self.last_id = 0
+        self.gaps: list[Gap] = []
+
+    def step(
+        self, row: Mapping[str, Any], following: Mapping[str, Any] | None
+    ) -> ChainProblem | None:
+        latest = self.latest
+        if latest is not None and row["id"] <= latest.through_id:
+            return _problem(row, "inserted", f"a row the purge of checkpoint {latest.id} removed")
+        if row["chain_mac"] is None and self.expected is None:
+            where = (
+                "the log's first row"
+                if latest is None
+                else f"the first row after checkpoint {latest.id}"
+            )
+            return _problem(
+                row,
+                "stripped",
+                f"{where} has no chain values: every stored event is chained, so they "
+                "were removed (or the row was written without the key)",
+            )
+        problem = _check(row, following, self.expected or GENESIS, self.key)
+        if problem is not None:
+            return problem
+        self.chained += 1
+        self.seq += 1
+        self.last_id = row["id"]
+        self.expected = row["chain_mac"]
+        if row["event_type"] == "events_dropped":
+            self.gaps.append(_gap(row))
+        return self._against_head(row)
+
+    def _against_head(self, row: Mapping[str, Any]) -> ChainProblem | None:
+        """The head's event must be this row exactly when this row has the head's number."""
+        head, name = self.head, self.head_name
+        if head is None:
+            return None
+        named = hmac.compare_digest(head.mac, row["chain_mac"])
+        if named and head.seq > self.seq:
+            return _problem(
+                row,
+                "truncated",
+                f"{name} records this row as event {head.seq}, the database holds it as "
+                f"event {self.seq}: {head.seq - self.seq} events before it are missing",
+            )
+        if head.seq == self.seq and not named:
+            return _problem(
+                row,
+                "truncated",
+                f"{name} records event {head.seq} with another MAC: the event it names "
+                "was deleted (or replaced) and the chain went on",
+            )
+        return None
+
+    def finish(self) -> ChainProblem | None:
+        """At the end of the rows: the head's event must have been among them."""
+        head = self.head
+        if head is None or head.seq <= self.seq:
+            return None
+        return ChainProblem(
+            self.last_id,
+            "truncated",
+            None,
+            f"{self.head_name} records {head.seq} events, the database holds {self.seq}: "
+            f"the newest {head.seq - self.seq} were deleted",
+        )
+
+    def report(self, problem: ChainProblem | None) -> ChainReport:
+        return ChainReport(self.chained, problem, self.latest, self.head, tuple(self.gaps))
+
+
+def _problem(row: Mapping[str, Any], kind: ProblemKind, reason: str) -> ChainProblem:
+    return ChainProblem(row["id"], kind, row["timestamp"], reason)
+
+
+def _gap(row: Mapping[str, Any]) -> Gap:
+    extra = row["extra"] or {}
+    if isinstance(extra, str):  # a JSON column read as text
+        extra = json.loads(extra)
+    types = extra.get("types")
+    return Gap(
+        row_id=row["id"],
+        timestamp=row["timestamp"],
+        count=int(extra.get("count", 0)),
+        reason=str(extra.get("reason", "")),
+        types=dict(types) if isinstance(types, dict) else {},
+        first=extra.get("first"),
+        last=extra.get("last"),
+    )
 
 
 def _verify_checkpoints(

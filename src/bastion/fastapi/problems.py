@@ -15,6 +15,7 @@ from starlette.types import Send
 from bastion.accounts import InvalidEmailError
 from bastion.errors import (
     BastionError,
+    DatabaseUnavailableError,
     InvalidCredentialsError,
     PasswordPolicyError,
     RateLimitedError,
@@ -202,6 +203,7 @@ _PUBLIC_DETAIL = {
     "invalid-credentials": "Email or password is incorrect.",
     "invalid-token": "The access or refresh token is missing, invalid, expired or revoked.",
     "service-busy": "The service is busy; try again shortly.",
+    "service-unavailable": "A store the service depends on does not answer; try again shortly.",
     "invalid-link": "The link is invalid, used or expired; ask for a new one.",
     "wrong-password": "The current password is incorrect.",
     "csrf-failed": CSRF_DETAIL,
@@ -219,6 +221,8 @@ async def _bastion_error(request: Request, exc: Exception) -> Response:
         headers["WWW-Authenticate"] = 'Bearer realm="bastion", error="invalid_token"'
     if exc.status == 503:
         headers["Retry-After"] = "1" if exc.code == "service-busy" else "5"
+    if isinstance(exc, DatabaseUnavailableError) and exc.outage is not None:
+        exc.outage.refused()  # logged once per outage, with the count; never per request
     if isinstance(exc, InvalidCredentialsError):
         if exc.retry_after:
             headers["Retry-After"] = str(exc.retry_after)

@@ -5,12 +5,14 @@
 - ``memory://`` as the database URL keeps accounts, sessions and events in process
   (for tests and library use);
 - ``sqlite+aiosqlite://...`` and ``postgresql+asyncpg://...`` keep them in SQL;
-- revocation state is in process unless ``redis_url`` (``redis://``, ``rediss://``) is set.
+- revocation state is cached in process unless ``redis_url`` (``redis://``,
+  ``rediss://``) is set; its durable record (``Stores.denials``) is the database's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,6 +23,8 @@ from bastion.stores.base import (
     AccountChange,
     AccountStore,
     AuthSession,
+    Denial,
+    DenialStore,
     EventPosition,
     EventQuery,
     EventStore,
@@ -36,6 +40,7 @@ from bastion.stores.base import (
 )
 from bastion.stores.memory import (
     MemoryAccountStore,
+    MemoryDenialStore,
     MemoryEventStore,
     MemoryOneTimeTokenStore,
     MemoryRevocationStore,
@@ -50,6 +55,8 @@ __all__ = [
     "Alert",
     "AlertStore",
     "AuthSession",
+    "Denial",
+    "DenialStore",
     "EventPosition",
     "EventQuery",
     "EventStore",
@@ -74,6 +81,7 @@ class Stores:
     revocation: RevocationStore
     events: EventStore
     tokens: OneTimeTokenStore
+    denials: DenialStore  # the durable record ``revocation`` caches
     engine: AsyncEngine | None = None
     alerts: AlertStore = field(default_factory=MemoryAlertStore)
 
@@ -90,11 +98,13 @@ def open_stores(
     redis_prefix: str = "bastion:",
     engine: AsyncEngine | None = None,
     event_chain_key: bytes | None = None,
+    event_chain_head: Path | None = None,
 ) -> Stores:
     """Build the stores for these URLs; raise ValueError on an unknown scheme.
 
-    ``event_chain_key`` chains the SQL stores' security events (``bastion.events.chain``);
-    the memory stores do not chain."""
+    ``event_chain_key`` chains the SQL stores' security events (``bastion.events.chain``),
+    and ``event_chain_head`` is the file its head is published to after each write
+    (``bastion.stores.sql.chain``); the memory stores do not chain."""
     revocation: RevocationStore
     if redis_url:
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -109,15 +119,18 @@ def open_stores(
         sessions, events = MemorySessionStore(), MemoryEventStore()
         tokens = MemoryOneTimeTokenStore()
         accounts = MemoryAccountStore(sessions, events, tokens)
-        return Stores(accounts, sessions, revocation, events, tokens)
+        denials = MemoryDenialStore(sessions)
+        return Stores(accounts, sessions, revocation, events, tokens, denials)
     if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError(
             "BASTION_DATABASE_URL must start with sqlite+aiosqlite://, "
             "postgresql+asyncpg:// or memory://"
         )
     from bastion.stores.sql import (
+        EventChain,
         SQLAccountStore,
         SQLAlertStore,
+        SQLDenialStore,
         SQLEventStore,
         SQLOneTimeTokenStore,
         SQLSessionStore,
@@ -125,12 +138,19 @@ def open_stores(
     )
 
     engine = engine or create_engine(database_url)
+    # One chain for every store that writes events: one head for the process.
+    chain = (
+        EventChain(event_chain_key, head_file=event_chain_head)
+        if event_chain_key is not None
+        else None
+    )
     return Stores(
-        SQLAccountStore(engine, chain_key=event_chain_key),
+        SQLAccountStore(engine, chain=chain),
         SQLSessionStore(engine),
         revocation,
-        SQLEventStore(engine, chain_key=event_chain_key),
+        SQLEventStore(engine, chain=chain),
         SQLOneTimeTokenStore(engine),
+        SQLDenialStore(engine),
         engine=engine,
         alerts=SQLAlertStore(engine),
     )

@@ -9,7 +9,7 @@ Records are plain frozen dataclasses so that no ORM state leaks out of a store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, get_args
@@ -21,6 +21,8 @@ __all__ = [
     "AccountChange",
     "AccountStore",
     "AuthSession",
+    "Denial",
+    "DenialStore",
     "EventPosition",
     "EventQuery",
     "EventStore",
@@ -95,10 +97,16 @@ class RotateOutcome:
     ``rotated``: the token was current; it is now used and ``new_digest`` is current.
     ``reused``: the token had already been rotated: the family is now revoked.
     ``unknown``, ``revoked``, ``expired``: refused without side effects.
+
+    ``account`` (when ``rotated``) is the session's account as read in the rotation's
+    transaction, after the session was found live: an access token minted from it
+    carries a token version no newer than the rotation, so a revocation that commits
+    after the rotation (and ends the session) revokes that access token too.
     """
 
     status: Literal["rotated", "reused", "unknown", "revoked", "expired"]
     session: AuthSession | None = None
+    account: Account | None = None
 
 
 # The severity scale of security events and alerts, lowest first.
@@ -228,6 +236,9 @@ class AccountChange:
     # Refuse the change (InvalidTokenError) unless the account's token version is still
     # this one: a change authorized by a session must not land after a revocation.
     expect_token_version: int | None = None
+    # Refuse the change (InvalidTokenError) unless the password hash is still this one:
+    # a change justified by a password checked earlier must not land after a new one.
+    expect_password_hash: str | None = None
     reason: str = "account change"
 
     @property
@@ -292,7 +303,18 @@ class AccountStore(Protocol):
 
 
 class SessionStore(Protocol):
-    async def create(self, session: AuthSession, token_digest: str) -> None: ...
+    async def create(
+        self, session: AuthSession, token_digest: str, *, expect: Account | None = None
+    ) -> bool:
+        """Store a new session and its first refresh token; True when stored.
+
+        With ``expect`` (the account as read before its password was checked), only if
+        the account is still active at the token version and with the password hash of
+        ``expect``, checked in the transaction of the insert: False, and nothing stored,
+        when a password change, reset or revocation committed since. A change that
+        commits after this one ends the new session with the others.
+        """
+        ...
 
     async def rotate(
         self,
@@ -304,7 +326,11 @@ class SessionStore(Protocol):
         ip_address: str | None,
         user_agent: str | None,
     ) -> RotateOutcome:
-        """Atomic compare-and-set: of two concurrent calls with one digest, one rotates."""
+        """Atomic compare-and-set: of two concurrent calls with one digest, one rotates.
+
+        The rotation commits only while the session is not revoked (a revocation that
+        commits first wins: ``revoked``), and reads the account in the same transaction
+        (:attr:`RotateOutcome.account`)."""
         ...
 
     async def get(self, session_id: UUID) -> AuthSession | None: ...
@@ -333,12 +359,64 @@ class OneTimeTokenStore(Protocol):
     async def get(self, selector: str) -> OneTimeToken | None: ...
 
 
+# A denied token id (an access token's ``jti``, or ``sid:<session id>``) and the moment
+# every token carrying it has expired.
+Denial = tuple[str, datetime]
+
+
+class DenialStore(Protocol):
+    """The durable record of revocations, from which the revocation cache is rebuilt.
+
+    A session's revocation is recorded by the session store itself (its ``revoked_at``,
+    written in the transaction that ends the session); an access token denied by its
+    ``jti`` is recorded here. User-wide revocations are the account's token version.
+    """
+
+    async def deny(self, token_id: str, expires_at: datetime, *, now: datetime) -> None:
+        """Record that ``token_id`` is denied until ``expires_at``; expired records are
+        purged on the way (a bounded sweep)."""
+        ...
+
+    async def denied(self, *, now: datetime) -> list[Denial]:
+        """Every recorded denial that has not expired at ``now``."""
+        ...
+
+    async def revoked_sessions(self, *, since: datetime) -> list[tuple[UUID, datetime]]:
+        """The id and revocation time of every session revoked after ``since``."""
+        ...
+
+    async def purge(self, *, now: datetime, limit: int = 1000) -> int:
+        """Delete at most ``limit`` denials expired at ``now``; return how many."""
+        ...
+
+
 class RevocationStore(Protocol):
-    """Per-request revocation state, shared by every instance when backed by Redis."""
+    """Per-request revocation state, shared by every instance when backed by Redis.
+
+    A cache: the durable record is the database (:class:`DenialStore`, the sessions, the
+    accounts' token versions). Until :meth:`rebuild` has filled it, and again whenever
+    it has lost its data (Redis emptied, evicted or failed over), :meth:`check` raises
+    ``RevocationCacheColdError`` rather than answer "not revoked".
+    """
 
     async def check(self, user_id: str, token_ids: Sequence[str]) -> tuple[UserState | None, bool]:
         """The cached user state (None on a miss) and whether any of ``token_ids`` (a
-        token's ``jti``, its session id) is revoked: one round trip."""
+        token's ``jti``, its session id) is revoked: one round trip.
+
+        Raises:
+            RevocationCacheColdError: the cache is not known to hold every denial.
+            ServiceUnavailableError: the store does not answer.
+        """
+        ...
+
+    async def rebuild(self, read: Callable[[], Awaitable[Sequence[Denial]]]) -> None:
+        """Fill the cache with ``read()``'s denials (every unexpired one in the durable
+        record), then mark it complete: from then on :meth:`check` answers. A loss of
+        the cache's data while it is rebuilt is detected (the rebuild starts again).
+
+        Raises:
+            ServiceUnavailableError: the store does not answer, or kept losing its data.
+        """
         ...
 
     async def put_user_state(self, user_id: str, state: UserState) -> None:
@@ -355,7 +433,12 @@ class RevocationStore(Protocol):
         ...
 
     async def revoke(self, token_id: str, expires_at: datetime) -> None:
-        """Deny ``token_id`` until ``expires_at`` (when every token carrying it has expired)."""
+        """Deny ``token_id`` until ``expires_at`` (when every token carrying it has expired).
+
+        Only after the denial is in the durable record. Should the write fail, the cache
+        is marked incomplete where it still answers (the next check rebuilds it), and
+        ``ServiceUnavailableError`` is raised.
+        """
         ...
 
     async def ping(self) -> bool: ...

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -21,11 +21,13 @@ from bastion.errors import (
     InvalidTokenError,
     LastAdminError,
     NotFoundError,
+    RevocationCacheColdError,
 )
 from bastion.stores.base import (
     Account,
     AccountChange,
     AuthSession,
+    Denial,
     EventPosition,
     EventQuery,
     EventsFor,
@@ -39,6 +41,7 @@ from bastion.stores.base import (
 
 __all__ = [
     "MemoryAccountStore",
+    "MemoryDenialStore",
     "MemoryEventStore",
     "MemoryOneTimeTokenStore",
     "MemoryRevocationStore",
@@ -63,6 +66,7 @@ class MemoryAccountStore:
         self._sessions = sessions or MemorySessionStore()
         self._events = events or MemoryEventStore()
         self._tokens = tokens or MemoryOneTimeTokenStore()
+        self._sessions.accounts = self._by_id  # its conditional inserts read them
 
     def _check_free(self, email_key: str, owner: UUID | None = None) -> None:
         """Raise ConflictError when another account than ``owner`` holds ``email_key``."""
@@ -119,6 +123,8 @@ class MemoryAccountStore:
         expected = change.expect_token_version
         if expected is not None and before.token_version != expected:
             raise InvalidTokenError("token version revoked during the change")
+        if change.expect_password_hash not in (None, before.password_hash):
+            raise InvalidTokenError("password changed during the change")
         after = dataclasses.replace(
             before,
             role=before.role if change.role is None else change.role,
@@ -196,14 +202,32 @@ class MemoryOneTimeTokenStore:
 
 
 class MemorySessionStore:
+    """Sessions in dictionaries. ``accounts`` are the accounts of the same
+    ``open_stores`` call (set by :class:`MemoryAccountStore`): a conditional insert and
+    a rotation read them without awaiting, so each is atomic with every account change
+    (which never awaits either)."""
+
     def __init__(self) -> None:
         self._sessions: dict[UUID, AuthSession] = {}
         self._tokens: dict[str, tuple[UUID, bool]] = {}  # digest -> (session id, used)
         self._lock = asyncio.Lock()
+        self.accounts: dict[UUID, Account] = {}
 
-    async def create(self, session: AuthSession, token_digest: str) -> None:
+    async def create(
+        self, session: AuthSession, token_digest: str, *, expect: Account | None = None
+    ) -> bool:
+        if expect is not None:
+            current = self.accounts.get(expect.id)
+            if (
+                current is None
+                or not current.is_active
+                or current.token_version != expect.token_version
+                or current.password_hash != expect.password_hash
+            ):
+                return False
         self._sessions[session.id] = session
         self._tokens[token_digest] = (session.id, False)
+        return True
 
     async def rotate(
         self,
@@ -237,7 +261,7 @@ class MemorySessionStore:
                 session, last_used_at=now, ip_address=ip_address, user_agent=user_agent
             )
             self._sessions[session_id] = session
-            return RotateOutcome("rotated", session)
+            return RotateOutcome("rotated", session, self.accounts.get(session.user_id))
 
     async def get(self, session_id: UUID) -> AuthSession | None:
         return self._sessions.get(session_id)
@@ -270,6 +294,13 @@ class MemorySessionStore:
     ) -> int:
         return self.revoke_all_now(user_id, now=now, reason=reason, keep=keep)
 
+    def revoked_since(self, since: datetime) -> list[tuple[UUID, datetime]]:
+        return [
+            (s.id, s.revoked_at)
+            for s in self._sessions.values()
+            if s.revoked_at is not None and s.revoked_at > since
+        ]
+
     def revoke_all_now(
         self, user_id: UUID, *, now: datetime, reason: str, keep: UUID | None = None
     ) -> int:
@@ -298,8 +329,12 @@ class MemoryRevocationStore:
         self._users: dict[str, tuple[UserState, float]] = {}
         self._denied: dict[str, datetime] = {}
         self._ttl = state_ttl_seconds
+        self._complete = False  # filled from the durable record (rebuild)
 
     async def check(self, user_id: str, token_ids: Sequence[str]) -> tuple[UserState | None, bool]:
+        if not self._complete:
+            # A new process knows no denial yet: the database does (DenialStore).
+            raise RevocationCacheColdError("revocation cache not rebuilt yet")
         now = datetime.now(UTC)
         revoked = any(
             (expires := self._denied.get(token_id)) is not None and expires > now
@@ -330,11 +365,43 @@ class MemoryRevocationStore:
             for key in [k for k, v in self._denied.items() if v <= now]:
                 del self._denied[key]
 
+    async def rebuild(self, read: Callable[[], Awaitable[Sequence[Denial]]]) -> None:
+        for token_id, expires_at in await read():
+            if self._denied.get(token_id, expires_at) <= expires_at:
+                self._denied[token_id] = expires_at
+        self._complete = True
+
     async def ping(self) -> bool:
         return True
 
     async def aclose(self) -> None:
         return None
+
+
+class MemoryDenialStore:
+    """The durable record of one process (``memory://``): gone with the process, as
+    everything else a memory store holds. ``sessions`` is the session store whose
+    revoked sessions it reports."""
+
+    def __init__(self, sessions: MemorySessionStore | None = None) -> None:
+        self._sessions = sessions or MemorySessionStore()
+        self._denied: dict[str, datetime] = {}
+
+    async def deny(self, token_id: str, expires_at: datetime, *, now: datetime) -> None:
+        await self.purge(now=now, limit=100)
+        self._denied[token_id] = max(expires_at, self._denied.get(token_id, expires_at))
+
+    async def denied(self, *, now: datetime) -> list[Denial]:
+        return [(token_id, until) for token_id, until in self._denied.items() if until > now]
+
+    async def revoked_sessions(self, *, since: datetime) -> list[tuple[UUID, datetime]]:
+        return self._sessions.revoked_since(since)
+
+    async def purge(self, *, now: datetime, limit: int = 1000) -> int:
+        expired = [token_id for token_id, until in self._denied.items() if until <= now]
+        for token_id in expired[:limit]:
+            del self._denied[token_id]
+        return min(len(expired), limit)
 
 
 class MemoryEventStore:

@@ -9,17 +9,27 @@ Device Cookies"):
 - an account that keeps failing asks clients without a device cookie to solve a
   proof-of-work challenge (ALTCHA) after ``challenge_after`` failures, instead of
   locking: the attacker pays per guess, the user is never locked out (ASVS 6.1.1);
-- after ``lock_after`` consecutive failures (NIST SP 800-63B §3.2.2: at most 100) the
-  account is locked for clients without a device cookie until an admin unlocks it;
-- a device cookie, issued at each successful login and bound to the account, lets its
-  holder past the account's challenge, delays and lock: failures elsewhere never hold
-  back the user's own browser;
+- after ``lock_after`` consecutive failures (NIST SP 800-63B §5.2.2: at most 100) the
+  account is locked for clients without a device cookie until the owner's unlock link,
+  a reset or an admin ends it. The lock stops guessing, not the owner: past it, the
+  right password from such a client answers as a wrong one (a guess learns nothing)
+  and emails the owner a sign-in link (:mod:`bastion.accounts`);
+- a device cookie, issued at each successful login and bound to the account, its
+  password (a keyed digest of the hash: a change or reset retires every cookie) and its
+  issue time (it dies ``device_ttl`` seconds later, whatever the browser keeps), lets
+  its holder past the account's challenge, delays and lock: failures elsewhere never
+  hold back the user's own browser;
 - one IP failing on ``stuffing_accounts`` different accounts within
   ``stuffing_window`` seconds is credential stuffing: its logins are refused for
   ``stuffing_block`` seconds.
 
-A success resets the account's counters. Every refusal answers as a wrong password
+A success without a device cookie resets the account's counters; a device cookie's
+success resets only that device's (the owner's browser refills no attacker's budget).
+Every refusal answers as a wrong password
 does, except for ``Retry-After`` (and the challenge, which unknown emails get alike).
+
+A device cookie is parsed strictly: anything but the exact ASCII shape (too long,
+non-ASCII, another version) is no cookie at all, never an exception.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +53,13 @@ from bastion.throttle._model import Check, Limiter, Policy, StoreUnavailableErro
 
 __all__ = ["FailureOutcome", "LoginDefence", "LoginGate", "LoginRules"]
 
-_DEVICE_VERSION = "d1"
+_DEVICE_VERSION = "d2"
+_DEVICE_MAX_CHARS = 128
+# d2.<nonce>.<issued, unix seconds>.<credential generation>.<mac>
+_DEVICE_SHAPE = re.compile(
+    r"d2\.([A-Za-z0-9_-]{16,32})\.([0-9]{1,12})\.([0-9a-f]{8})\.([0-9a-f]{40})", re.ASCII
+)
+_DEVICE_SKEW = 300  # seconds an issue time may lie ahead of this instance's clock
 _TEXT_FIELDS = ("algorithm", "challenge", "salt", "signature")
 
 
@@ -129,23 +146,47 @@ class LoginDefence:
         digest = hmac.new(self._secret, b"acct|" + email_key.encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
 
-    def issue_device(self, account: str) -> str:
-        nonce = secrets.token_urlsafe(16)
-        return f"{_DEVICE_VERSION}.{nonce}.{self._device_mac(account, nonce)}"
+    def credential_generation(self, password_hash: str | None) -> str:
+        """A short keyed digest of the account's password hash: it changes with every
+        password change or reset (and hash upgrade), and says nothing about the hash."""
+        message = b"gen|" + (password_hash or "").encode("utf-8", "surrogatepass")
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:8]
 
-    def _device_mac(self, account: str, nonce: str) -> str:
-        message = f"device|{account}|{nonce}".encode()
+    def issue_device(self, account: str, generation: str) -> str:
+        """A device cookie for ``account`` at its credential ``generation``, issued now."""
+        nonce = secrets.token_urlsafe(16)
+        issued = str(int(self._clock.now().timestamp()))
+        mac = self._device_mac(account, nonce, issued, generation)
+        return f"{_DEVICE_VERSION}.{nonce}.{issued}.{generation}.{mac}"
+
+    def _device_mac(self, account: str, nonce: str, issued: str, generation: str) -> str:
+        message = f"device|{account}|{nonce}|{issued}|{generation}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:40]
 
-    def device_of(self, cookie: str | None, account: str) -> str | None:
-        """The device's nonce when ``cookie`` is a device cookie issued for ``account``."""
-        if not cookie or len(cookie) > 128:
+    def device_of(self, cookie: str | None, account: str, generation: str) -> str | None:
+        """The device's nonce when ``cookie`` is a live device cookie of ``account``.
+
+        None (the cookie counts as absent) when it is malformed in any way, forged or
+        altered, issued for another account or an earlier password (``generation``), or
+        older than ``device_ttl`` (OWASP Session Management: expiry is enforced by the
+        server, not left to the browser). Never raises.
+        """
+        if not cookie or len(cookie) > _DEVICE_MAX_CHARS:
             return None
-        version, _, rest = cookie.partition(".")
-        nonce, _, mac = rest.partition(".")
-        if version != _DEVICE_VERSION or not nonce or not mac:
+        shape = _DEVICE_SHAPE.fullmatch(cookie)
+        if shape is None:
             return None
-        return nonce if hmac.compare_digest(mac, self._device_mac(account, nonce)) else None
+        nonce, issued, stamped, mac = shape.groups()
+        expected = self._device_mac(account, nonce, issued, stamped)
+        # Bytes of checked ASCII: compare_digest raises on non-ASCII text.
+        if not hmac.compare_digest(mac.encode("ascii"), expected.encode("ascii")):
+            return None
+        if not hmac.compare_digest(stamped.encode("ascii"), generation.encode("ascii")):
+            return None  # issued before the password changed
+        age = self._clock.now().timestamp() - int(issued)
+        if age < -_DEVICE_SKEW or age >= self.rules.device_ttl:
+            return None
+        return nonce
 
     # -- the challenge -----------------------------------------------------------------
 
@@ -196,14 +237,23 @@ class LoginDefence:
         return [f"acct:{account}", f"pair:{account}:{ip}"]
 
     async def before(
-        self, account: str, ip: str, *, device_cookie: str | None, solution: str | None
+        self,
+        account: str,
+        ip: str,
+        *,
+        device_cookie: str | None,
+        solution: str | None,
+        generation: str,
     ) -> LoginGate:
         """Decide whether this attempt may go on to check the password.
+
+        ``generation`` is the account's :meth:`credential_generation` ("" for an
+        unknown email): a device cookie of an earlier password counts as absent.
 
         Raises:
             StoreUnavailableError: the shared store did not answer (fail closed).
         """
-        device = self.device_of(device_cookie, account)
+        device = self.device_of(device_cookie, account, generation)
         trusted = device is not None
         partition = f"dev:{device}" if device else f"acct:{account}"
         # No repeat-offender block here: anyone can fill an account's partition, and a
@@ -249,14 +299,21 @@ class LoginDefence:
         return FailureOutcome(
             account_failures=account_failures,
             retry_after=rules.delay(counts[-1]),
-            lock=account_failures == rules.lock_after,
+            # At or past the threshold: a count that passed it without a lock (failures
+            # counted before the account existed, a lock write that failed) still locks.
+            lock=account_failures >= rules.lock_after,
             stuffing_blocked=blocked,
             stuffing_accounts=distinct,
         )
 
     async def succeeded(self, account: str, ip: str, gate: LoginGate) -> None:
-        keys = {f"acct:{account}", f"pair:{account}:{ip}", *self._keys(account, ip, gate.device)}
-        await self.store.clear(sorted(keys))
+        """Forget the failures this success answers for. A device cookie's success clears
+        only that device's count: the owner's own browser signing in must not hand an
+        attacker elsewhere a fresh budget of guesses before the lock."""
+        if gate.trusted:
+            await self.store.clear(self._keys(account, ip, gate.device))
+            return
+        await self.store.clear([f"acct:{account}", f"pair:{account}:{ip}"])
         await self.limiter.reset(f"acct:{account}", self.account_policy)
 
     async def unlock(self, account: str) -> None:

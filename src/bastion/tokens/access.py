@@ -10,20 +10,25 @@ What ``verify()`` enforces, in order:
 * the token is three base64url segments with a JSON object header, at most 8 KiB;
 * ``typ`` is ``at+jwt`` or ``application/at+jwt``, compared case-insensitively (RFC 9068 §4,
   RFC 8725 §3.11): a refresh token, an ID token or any other JWT is not an access token;
-* the key is found by ``kid`` in the key set, and only there; ``jku``, ``x5u``, ``jwk`` and
-  ``x5c`` headers are ignored, so no URL is fetched and no file is read (ASVS 9.1.3);
+* the key is found by ``kid`` in the key ring, and only there; ``jku``, ``x5u``, ``jwk`` and
+  ``x5c`` headers are ignored, so no URL is fetched and no file is read (ASVS 9.1.3). A
+  revoked key, and a retired key past its retention, are not there
+  (:class:`~bastion.tokens.ring.KeyRing`);
 * the algorithm is the key's own; a token whose ``alg`` differs, or is ``none``, is rejected
   before any cryptography runs (RFC 8725 §3.1, RFC 9068 §4, ASVS 9.1.2);
 * the signature, ``iss`` and ``aud`` (exact match, ASVS 9.2.3), and the presence of
   ``exp, iat, nbf, iss, aud, sub, jti`` (RFC 9068 §2.2) are checked by PyJWT;
 * ``exp``, ``nbf`` and ``iat`` are checked against the injected clock with a leeway of at most
   30 seconds (RFC 7519 §4.1.4-4.1.6);
+* a token of a retired key was issued (``iat``) no later than the key's retirement: one
+  issued after it was forged with the old private key;
 * ``role``, ``sid``, ``client_id`` are non-empty strings and ``tv`` is an integer.
 
 Verified tokens are remembered in a bounded cache keyed by the whole token, signature
 included: an Ed25519 verification costs more than the rest of a request, and a client
-sends the same token many times. A hit still checks the times against the clock and
-that the signing key is still in the key set; revocation is the caller's check, on every
+sends the same token many times. A hit still checks the times against the clock, and
+that the very key that verified it still verifies (not revoked, not retired past its
+retention, not replaced); revocation of the token is the caller's check, on every
 request. Only tokens that verified are cached, so forged ones cost a verification each
 and cannot evict anything but the oldest entry.
 """
@@ -44,7 +49,8 @@ from jwt.utils import base64url_decode
 
 from bastion.clock import Clock, SystemClock
 from bastion.errors import InvalidTokenError
-from bastion.tokens.keys import KeySet
+from bastion.tokens.keys import KeySet, SigningKey
+from bastion.tokens.ring import KeyRing
 
 __all__ = ["AccessClaims", "AccessTokens"]
 
@@ -94,7 +100,8 @@ class AccessClaims:
 
 
 class AccessTokens:
-    """Issue and verify access tokens with the keys of a :class:`KeySet`.
+    """Issue and verify access tokens with the keys of a :class:`KeyRing` (a :class:`KeySet`
+    is wrapped in one whose retired keys verify for ``ttl + leeway``, read from no file).
 
     Raises ``ValueError`` when ``ttl`` is not at least one second, or when ``leeway`` is
     negative or above 30 seconds (RFC 7519 §4.1.4 allows "a few minutes"; Bastion is stricter).
@@ -102,7 +109,7 @@ class AccessTokens:
 
     def __init__(
         self,
-        keys: KeySet,
+        keys: KeySet | KeyRing,
         *,
         issuer: str,
         audience: str,
@@ -118,21 +125,29 @@ class AccessTokens:
             raise ValueError("leeway must be between 0 and 30 seconds")
         if not issuer or not audience or not client_id:
             raise ValueError("issuer, audience and client_id must be non-empty")
-        self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl
         self._leeway = leeway
         self._leeway_seconds = leeway.total_seconds()
         self._clock: Clock = clock or SystemClock()
+        self._ring = (
+            keys
+            if isinstance(keys, KeyRing)
+            else KeyRing(keys, retention=ttl + leeway, clock=self._clock)
+        )
         self._client_id = client_id
-        # token -> (kid, claims); insertion order is age (the oldest is evicted first).
-        self._verified: dict[str, tuple[str, AccessClaims]] = {}
+        # token -> (key, claims); insertion order is age (the oldest is evicted first).
+        self._verified: dict[str, tuple[SigningKey, AccessClaims]] = {}
         self._cache_size = cache_size
 
     @property
     def keys(self) -> KeySet:
-        return self._keys
+        return self._ring.keys
+
+    @property
+    def ring(self) -> KeyRing:
+        return self._ring
 
     @property
     def ttl(self) -> timedelta:
@@ -150,7 +165,7 @@ class AccessTokens:
         The header carries ``kid`` and ``typ: at+jwt`` (RFC 9068 §2.1); ``jti`` has 128 random
         bits from :mod:`secrets`; times come from the injected clock.
         """
-        key = self._keys.signing_key
+        key = self._ring.signing_key
         now = int(self._clock.now().timestamp())
         claims = AccessClaims(
             sub=subject,
@@ -181,19 +196,20 @@ class AccessTokens:
         """
         cached = self._verified.get(token)
         if cached is not None:
-            kid, claims = cached
-            if self._keys.get(kid) is None:  # its key left the ring since
-                del self._verified[token]
-                raise InvalidTokenError("unknown kid")
-            self._check_times(claims.exp, claims.nbf, claims.iat)
-            return claims
-        kid, claims = self._verify_signed(token)
+            key, claims = cached
+            if self._ring.get(key.kid) is key:
+                _check_issued_in_service(key, claims.iat)  # retired since it was cached
+                self._check_times(claims.exp, claims.nbf, claims.iat)
+                return claims
+            # Its key was revoked, expired or changed since: verify it all again.
+            del self._verified[token]
+        key, claims = self._verify_signed(token)
         if len(self._verified) >= self._cache_size:
             del self._verified[next(iter(self._verified))]
-        self._verified[token] = (kid, claims)
+        self._verified[token] = (key, claims)
         return claims
 
-    def _verify_signed(self, token: str) -> tuple[str, AccessClaims]:
+    def _verify_signed(self, token: str) -> tuple[SigningKey, AccessClaims]:
         header = _read_header(token)
         # RFC 9068 §4 / RFC 8725 §3.11: explicit typing keeps refresh, ID and other JWTs out.
         typ = header.get("typ")
@@ -202,7 +218,7 @@ class AccessTokens:
         # ASVS 9.1.3: the key comes from our own key set by kid; jku/x5u/jwk/x5c are ignored.
         # The kid is only a dictionary key: a path-like kid reads nothing from disk.
         kid = header.get("kid")
-        key = self._keys.get(kid) if isinstance(kid, str) else None
+        key = self._ring.get(kid) if isinstance(kid, str) else None
         if key is None or not isinstance(kid, str):
             raise InvalidTokenError("unknown kid")
         alg = header.get("alg")
@@ -213,10 +229,10 @@ class AccessTokens:
             # what defeats HS256 signed with a public key (algorithm confusion, §2.1).
             raise InvalidTokenError("algorithm mismatch")
         payload = self._decode(token, key.verification_key, key.alg)
-        self._check_times(
-            _int_claim(payload, "exp"), _int_claim(payload, "nbf"), _int_claim(payload, "iat")
-        )
-        return kid, AccessClaims(
+        issued_at = _int_claim(payload, "iat")
+        self._check_times(_int_claim(payload, "exp"), _int_claim(payload, "nbf"), issued_at)
+        _check_issued_in_service(key, issued_at)
+        return key, AccessClaims(
             sub=_string_claim(payload, "sub"),
             role=_string_claim(payload, "role"),
             jti=_string_claim(payload, "jti"),
@@ -267,6 +283,11 @@ class AccessTokens:
             raise InvalidTokenError("not yet valid")
         if iat > now + self._leeway_seconds:
             raise InvalidTokenError("issued in the future")
+
+
+def _check_issued_in_service(key: SigningKey, issued_at: int) -> None:
+    if not key.signed_in_service(issued_at):
+        raise InvalidTokenError("issued after its key was retired")
 
 
 def _read_header(token: str) -> dict[str, Any]:

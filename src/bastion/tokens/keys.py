@@ -1,8 +1,11 @@
 """The signing key ring for access tokens, and the private key file that holds it.
 
-A :class:`KeySet` is ordered: the newest non-retired key signs, every key still present verifies,
-so rotation never invalidates tokens already issued. Tokens carry the ``kid`` of their key; a
-verifier takes the key, and with it the algorithm, from that ``kid`` alone (RFC 8725 §3.1).
+A :class:`KeySet` is ordered: the newest non-retired key signs. A retired key verifies only
+tokens issued no later than its retirement, and only until every token it signed has expired
+(:meth:`SigningKey.expired`); a revoked key is removed at once. Tokens carry the ``kid`` of
+their key; a verifier takes the key, and with it the algorithm, from that ``kid`` alone
+(RFC 8725 §3.1). :class:`~bastion.tokens.ring.KeyRing` applies these rules with the clock in
+a running instance, and follows the key file.
 Algorithms are an allowlist (ASVS 9.1.2): ``EdDSA`` (Ed25519, the default), ``ES256`` (P-256),
 ``HS256`` with a secret of at least 32 bytes (RFC 7518 §3.2); no ``RS256`` (ASVS Appendix C).
 The key file is written atomically with mode 0600 and refused when its mode grants the group or
@@ -107,6 +110,24 @@ class SigningKey:
     def retired(self) -> bool:
         return self.retired_at is not None
 
+    def expired(self, now: datetime, retention: timedelta) -> bool:
+        """Whether this key is retired and ``retention`` has passed since.
+
+        ``retention`` is the access-token lifetime plus the verifier's leeway: by then every
+        token the key signed before its retirement has expired, so the key verifies nothing
+        any more and leaves the ring and the JWKS.
+        """
+        return self.retired_at is not None and now >= self.retired_at + retention
+
+    def signed_in_service(self, issued_at: float) -> bool:
+        """Whether a token issued at ``issued_at`` (its ``iat``, POSIX seconds) may carry this
+        key's signature: any time for the signing key, no later than the retirement for a
+        retired one. A token "issued" with a retired key after its retirement was not made
+        by the service: someone holds the old private key. (NIST SP 800-57 Part 1 §5.3: past
+        its originator-usage period a key only verifies what it protected before.)
+        """
+        return self.retired_at is None or issued_at <= self.retired_at.timestamp()
+
     @cached_property
     def verification_key(self) -> VerificationKey:
         """The key that checks this key's signatures: the public key, or for HS256 the secret.
@@ -158,9 +179,10 @@ class KeySet:
 
     def __init__(self, keys: Iterable[SigningKey], *, secret: bytes | None = None) -> None:
         """``secret``: the ring's own 32-byte secret for :meth:`derive_secret`, kept in
-        the key file and across rotations (a ring read from an older file has none)."""
+        the key file and across rotations (a ring read from an older file has none: it is
+        derived from the oldest key now, before a prune or revocation can remove that key)."""
         self._replace(list(keys))
-        self._secret = secret
+        self._secret = secret if secret is not None else self._legacy_secret()
 
     def _replace(self, keys: list[SigningKey]) -> None:
         by_kid = {key.kid: key for key in keys}
@@ -207,7 +229,7 @@ class KeySet:
         keep it. For HMACs that are not tokens (device cookies, challenges, login-failure
         keys); never a signing key itself."""
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
-            self._secret or self._legacy_secret()
+            self._secret
         )
 
     def _legacy_secret(self) -> bytes:
@@ -236,19 +258,44 @@ class KeySet:
         return new
 
     def prune(self, *, clock: Clock, keep_for: timedelta) -> list[str]:
-        """Remove keys retired more than ``keep_for`` ago; return their kids.
+        """Remove the keys :meth:`SigningKey.expired` after ``keep_for``; return their kids.
 
         Pass the access-token TTL plus leeway, so a retired key keeps verifying until every
         token it signed has expired.
         """
-        cutoff = clock.now() - keep_for
-        removed = [k.kid for k in self._keys if k.retired_at is not None and k.retired_at < cutoff]
+        now = clock.now()
+        removed = [key.kid for key in self._keys if key.expired(now, keep_for)]
         if removed:
             self._replace([key for key in self._keys if key.kid not in removed])
         return removed
 
+    def revoke(self, kid: str) -> SigningKey:
+        """Remove the key ``kid`` at once, whatever tokens it signed; return it.
+
+        For a key that leaked: every token it signed, and every token forged with it, is
+        refused from then on. Raises ``KeyError`` when there is no such key, and
+        ``ValueError`` for the signing key: :meth:`rotate` first, so that a key signs.
+        """
+        key = self._by_kid[kid]
+        if key is self._signing:
+            raise ValueError(f"key {kid} is the signing key: rotate first, then revoke it")
+        self._replace([item for item in self._keys if item is not key])
+        return key
+
+    def keeping(self, previous: KeySet) -> KeySet:
+        """This key set, with ``previous``'s key object wherever a key is unchanged (same
+        kid, algorithm, material and times): what was verified with it stays verified."""
+        kept = []
+        for key in self._keys:
+            old = previous.get(key.kid)
+            kept.append(old if old is not None and _dump(old) == _dump(key) else key)
+        return KeySet(kept, secret=self._secret)
+
     def public_jwks(self) -> dict[str, list[dict[str, str]]]:
-        """``{"keys": [...]}``: the public JWKs of the asymmetric keys, never private members."""
+        """``{"keys": [...]}``: the public JWKs of the asymmetric keys, never private members.
+
+        Every key present, however long retired: a running service publishes
+        :meth:`KeyRing.public_jwks <bastion.tokens.ring.KeyRing.public_jwks>`."""
         return {"keys": [key.public_jwk() for key in self._keys if key.alg != "HS256"]}
 
     def to_json(self) -> str:
@@ -257,7 +304,7 @@ class KeySet:
             "version": _FILE_VERSION,
             "keys": [_dump(k) for k in self._keys],
         }
-        document["secret"] = _b64(self._secret or self._legacy_secret())
+        document["secret"] = _b64(self._secret)
         return json.dumps(document)
 
     @classmethod

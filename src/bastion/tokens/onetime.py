@@ -1,4 +1,5 @@
-"""One-time link tokens: email verification, password reset, account unlock.
+"""One-time link tokens: email verification, password reset, account unlock, and the
+sign-in link of a locked account.
 
 A token is ``<selector>.<verifier>``: a 96-bit public selector that finds the stored row,
 and a 256-bit secret verifier of which only the SHA-256 digest is stored (ASVS 7.2.3,
@@ -11,9 +12,10 @@ Django's ``PasswordResetTokenGenerator``): ``state`` is a digest of the fields i
 depends on, and spending it checks that digest again in the change's transaction. A reset
 link dies when the password or email changes or the account's tokens are revoked, a
 verification link once the email is verified, an unlock link once the account is
-unlocked; issuing a link of a purpose deletes the account's older unused ones. Tokens are
-spent in the same transaction as the change they authorize
-(:class:`bastion.stores.TokenUse`): used once, or not at all.
+unlocked, a sign-in link when the password changes or the tokens are revoked; issuing
+a link of a purpose deletes the account's older unused ones. Tokens are spent in the
+same transaction as the change they authorize (:class:`bastion.stores.TokenUse`): used
+once, or not at all.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from bastion.stores.base import Account, OneTimeToken, OneTimeTokenStore, TokenU
 
 __all__ = ["PURPOSES", "OneTimeTokens", "Purpose"]
 
-Purpose = Literal["verify-email", "password-reset", "unlock"]
-PURPOSES: Final[tuple[Purpose, ...]] = ("verify-email", "password-reset", "unlock")
+Purpose = Literal["verify-email", "password-reset", "unlock", "sign-in"]
+PURPOSES: Final[tuple[Purpose, ...]] = ("verify-email", "password-reset", "unlock", "sign-in")
 
 _SELECTOR_BYTES = 12  # 16 URL-safe characters; only has to be unique, not secret
 _VERIFIER_BYTES = 32  # 256 bits of secret
@@ -55,6 +57,15 @@ def account_state(purpose: str, account: Account) -> str:
             str(account.is_active),
             str(account.token_version),
         ]
+    elif purpose == "sign-in":
+        # Issued after the right password: it dies with that password, and with any
+        # revocation (logout-all, an admin's revoke or disable) that happens meanwhile.
+        fields = [
+            account.email_key,
+            account.password_hash or "",
+            str(account.is_active),
+            str(account.token_version),
+        ]
     elif purpose == "unlock":
         locked = account.locked_at.isoformat() if account.locked_at else ""
         fields = [account.email_key, locked, str(account.token_version)]
@@ -67,13 +78,14 @@ class OneTimeTokens:
     """Issue and check one-time link tokens; spending is part of an account change.
 
     ``lifetimes`` maps each purpose to how long its link lives (defaults: verification
-    24 h, reset 30 min, unlock 1 h).
+    24 h, reset 30 min, unlock 1 h, sign-in 15 min).
     """
 
     DEFAULT_LIFETIMES: Final[dict[str, timedelta]] = {
         "verify-email": timedelta(hours=24),
         "password-reset": timedelta(minutes=30),
         "unlock": timedelta(hours=1),
+        "sign-in": timedelta(minutes=15),
     }
 
     def __init__(

@@ -15,7 +15,8 @@ Nothing here knows HTTP frameworks: the web layer passes the body's chunks and i
     BastionError
     └── UploadError                   validation-error        422
         ├── UploadTooLargeError       payload-too-large       413
-        └── UnsupportedMediaTypeError unsupported-media-type  415
+        ├── UnsupportedMediaTypeError unsupported-media-type  415
+        └── InsufficientStorageError  insufficient-storage    507
 """
 
 from bastion.uploads._detect import (
@@ -27,7 +28,12 @@ from bastion.uploads._detect import (
     detect_type,
     served_type,
 )
-from bastion.uploads._errors import UnsupportedMediaTypeError, UploadError, UploadTooLargeError
+from bastion.uploads._errors import (
+    InsufficientStorageError,
+    UnsupportedMediaTypeError,
+    UploadError,
+    UploadTooLargeError,
+)
 from bastion.uploads._multipart import (
     MULTIPART_OVERHEAD,
     ReceivedFile,
@@ -56,6 +62,7 @@ __all__ = [
     "TEXT",
     "AttachmentStorage",
     "AttachmentWriter",
+    "InsufficientStorageError",
     "LocalAttachmentStorage",
     "ReceivedFile",
     "TypeSniffer",

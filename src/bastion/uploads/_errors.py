@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from bastion.errors import BastionError
 
-__all__ = ["UnsupportedMediaTypeError", "UploadError", "UploadTooLargeError"]
+__all__ = [
+    "InsufficientStorageError",
+    "UnsupportedMediaTypeError",
+    "UploadError",
+    "UploadTooLargeError",
+]
 
 
 class UploadError(BastionError):
@@ -30,3 +35,12 @@ class UnsupportedMediaTypeError(UploadError):
     code = "unsupported-media-type"
     title = "Unsupported media type"
     status = 415
+
+
+class InsufficientStorageError(UploadError):
+    """Storing the file would pass a storage quota (OWASP API4:2023). 507, as WebDAV
+    answers a request that would exceed a quota (RFC 4918 §11.5, RFC 4331 §6)."""
+
+    code = "insufficient-storage"
+    title = "Insufficient storage"
+    status = 507

@@ -23,7 +23,12 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from bastion.uploads._detect import DEFAULT_TYPES, TypeSniffer, declared_type
-from bastion.uploads._errors import UnsupportedMediaTypeError, UploadError, UploadTooLargeError
+from bastion.uploads._errors import (
+    InsufficientStorageError,
+    UnsupportedMediaTypeError,
+    UploadError,
+    UploadTooLargeError,
+)
 from bastion.uploads._names import safe_filename
 from bastion.uploads._storage import AttachmentStorage, AttachmentWriter
 
@@ -109,9 +114,10 @@ class _Events:
 
 
 class _Receiver:
-    def __init__(self, storage: AttachmentStorage, policy: UploadPolicy) -> None:
+    def __init__(self, storage: AttachmentStorage, policy: UploadPolicy, space: int | None) -> None:
         self.storage = storage
         self.policy = policy
+        self.space = space
         self.sniffer = TypeSniffer()
         self.writer: AttachmentWriter | None = None
         self.parts = 0
@@ -130,8 +136,11 @@ class _Receiver:
         elif kind == "data":
             if self.writer is None:
                 raise UploadError("the body is not valid multipart/form-data")
-            if self.sniffer.size + len(value) > self.policy.max_bytes:
+            size = self.sniffer.size + len(value)
+            if size > self.policy.max_bytes:
                 raise UploadTooLargeError(f"The file exceeds {self.policy.max_bytes} bytes.")
+            if self.space is not None and size > self.space:
+                raise InsufficientStorageError("The file does not fit in the storage quota.")
             self.sniffer.feed(value)
             await self.writer.write(value)
         elif kind == "part_end":
@@ -191,13 +200,20 @@ async def receive_file(
     content_type: str | None,
     storage: AttachmentStorage,
     policy: UploadPolicy | None = None,
+    *,
+    space: int | None = None,
 ) -> ReceivedFile:
     """Stream the one file of a ``multipart/form-data`` body (``chunks``, with the
     request's ``content_type``) into a new object of ``storage``, and commit it.
 
+    ``space``: the bytes left of a storage quota, if there is one. It is checked on
+    every chunk like the size cap; the caller still checks the quota again when it
+    records the file, since other uploads may have used the space meanwhile.
+
     Raises:
         UploadTooLargeError: the file passed ``policy.max_bytes`` (or the body
             ``policy.max_body_bytes``); nothing is kept.
+        InsufficientStorageError: the file passed ``space``; nothing is kept.
         UnsupportedMediaTypeError: the body is not multipart/form-data, or the part
             declares, or the content is, a type not in ``policy.types``.
         UploadError: missing, other or repeated parts, an empty file, a declared type
@@ -205,7 +221,7 @@ async def receive_file(
     """
     policy = policy or UploadPolicy()
     events = _Events()
-    receiver = _Receiver(storage, policy)
+    receiver = _Receiver(storage, policy, space)
     try:
         parser = MultipartParser(_boundary(content_type), events.callbacks())
         received = 0

@@ -10,20 +10,26 @@ streaming read; an idempotent delete.
 :class:`LocalAttachmentStorage` keeps objects in one folder (0700), one file each
 (0600). A writer streams into ``<key>.part`` and renames it to ``<key>`` on commit, so
 a reader never sees a partial file and a crash leaves only ``.part`` files behind.
-Every file operation runs in a worker thread, off the event loop.
+Every file operation runs in a worker thread, off the event loop. A disk that is full,
+read-only or failing (``ENOSPC``, ``EDQUOT``, ``EROFS``, ``EIO``) raises
+:class:`~bastion.errors.ServiceUnavailableError` (503, retry later), logged once when
+it starts and once when a file is stored again, never once per upload.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import logging
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from bastion.errors import NotFoundError
+from bastion.errors import NotFoundError, ServiceUnavailableError
 
 __all__ = ["AttachmentStorage", "AttachmentWriter", "LocalAttachmentStorage", "new_key"]
 
@@ -31,6 +37,8 @@ _KEY = re.compile(r"[0-9a-f]{32}")
 _READ_CHUNK = 64 * 1024
 _WRITE_BUFFER = 256 * 1024
 _PARTIAL = ".part"
+_DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+_logger = logging.getLogger("bastion.uploads")
 
 
 def new_key() -> str:
@@ -83,11 +91,14 @@ class AttachmentStorage(Protocol):
 
 
 class _LocalWriter:
-    def __init__(self, key: str, file: BinaryIO, partial: Path, final: Path) -> None:
+    def __init__(
+        self, key: str, file: BinaryIO, partial: Path, final: Path, disk: _DiskState
+    ) -> None:
         self.key = key
         self._file = file
         self._partial = partial
         self._final = final
+        self._disk = disk
         self._buffer = bytearray()
 
     async def write(self, chunk: bytes) -> None:
@@ -99,11 +110,14 @@ class _LocalWriter:
         if self._buffer:
             data = bytes(self._buffer)
             self._buffer.clear()
-            await asyncio.to_thread(self._file.write, data)
+            with self._disk.watched():
+                await asyncio.to_thread(self._file.write, data)
 
     async def commit(self) -> None:
         await self._flush()
-        await asyncio.to_thread(self._finish)
+        with self._disk.watched():
+            await asyncio.to_thread(self._finish)
+        self._disk.stored()
 
     def _finish(self) -> None:
         self._file.flush()
@@ -116,8 +130,37 @@ class _LocalWriter:
         await asyncio.to_thread(self._discard)
 
     def _discard(self) -> None:
-        self._file.close()
+        # Closing flushes what is buffered, which a full disk refuses again: the
+        # partial file goes all the same.
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._partial.unlink(missing_ok=True)
+
+
+class _DiskState:
+    """Whether the folder's disk refuses writes: logged when that starts and ends."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._failing: str | None = None
+
+    @contextlib.contextmanager
+    def watched(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in _DISK_FAILURES:
+                raise
+            name = errno.errorcode.get(exc.errno or 0, "?")
+            if self._failing is None:
+                _logger.warning("attachment storage %s unavailable: %s", self._root, name)
+            self._failing = name
+            raise ServiceUnavailableError(f"attachment storage unavailable: {name}") from exc
+
+    def stored(self) -> None:
+        if self._failing is not None:
+            _logger.warning("attachment storage %s recovered", self._root)
+            self._failing = None
 
 
 class LocalAttachmentStorage:
@@ -125,6 +168,7 @@ class LocalAttachmentStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._disk = _DiskState(root)
 
     def path_of(self, key: str) -> Path:
         """The file of a committed object (for tests and operators)."""
@@ -144,8 +188,10 @@ class LocalAttachmentStorage:
 
     async def open_writer(self) -> AttachmentWriter:
         key = new_key()
-        file = await asyncio.to_thread(self._create, key)
-        return _LocalWriter(key, file, self.root / f"{key}{_PARTIAL}", self.root / key)
+        with self._disk.watched():
+            file = await asyncio.to_thread(self._create, key)
+        partial = self.root / f"{key}{_PARTIAL}"
+        return _LocalWriter(key, file, partial, self.root / key, self._disk)
 
     def _open(self, key: str) -> BinaryIO:
         try:
@@ -154,7 +200,8 @@ class LocalAttachmentStorage:
             raise NotFoundError("no stored object under this key") from None
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
-        file = await asyncio.to_thread(self._open, key)
+        with self._disk.watched():
+            file = await asyncio.to_thread(self._open, key)
         return _chunks(file)
 
     async def delete(self, key: str) -> None:

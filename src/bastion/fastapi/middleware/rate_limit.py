@@ -59,12 +59,9 @@ def client_ip_of(scope: Scope, proxies: TrustedProxies) -> str | None:
         return state["client_ip"]  # type: ignore[no-any-return]
     client = scope.get("client")
     peer = client[0] if client else None
-    headers = {k: v for k, v in scope["headers"] if k in (b"x-forwarded-for", b"forwarded")}
-    ip = proxies.client_ip(
-        peer,
-        headers.get(b"x-forwarded-for", b"").decode("latin-1") or None,
-        headers.get(b"forwarded", b"").decode("latin-1") or None,
-    )
+    name = proxies.header_key  # only the header the operator says the proxy sets
+    values = [v.decode("latin-1") for k, v in scope["headers"] if k == name]
+    ip = proxies.client_ip(peer, values)
     state["client_ip"] = ip
     return ip
 

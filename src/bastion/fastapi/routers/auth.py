@@ -13,6 +13,7 @@ from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.schemas import (
     CookieSessionOut,
     CSRFOut,
+    LinkTokenIn,
     LoginIn,
     LogoutIn,
     RefreshIn,
@@ -21,7 +22,7 @@ from bastion.fastapi.schemas import (
     TokenPairOut,
 )
 from bastion.fastapi.transports import CookieTransport
-from bastion.tokens import PRE_SESSION, KeySet
+from bastion.tokens import PRE_SESSION, KeyRing, KeySet
 
 __all__ = ["auth_router", "jwks_router"]
 
@@ -46,6 +47,23 @@ _CSRF_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 DEVICE_COOKIE = "__Host-bastion-device"
 _DEVICE_COOKIE_PLAIN = "bastion-device"  # without Secure, the __Host- prefix is refused
+_DEVICE_COOKIE_MAX_CHARS = 256
+_DEFAULT_DEVICE_TTL = 180 * 86_400
+
+
+def _single_cookie(request: Request, name: str, max_chars: int) -> str | None:
+    """The value of cookie ``name`` when the request carries it exactly once, within
+    ``max_chars``; else None. Two cookies of one name are an ambiguity (a planted one
+    next to the real one), and the answer to ambiguity is "absent", never a guess."""
+    values = [
+        value.strip()
+        for header in request.headers.getlist("cookie")
+        for key, sep, value in (part.partition("=") for part in header.split(";"))
+        if sep and key.strip() == name
+    ]
+    if len(values) != 1 or not values[0] or len(values[0]) > max_chars:
+        return None
+    return values[0]
 
 
 def auth_router(
@@ -59,6 +77,8 @@ def auth_router(
     public_signup = [guard.public("signs an anonymous caller up", rate="register")]
     public_login = [guard.public("signs an anonymous caller in", rate="login-ip")]
     cookie_name = DEVICE_COOKIE if secure_cookies else _DEVICE_COOKIE_PLAIN
+    defence = service.defence
+    device_ttl = defence.rules.device_ttl if defence is not None else _DEFAULT_DEVICE_TTL
     cookies: CookieTransport | None = guard.cookies
 
     def cookie_mode(request: Request) -> CookieTransport | None:
@@ -143,21 +163,25 @@ def auth_router(
             password,
             context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
-            device_cookie=request.cookies.get(cookie_name),
+            device_cookie=_single_cookie(request, cookie_name, _DEVICE_COOKIE_MAX_CHARS),
             solution=solution,
         )
+        set_device_cookie(response, pair)
+        return pair
+
+    def set_device_cookie(response: Response, pair: TokenPair) -> None:
         if pair.device_token:
             # OWASP device cookie: lets this browser past the account's challenge and lock.
+            # The server refuses it after ``device_ttl`` whatever the browser keeps.
             response.set_cookie(
                 cookie_name,
                 pair.device_token,
-                max_age=180 * 86400,
+                max_age=device_ttl,
                 path="/",
                 secure=secure_cookies,
                 httponly=True,
                 samesite="strict",
             )
-        return pair
 
     @router.post(
         "/login",
@@ -175,6 +199,41 @@ def auth_router(
         ):
             raise refuse_csrf(request, "login without the pre-session CSRF token")
         pair = await _login(request, response, body.email, body.password, body.altcha)
+        if transport is not None:
+            return cookie_session(transport, response, pair)
+        return TokenPairOut.model_validate(pair)
+
+    @router.post(
+        "/login/confirm",
+        dependencies=[guard.public("the emailed sign-in link is the credential", rate="links")],
+        response_model=TokenPairOut | CookieSessionOut,
+        summary="Finish signing in to a locked account with the emailed sign-in link",
+        description=(
+            "When failed logins have locked an account, the right password from a device "
+            "without its device cookie answers as a wrong one and emails the owner a "
+            "single-use sign-in link (`/auth/login/confirm#token=...`, 15 minutes). Post "
+            "its token here: the answer is that of a login, with a device cookie. "
+            + _COOKIE_MODE
+        ),
+        responses={
+            400: {"description": "The link is invalid, used or expired (`invalid-link`)"},
+            422: {"description": "Validation error"},
+            429: {"description": "Too many attempts (quota-exceeded problem, `Retry-After`)"},
+            **_CSRF_ERRORS,
+        },
+    )
+    async def confirm_login(body: LinkTokenIn, request: Request, response: Response) -> Any:
+        transport = cookie_mode(request)
+        if transport is not None and not transport.csrf.valid(
+            transport.csrf_token(request), PRE_SESSION
+        ):
+            raise refuse_csrf(request, "sign-in link without the pre-session CSRF token")
+        pair = await lifecycle.sign_in_with_link(
+            body.token,
+            context=guard.context(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+        set_device_cookie(response, pair)
         if transport is not None:
             return cookie_session(transport, response, pair)
         return TokenPairOut.model_validate(pair)
@@ -274,7 +333,10 @@ def auth_router(
     return router
 
 
-def jwks_router(guard: Guard, keys: KeySet) -> APIRouter:
+def jwks_router(guard: Guard, keys: KeyRing | KeySet) -> APIRouter:
+    """``/.well-known/jwks.json``: with a :class:`KeyRing`, the keys that still verify (a
+    retired key leaves when its tokens have expired, a revoked one at the ring's next read
+    of the key file); with a :class:`KeySet`, every key in it."""
     router = APIRouter(tags=["auth"])
 
     @router.get(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.errors import (
     ConflictError,
+    DatabaseUnavailableError,
     InvalidLinkError,
     InvalidTokenError,
     LastAdminError,
@@ -27,6 +28,7 @@ from bastion.events.chain import (
     CHAINED_FIELDS,
     GENESIS,
     ChainBrokenError,
+    ChainHead,
     Checkpoint,
     checkpoint_mac,
     link_mac,
@@ -44,7 +46,10 @@ from bastion.stores.base import (
     TokenUse,
     token_spendable,
 )
+from bastion.stores.sql.chain import EventChain
+from bastion.stores.sql.chain import lock_chain as _lock_chain
 from bastion.stores.sql.engine import write_locking
+from bastion.stores.sql.outage import unavailable
 from bastion.stores.sql.tables import (
     AccountReservationRow,
     AccountRow,
@@ -86,56 +91,24 @@ def _event_row(event: SecurityEvent) -> dict[str, Any]:
     return row
 
 
-# The PostgreSQL advisory lock that serializes chained appends (any constant the
-# application uses for nothing else).
-_CHAIN_LOCK = int.from_bytes(b"bastion\x07", "big")
-
-
-async def _lock_chain(conn: Any) -> None:
-    """Hold the chain until the transaction ends: PostgreSQL's transaction-scoped advisory
-    lock (taken again by the same transaction, it is the same lock); on SQLite the
-    transaction began with ``BEGIN IMMEDIATE`` and holds the write lock already."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK)))
-
-
 async def _insert_events(
-    conn: Any, events: Sequence[SecurityEvent], chain_key: bytes | None = None
-) -> None:
-    """Insert ``events``; with ``chain_key``, chain them (:mod:`bastion.events.chain`).
-
-    Chained appends are serialized, or two writers would both link to the same last row
-    and fork the chain: PostgreSQL takes a transaction-scoped advisory lock before reading
-    the last MAC; SQLite callers begin with ``BEGIN IMMEDIATE`` (``write_locking``), so
-    the transaction holds the database's write lock from its start.
-    """
+    conn: Any, events: Sequence[SecurityEvent], chain: EventChain | None = None
+) -> ChainHead | None:
+    """Insert ``events``; with ``chain``, chain them (:mod:`bastion.stores.sql.chain`) and
+    return the head they make, for the caller to publish once its transaction committed
+    (``await chain.committed(head)``)."""
     if not events:
-        return
+        return None
     rows = [_event_row(e) for e in events]
-    if chain_key is None:
+    if chain is None:
         await conn.execute(_events.insert(), rows)
-        return
-    await _lock_chain(conn)
-    last = (
-        sa.select(_events.c.chain_mac)
-        .where(_events.c.chain_mac.is_not(None))
-        .order_by(_events.c.id.desc())
-        .limit(1)
-    )
-    prev = (await conn.execute(last)).scalar() or GENESIS
-    insert = _events.insert().returning(_events.c.id, sort_by_parameter_order=True)
-    ids = (await conn.execute(insert, rows)).scalars().all()
-    links = []
-    for row, row_id in zip(rows, ids, strict=True):
-        mac = link_mac(chain_key, prev, {**row, "id": row_id})
-        links.append({"row_id": row_id, "prev": prev, "mac": mac})
-        prev = mac
-    link = (
-        _events.update()
-        .where(_events.c.id == sa.bindparam("row_id"))
-        .values(chain_prev=sa.bindparam("prev"), chain_mac=sa.bindparam("mac"))
-    )
-    await conn.execute(link, links)
+        return None
+    return await chain.append(conn, rows)
+
+
+async def _published(chain: EventChain | None, head: ChainHead | None) -> None:
+    if chain is not None and head is not None:
+        await chain.committed(head)
 
 
 class _SQLStore:
@@ -166,6 +139,29 @@ async def _spend(conn: Any, use: TokenUse, account: Account, now: datetime) -> N
         raise InvalidLinkError("one-time token spent concurrently")
 
 
+async def _still_as(conn: Any, expect: Account) -> bool:
+    """Whether the account is still active at the token version and with the password
+    hash of ``expect``, and stays so until the transaction ends.
+
+    PostgreSQL reads the row ``FOR SHARE``: a change (which locks it ``FOR UPDATE``)
+    already under way is waited for and its result read; one that starts later waits
+    for this transaction, and then ends the session it inserted with the others. On
+    SQLite the transaction began with ``BEGIN IMMEDIATE`` and holds the write lock.
+    """
+    query = sa.select(
+        _accounts.c.token_version, _accounts.c.password_hash, _accounts.c.is_active
+    ).where(_accounts.c.id == expect.id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    row = (await conn.execute(query)).first()
+    return (
+        row is not None
+        and row.is_active
+        and row.token_version == expect.token_version
+        and row.password_hash == expect.password_hash
+    )
+
+
 class SQLOneTimeTokenStore(_SQLStore):
     async def issue(self, token: OneTimeToken) -> None:
         async with self._engine.begin() as conn:
@@ -189,11 +185,18 @@ class SQLOneTimeTokenStore(_SQLStore):
 
 
 class SQLAccountStore(_SQLStore):
-    def __init__(self, engine: AsyncEngine, *, chain_key: bytes | None = None) -> None:
-        """``chain_key``: the event chain's key, for the events a change stores."""
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        chain_key: bytes | None = None,
+        chain: EventChain | None = None,
+    ) -> None:
+        """``chain`` (or a ``chain_key`` to make one): the event chain, for the events a
+        change stores (the event store's own, so that both publish one head)."""
         super().__init__(engine)
         self._locking_engine = write_locking(engine)
-        self._chain_key = chain_key
+        self._chain = chain or (EventChain(chain_key) if chain_key is not None else None)
 
     async def page(
         self,
@@ -246,6 +249,8 @@ class SQLAccountStore(_SQLStore):
             expected = change.expect_token_version
             if expected is not None and before.token_version != expected:
                 raise InvalidTokenError("token version revoked during the change")
+            if change.expect_password_hash not in (None, before.password_hash):
+                raise InvalidTokenError("password changed during the change")
             values: dict[str, Any] = {}
             if change.role is not None and change.role != before.role:
                 values["role"] = change.role
@@ -285,7 +290,8 @@ class SQLAccountStore(_SQLStore):
                     .returning(*_accounts.c)
                 )
                 after = _account((await conn.execute(statement)).one())
-            await _insert_events(conn, events(before, after), self._chain_key)
+            head = await _insert_events(conn, events(before, after), self._chain)
+        await _published(self._chain, head)
         return after
 
     async def resolve_id(self, email_key: str, *, reserve: bool) -> tuple[UUID, bool] | None:
@@ -367,14 +373,19 @@ class SQLSessionStore(_SQLStore):
         super().__init__(engine)
         self._locking_engine = write_locking(engine)
 
-    async def create(self, session: AuthSession, token_digest: str) -> None:
-        async with self._engine.begin() as conn:
+    async def create(
+        self, session: AuthSession, token_digest: str, *, expect: Account | None = None
+    ) -> bool:
+        async with self._locking_engine.begin() as conn:
+            if expect is not None and not await _still_as(conn, expect):
+                return False
             await conn.execute(_sessions.insert().values(**dataclasses.asdict(session)))
             await conn.execute(
                 _tokens.insert().values(
                     digest=token_digest, session_id=session.id, created_at=session.created_at
                 )
             )
+        return True
 
     async def rotate(
         self,
@@ -420,19 +431,31 @@ class SQLSessionStore(_SQLStore):
             if not session.is_live(now, idle_ttl_seconds):
                 await conn.rollback()
                 return RotateOutcome("expired", session)
+            # Only while the session is not revoked: a revocation (logout, logout-all, a
+            # password change or reset) that committed since the read above wins. On
+            # PostgreSQL this UPDATE waits for one under way and re-checks revoked_at;
+            # one that starts later waits for this transaction, then ends the session.
+            touched = await conn.execute(
+                _sessions.update()
+                .where(_sessions.c.id == session.id, _sessions.c.revoked_at.is_(None))
+                .values(last_used_at=now, ip_address=ip_address, user_agent=user_agent)
+            )
+            if touched.rowcount != 1:
+                await conn.rollback()
+                return RotateOutcome("revoked", session)
             await conn.execute(
                 _tokens.insert().values(digest=new_digest, session_id=session.id, created_at=now)
             )
-            await conn.execute(
-                _sessions.update()
-                .where(_sessions.c.id == session.id)
-                .values(last_used_at=now, ip_address=ip_address, user_agent=user_agent)
-            )
+            # Read after the session is held: the token version of any revocation that
+            # ends this session is newer than the one read here.
+            found = await conn.execute(_accounts.select().where(_accounts.c.id == session.user_id))
+            account_row = found.first()
         return RotateOutcome(
             "rotated",
             dataclasses.replace(
                 session, last_used_at=now, ip_address=ip_address, user_agent=user_agent
             ),
+            _account(account_row) if account_row else None,
         )
 
     async def get(self, session_id: UUID) -> AuthSession | None:
@@ -490,23 +513,50 @@ class SQLSessionStore(_SQLStore):
 
 
 class SQLEventStore(_SQLStore):
-    """Security events in SQL; chained when given ``chain_key`` (without it the chain
-    columns stay NULL)."""
+    """Security events in SQL; chained when given ``chain`` or ``chain_key`` (without,
+    the chain columns stay NULL, and ``bastion events verify`` reports the rows)."""
 
-    def __init__(self, engine: AsyncEngine, *, chain_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        chain_key: bytes | None = None,
+        chain: EventChain | None = None,
+    ) -> None:
         super().__init__(engine)
-        self._chain_key = chain_key
-        self._writer = write_locking(engine) if chain_key is not None else engine
+        self._chain = chain or (EventChain(chain_key) if chain_key is not None else None)
+        self._writer = write_locking(engine) if self._chain is not None else engine
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
 
+    @property
+    def chain_head(self) -> ChainHead | None:
+        """The newest head of the chain this process committed (None: none yet, or no
+        chain), for the JSON event lines."""
+        return self._chain.head if self._chain is not None else None
+
     async def append(self, events: Sequence[SecurityEvent]) -> None:
+        """Store ``events`` in one transaction (chained).
+
+        Raises ``DatabaseUnavailableError`` when the database does not answer (SQLite's
+        write lock not had at ``BEGIN IMMEDIATE`` included): the event queue then keeps
+        the events for a later try instead of counting them as refused.
+        """
         if not events:
             return
-        async with self._writer.begin() as conn:
-            await _insert_events(conn, events, self._chain_key)
+        try:
+            async with self._writer.begin() as conn:
+                head = await _insert_events(conn, events, self._chain)
+        except DatabaseUnavailableError:
+            raise
+        except Exception as exc:
+            error = unavailable(exc)
+            if error is None:
+                raise
+            raise error from exc
+        await _published(self._chain, head)
 
     async def purge(self, before: datetime, *, now: datetime) -> Checkpoint | None:
         """Delete the oldest events, those stored before the first one of ``before`` or
@@ -517,9 +567,9 @@ class SQLEventStore(_SQLStore):
         Raises ``RuntimeError`` without a chain key: the chain is what makes a purge
         different from tampering, so a store that does not chain does not purge.
         """
-        if self._chain_key is None:
+        if self._chain is None:
             raise RuntimeError("purging needs the event chain's key")
-        key = self._chain_key
+        key = self._chain.key
         async with self._writer.begin() as conn:
             await _lock_chain(conn)
             first_kept = (
@@ -571,8 +621,9 @@ class SQLEventStore(_SQLStore):
                 extra={"purged": purged, "through_id": through_id, "checkpoint": checkpoint.id},
             )
             # Chained after the newest event, before the oldest go: the log is never empty.
-            await _insert_events(conn, [record], key)
+            head = await _insert_events(conn, [record], self._chain)
             await conn.execute(_events.delete().where(_events.c.id <= through_id))
+        await _published(self._chain, head)
         return checkpoint
 
     async def query(self, query: EventQuery) -> list[SecurityEvent]:

@@ -22,6 +22,7 @@ __all__ = [
     "RefreshTokenRow",
     "SecurityAlertRow",
     "SecurityEventRow",
+    "TokenDenialRow",
     "UTCDateTime",
 ]
 
@@ -84,7 +85,10 @@ class AccountReservationRow(SQLModel, table=True):
 
 
 class AuthSessionRow(SQLModel, table=True):
+    # Sessions revoked recently are denied in the revocation cache: its rebuild reads
+    # them by ``revoked_at`` (migration 0010).
     __tablename__ = "auth_sessions"
+    __table_args__ = (sa.Index("ix_auth_sessions_revoked_at", "revoked_at"),)
 
     id: UUID = Field(primary_key=True)
     user_id: UUID = Field(foreign_key="accounts.id", index=True, ondelete="CASCADE")
@@ -106,6 +110,16 @@ class RefreshTokenRow(SQLModel, table=True):
     session_id: UUID = Field(foreign_key="auth_sessions.id", index=True, ondelete="CASCADE")
     created_at: datetime = _utc()
     used_at: datetime | None = _utc(default=None)
+
+
+class TokenDenialRow(SQLModel, table=True):
+    """An access token denied by its ``jti`` until it has expired: the durable record
+    the revocation cache is rebuilt from (migration 0010)."""
+
+    __tablename__ = "token_denials"
+
+    token_id: str = Field(primary_key=True, max_length=128)
+    expires_at: datetime = _utc(index=True)
 
 
 class OneTimeTokenRow(SQLModel, table=True):
@@ -154,7 +168,8 @@ class SecurityEventRow(SQLModel, table=True):
     request_id: str | None = Field(default=None, max_length=64)
     extra: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     # The tamper-evident chain (bastion.events.chain, migration 0008): hex HMAC-SHA256
-    # values, NULL on rows written before the chain or by a store without its key.
+    # values, NULL only on a row written by a store without its key (which
+    # ``bastion events verify`` reports: every store of the service has the key).
     chain_prev: str | None = Field(default=None, max_length=64)
     chain_mac: str | None = Field(default=None, max_length=64)
 
