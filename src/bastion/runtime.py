@@ -84,15 +84,23 @@ class Security:
     # The revocation keys of a token, for the rate limiter's script to read along: set
     # when the limiter's store is the revocation store's Redis (one round trip a request).
     revocation_reads: Callable[[AccessClaims], list[str] | None] | None = None
-    # Production without Redis: this process's claim on the data folder (one process only).
+    # Production without Redis: the data folder this process claims at start (one
+    # process only), and its claim once held.
+    single_process_folder: Path | None = None
     process_lock: SingleProcessLock | None = None
 
     async def start(self) -> None:
-        """Fill the revocation cache from the database's durable record before serving.
+        """Claim the data folder where in-process stores serve production (raising
+        :class:`ConfigurationError` when another process holds it), then fill the
+        revocation cache from the database's durable record before serving.
 
-        A failure is logged, not raised: until a rebuild succeeds (each authenticated
+        A failed rebuild is logged, not raised: until a rebuild succeeds (each authenticated
         request tries one), every token check fails closed (503).
         """
+        if self.single_process_folder is not None and self.process_lock is None:
+            # At start, not when the app is built: workers forked from a process that
+            # built it (gunicorn --preload) would share that one claim.
+            self.process_lock = SingleProcessLock(self.single_process_folder)
         try:
             await self.accounts.restore_revocations()
         except Exception as exc:  # logged: requests retry the rebuild, failing closed
@@ -175,9 +183,6 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
     findings = check_settings(settings, keys_exist=settings.keys_path.exists())
     for finding in findings:
         _logger.warning("insecure setting %s: %s", finding.setting, finding.message)
-    lock = None
-    if settings.is_production and settings.redis_url is None:
-        lock = SingleProcessLock(settings.data_dir)
     loaded, generated = load_keys(settings, clock=clock)
     if generated:
         _logger.warning("generated development signing keys at %s", settings.keys_path)
@@ -294,7 +299,9 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         findings,
         alerts,
         revocation_reads=accounts.revocation_keys if shares_redis else None,
-        process_lock=lock,
+        single_process_folder=(
+            settings.data_dir if settings.is_production and settings.redis_url is None else None
+        ),
     )
 
 

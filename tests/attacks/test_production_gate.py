@@ -9,10 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgi_lifespan import LifespanManager
 
 from bastion.config import Settings, check_settings
 from bastion.errors import ConfigurationError
 from bastion.runtime import SingleProcessLock
+from bastion.stores.sql import create_engine
+from bastion.tokens import ensure_key_file
+from bastion_tasks import create_app
+from bastion_tasks.migrate import upgrade_connection
 from tests.unit.test_config import SECURE
 
 STRONG = "Zr0s8kqP3wXv1mN7yT5cLhB2dF9gJ4aQ-6eRu"
@@ -140,6 +145,31 @@ def test_production_accepts_settings_within_the_bounds(values: dict[str, Any]) -
     findings = check_settings(_settings(**values), keys_exist=True)
 
     assert [f for f in findings if f.fatal] == []
+
+
+async def test_a_second_production_app_on_one_data_folder_without_redis_does_not_start(
+    tmp_path: Path,
+) -> None:
+    """As two workers of any server would: the second refuses at start-up, naming
+    BASTION_REDIS_URL; with the first stopped, a new one starts."""
+    settings = _settings(
+        data_dir=tmp_path / "var",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'bastion.db'}",
+        password_profile="owasp-minimum",
+    )
+    ensure_key_file(settings.keys_path, settings.jwt_algorithm)
+    engine = create_engine(settings.database_url)
+    await upgrade_connection(engine)
+    await engine.dispose()
+
+    async with LifespanManager(create_app(settings)):
+        with pytest.raises(ConfigurationError) as caught:
+            async with LifespanManager(create_app(settings)):
+                pass
+    async with LifespanManager(create_app(settings)):
+        pass
+
+    assert caught.value.setting == "BASTION_REDIS_URL"
 
 
 def test_a_second_process_beside_in_process_stores_is_refused(tmp_path: Path) -> None:
