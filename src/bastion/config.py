@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "bastion:"
     data_dir: Path = Path("./var")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # The one header the trusted proxies set (docs/rate-limits.md, "Behind a proxy"); the
+    # The one header the trusted proxies set (docs/rate-limits.md, "The client address"); the
     # others are the client's own words and are ignored.
     forwarded_header: ForwardingHeader = "x-forwarded-for"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
