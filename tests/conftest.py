@@ -26,6 +26,7 @@ from bastion.config import Settings
 from bastion.stores.sql import create_engine
 from bastion_tasks import create_app
 from bastion_tasks.migrate import upgrade_connection
+from tests.redis_server import RedisServer
 from tests.smtp import SMTPTestServer
 
 PG_ADMIN_DSN = os.environ.get("BASTION_TEST_PG_DSN", "postgresql://127.0.0.1:5432/test")
@@ -203,3 +204,15 @@ async def smtp() -> AsyncIterator[SMTPTestServer]:
     """A real SMTP server on loopback that records what it receives."""
     async with SMTPTestServer() as server:
         yield server
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server of this test's own, on a free port: one a test may stop,
+    restart or empty."""
+    server = RedisServer(tmp_path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,8 +9,6 @@ restart when Redis answers again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -20,16 +18,6 @@ from tests.helpers import add_user
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    await server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _outage_events(events: list) -> list[str]:  # type: ignore[type-arg]

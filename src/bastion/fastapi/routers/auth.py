@@ -101,6 +101,25 @@ def auth_router(
             refresh_expires_in=pair.refresh_expires_in,
         )
 
+    def answer(
+        transport: CookieTransport | None, response: Response, pair: TokenPair
+    ) -> TokenPairOut | CookieSessionOut:
+        """A new session as its client takes it: the cookie session in cookie mode,
+        else the token pair as JSON."""
+        if transport is not None:
+            return cookie_session(transport, response, pair)
+        return TokenPairOut.model_validate(pair)
+
+    def pre_session(request: Request, refusal: str) -> CookieTransport | None:
+        """Login CSRF: in cookie mode, a request that opens a session needs the
+        pre-session token (GET /auth/csrf); the transport, or None for a bearer client."""
+        transport = cookie_mode(request)
+        if transport is not None and not transport.csrf.valid(
+            transport.csrf_token(request), PRE_SESSION
+        ):
+            raise refuse_csrf(request, refusal)
+        return transport
+
     @router.get(
         "/csrf",
         dependencies=[guard.public("a CSRF token for the cookie mode's login")],
@@ -192,16 +211,9 @@ def auth_router(
         responses={**_CREDENTIAL_ERRORS, **_CSRF_ERRORS},
     )
     async def login(body: LoginIn, request: Request, response: Response) -> Any:
-        transport = cookie_mode(request)
-        # Login CSRF: a cookie-mode login needs the pre-session token (GET /auth/csrf).
-        if transport is not None and not transport.csrf.valid(
-            transport.csrf_token(request), PRE_SESSION
-        ):
-            raise refuse_csrf(request, "login without the pre-session CSRF token")
+        transport = pre_session(request, "login without the pre-session CSRF token")
         pair = await _login(request, response, body.email, body.password, body.altcha)
-        if transport is not None:
-            return cookie_session(transport, response, pair)
-        return TokenPairOut.model_validate(pair)
+        return answer(transport, response, pair)
 
     @router.post(
         "/login/confirm",
@@ -223,20 +235,14 @@ def auth_router(
         },
     )
     async def confirm_login(body: LinkTokenIn, request: Request, response: Response) -> Any:
-        transport = cookie_mode(request)
-        if transport is not None and not transport.csrf.valid(
-            transport.csrf_token(request), PRE_SESSION
-        ):
-            raise refuse_csrf(request, "sign-in link without the pre-session CSRF token")
+        transport = pre_session(request, "sign-in link without the pre-session CSRF token")
         pair = await lifecycle.sign_in_with_link(
             body.token,
             context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
         )
         set_device_cookie(response, pair)
-        if transport is not None:
-            return cookie_session(transport, response, pair)
-        return TokenPairOut.model_validate(pair)
+        return answer(transport, response, pair)
 
     @router.post(
         "/token",
@@ -291,9 +297,7 @@ def auth_router(
             context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
         )
-        if transport is not None:
-            return cookie_session(transport, response, pair)
-        return TokenPairOut.model_validate(pair)
+        return answer(transport, response, pair)
 
     @router.post(
         "/logout",

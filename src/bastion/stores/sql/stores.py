@@ -184,6 +184,12 @@ class SQLOneTimeTokenStore(_SQLStore):
             return await _one_time_token(conn, selector)
 
 
+def _chain_of(chain: EventChain | None, chain_key: bytes | None) -> EventChain | None:
+    """The event chain a store writes through: ``chain`` (shared, so that one head is
+    published), else one made from ``chain_key``, else none."""
+    return chain or (EventChain(chain_key) if chain_key is not None else None)
+
+
 class SQLAccountStore(_SQLStore):
     def __init__(
         self,
@@ -196,7 +202,7 @@ class SQLAccountStore(_SQLStore):
         change stores (the event store's own, so that both publish one head)."""
         super().__init__(engine)
         self._locking_engine = write_locking(engine)
-        self._chain = chain or (EventChain(chain_key) if chain_key is not None else None)
+        self._chain = _chain_of(chain, chain_key)
 
     async def page(
         self,
@@ -524,7 +530,7 @@ class SQLEventStore(_SQLStore):
         chain: EventChain | None = None,
     ) -> None:
         super().__init__(engine)
-        self._chain = chain or (EventChain(chain_key) if chain_key is not None else None)
+        self._chain = _chain_of(chain, chain_key)
         self._writer = write_locking(engine) if self._chain is not None else engine
 
     @property
