@@ -1,14 +1,15 @@
 """What each part of the guard costs, in process: CPU per request of ``GET /item``,
 without HTTP, so the numbers are the app's own (no uvicorn, no wrk, no sockets to us).
 
-The apps are those of bench/run.py: the bare FastAPI app and the guarded one
-(bench/apps/guarded.py). Each is called through its ASGI interface by 64 concurrent
-tasks, as 64 wrk connections would; the CPU time of the whole process is divided by
-the number of requests. Then the guarded app is measured once without each of its
-middlewares in turn: the difference is what that layer costs, including what it leaves
-for the layers after it. The last rows are the cost of the ASGI plumbing alone: eight
-layers that only pass the request on, and eight that also wrap ``send``, in front of
-the bare app.
+The apps are those of bench/run.py: the bare FastAPI app, the guarded one
+(bench/apps/guarded.py) and the guard as a library user installs it (``guard-install``,
+bench/apps/installed.py: ``install(app, routers=())``, on the same database and keys).
+Each is called through its ASGI interface by 64 concurrent tasks, as 64 wrk connections
+would; the CPU time of the whole process is divided by the number of requests. Then
+the guarded app is measured once without each of its middlewares in turn: the
+difference is what that layer costs, including what it leaves for the layers after it.
+The last rows are the cost of the ASGI plumbing alone: eight layers that only pass the
+request on, and eight that also wrap ``send``, in front of the bare app.
 
     python3 -m uv run python bench/inprocess.py            # embedded default
     python3 -m uv run python bench/inprocess.py --shared   # PostgreSQL and Redis
@@ -132,8 +133,10 @@ async def _token(app: Any) -> str:
 async def measure(rounds: int, count: int) -> None:
     import bare
     import guarded
+    import installed
 
     app = guarded.create()
+    library = installed.create()
     headers = [
         (b"host", b"bench"),
         (b"authorization", f"Bearer {await _token(app)}".encode()),
@@ -141,9 +144,12 @@ async def measure(rounds: int, count: int) -> None:
     ]
     plain = [(b"host", b"bench")]
     middleware = list(app.user_middleware)
+    # The guard's own layer stays: without it the routes serve nothing (they read its result).
+    guard = [m for m in middleware if m.cls.__name__ == "GuardMiddleware"]
     variants: dict[str, tuple[ASGI, list[tuple[bytes, bytes]], list[Any] | None]] = {
         "bare": (bare.app, plain, None),
         "guarded": (app, headers, middleware),
+        "guard-install": (library, headers, None),
         **{
             f"guarded without {m.cls.__name__}": (
                 app,
@@ -151,8 +157,9 @@ async def measure(rounds: int, count: int) -> None:
                 [other for other in middleware if other is not m],
             )
             for m in middleware
+            if m not in guard
         },
-        "guarded without any middleware": (app, headers, []),
+        "guarded, the guard's layer only": (app, headers, guard),
         "bare + 8 pass-through layers": (_layered(bare.app, _Pass), plain, None),
         "bare + 8 layers wrapping send": (_layered(bare.app, _WrapSend), plain, None),
     }
@@ -165,6 +172,7 @@ async def measure(rounds: int, count: int) -> None:
             results[name].append(await cpu_per_request(target, request_headers, count))
     app.user_middleware = middleware
     await app.state.security.aclose()
+    await library.state.security.aclose()
     guarded_cost = statistics.median(results["guarded"])
     print(f"{'':40s} {'CPU µs/request':>14s} {'vs guarded':>11s}")
     for name, values in results.items():

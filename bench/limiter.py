@@ -2,13 +2,13 @@
 
 Measures, side by side in one run:
 
-1. ``acquire`` alone, with the two checks a GET request gets from ``RateLimitMiddleware``
+1. ``acquire`` alone, with the two checks a GET request gets from the guard's ``RateLimits``
    (policy ``ip`` and policy ``reads``, both 10**9 per 60 s so nothing is refused), for
    ``MemoryLimiter``, ``RedisLimiter`` (one Lua GCRA script), ``LimitsLimiter`` on Redis
    and ``LimitsLimiter`` on ``memory://``: microseconds per call; and, for reference, a bare
    redis-py ``PING`` with ``RedisLimiter``'s client options (one round trip, no script).
 2. End to end: a one-route FastAPI app called in process through ``httpx.ASGITransport``
-   with sequential requests, (a) bare, (b) behind ``RateLimitMiddleware`` with
+   with sequential requests, (a) bare, (b) behind the guard's ``RateLimits`` with
    ``MemoryLimiter``, (c) behind it with ``RedisLimiter``: requests per second, and the
    ratio to (a).
 3. Redis round trips per call, in a separate untimed pass: counted on the client by
@@ -58,7 +58,8 @@ from fastapi import FastAPI
 from redis.asyncio.connection import AbstractConnection
 
 from bastion.events import EventLog
-from bastion.fastapi import RateLimitMiddleware
+from bastion.fastapi.middleware import RateLimits
+from bastion.fastapi.middleware.rate_limit import client_ip_of
 from bastion.net import TrustedProxies
 from bastion.throttle import (
     Check,
@@ -261,13 +262,27 @@ def make_app(limiter: Limiter | None) -> FastAPI:
 
     if limiter is not None:
         app.add_middleware(
-            RateLimitMiddleware,
-            limiter=limiter,
-            policies=POLICIES,
-            proxies=TrustedProxies(),
-            events=EventLog([]),
+            _Limited, limits=RateLimits(limiter=limiter, policies=POLICIES, events=EventLog([]))
         )
     return app
+
+
+class _Limited:
+    """The guard's rate-limit step alone, as the guard runs it (by IP, no token)."""
+
+    def __init__(self, app: Any, *, limits: RateLimits) -> None:
+        self.app, self._limits, self._proxies = app, limits, TrustedProxies()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        ip = client_ip_of(scope, self._proxies)
+        route_class = self._limits.route_class(scope["method"], None)
+        verdict = await self._limits.acquire(ip, route_class, None)
+        if not await self._limits.refuse(scope, send, verdict, route_class, ip, None):
+            await self.app(scope, receive, RateLimits.with_headers(send, verdict))
 
 
 def requester(client: httpx.AsyncClient) -> Callable[[], Awaitable[bool]]:
@@ -283,8 +298,8 @@ async def clients(url: str, prefix: str) -> AsyncIterator[dict[str, httpx.AsyncC
     redis_limiter = RedisLimiter.from_url(url, prefix=f"{prefix}e2e:", escalation=NO_BLOCKS)
     apps = {
         "(a) bare": make_app(None),
-        "(b) + RateLimitMiddleware, MemoryLimiter": make_app(MemoryLimiter(NO_BLOCKS)),
-        "(c) + RateLimitMiddleware, RedisLimiter": make_app(redis_limiter),
+        "(b) + the guard's RateLimits, MemoryLimiter": make_app(MemoryLimiter(NO_BLOCKS)),
+        "(c) + the guard's RateLimits, RedisLimiter": make_app(redis_limiter),
     }
     made = {
         name: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")

@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 
 from bastion.clock import Clock
-from bastion.config import Settings
 from bastion.stores.sql import create_engine
 from bastion_tasks import create_app
 from bastion_tasks.migrate import upgrade_connection
+from bastion_tasks.settings import TaskSettings
 from tests.redis_server import RedisServer
 from tests.smtp import SMTPTestServer
 
@@ -126,7 +126,7 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+def make_settings(tmp_path: Path, **overrides: Any) -> TaskSettings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "var",
         "password_profile": "test-only-insecure",
@@ -136,11 +136,13 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "login_defence_enabled": False,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return TaskSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture
-async def settings(backend: str, database_url: str, redis_prefix: str, tmp_path: Path) -> Settings:
+async def settings(
+    backend: str, database_url: str, redis_prefix: str, tmp_path: Path
+) -> TaskSettings:
     overrides: dict[str, Any] = {"database_url": database_url}
     if backend == "postgres":
         overrides["redis_url"] = REDIS_URL
@@ -149,7 +151,7 @@ async def settings(backend: str, database_url: str, redis_prefix: str, tmp_path:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Any]:
+async def app(settings: TaskSettings) -> AsyncIterator[Any]:
     application = create_app(settings)
     async with LifespanManager(application):
         yield application
@@ -168,13 +170,13 @@ class AppMaker:
     """Apps of this test's backend with settings changed, and clients from given IPs;
     all closed at the end of the test."""
 
-    def __init__(self, settings: Settings, stack: AsyncExitStack) -> None:
+    def __init__(self, settings: TaskSettings, stack: AsyncExitStack) -> None:
         self._settings = settings
         self._stack = stack
 
     async def app(self, *, clock: Clock | None = None, **overrides: Any) -> Any:
         values = {**self._settings.model_dump(), **overrides}
-        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        settings = TaskSettings(_env_file=None, **values)  # type: ignore[call-arg]
         application = create_app(settings, clock=clock)
         await self._stack.enter_async_context(LifespanManager(application))
         return application
@@ -186,7 +188,7 @@ class AppMaker:
 
 
 @pytest.fixture
-async def make(settings: Settings) -> AsyncIterator[AppMaker]:
+async def make(settings: TaskSettings) -> AsyncIterator[AppMaker]:
     async with AsyncExitStack() as stack:
         yield AppMaker(settings, stack)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
-    from bastion.config import Settings
+    from bastion.config import BastionSettings
 
 __all__ = ["SECRET_MIN_BITS", "SECRET_MIN_BYTES", "production_bounds", "secret_weakness"]
 
@@ -96,7 +96,7 @@ def _remote_plaintext(
     )
 
 
-def _policy_findings(settings: Settings) -> list[tuple[str, str]]:
+def _policy_findings(settings: BastionSettings) -> list[tuple[str, str]]:
     from bastion.config import DEFAULT_POLICIES
     from bastion.throttle import Policy
 
@@ -117,7 +117,7 @@ def _policy_findings(settings: Settings) -> list[tuple[str, str]]:
     return found
 
 
-def _transport_findings(settings: Settings) -> list[tuple[str, str]]:
+def _transport_findings(settings: BastionSettings) -> list[tuple[str, str]]:
     found = []
     redis_tls = (("rediss",), ("ssl", "tls"))
     if settings.redis_url is not None and _remote_plaintext(
@@ -151,7 +151,7 @@ def _transport_findings(settings: Settings) -> list[tuple[str, str]]:
     return found
 
 
-def production_bounds(settings: Settings) -> list[tuple[str, str]]:
+def production_bounds(settings: BastionSettings) -> list[tuple[str, str]]:
     """Every bound production holds settings to, as ``(setting, why)`` for each broken one."""
     found: list[tuple[str, str]] = []
     wide = [cidr for cidr in settings.trusted_proxies if _too_wide(cidr)]

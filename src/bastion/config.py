@@ -1,9 +1,13 @@
 """Settings, read from ``BASTION_``-prefixed environment variables or a ``.env`` file.
 
 Nothing here runs at import time: only ``create_app`` and the command line construct
-:class:`Settings` (STYLE principle 13). :func:`check_settings` is the start-up gate:
+:class:`BastionSettings` (STYLE principle 13). :func:`check_settings` is the start-up gate:
 in production it refuses every insecure setting and names it (ASVS 13.x, OWASP
 "Security Misconfiguration"); in development it only reports.
+
+:class:`BastionSettings` holds what the security core and ``bastion.fastapi`` read. An
+application adds its own settings, with their checks, in a subclass: the task service's
+attachment settings live in ``bastion_tasks.settings``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bastion._bounds import production_bounds, secret_weakness
+from bastion._redis_client import REDIS_PREFIX
 from bastion.accounts import normalize_email
 from bastion.alerts import configure_rules
 from bastion.authz import DEFAULT_GRANTS, Permission, RolePermissions
@@ -26,9 +31,14 @@ from bastion.errors import ConfigurationError
 from bastion.net import ForwardingHeader
 from bastion.passwords import PROFILES, Argon2Profile, is_below_owasp_floor
 from bastion.throttle import Policy
-from bastion.uploads import SUPPORTED_TYPES
 
-__all__ = ["DEFAULT_POLICIES", "Finding", "Settings", "check_settings"]
+__all__ = [
+    "DEFAULT_POLICIES",
+    "BastionSettings",
+    "Finding",
+    "check_settings",
+    "split_csv",
+]
 
 # Per route class, per client (API.md "Rate limiting"): reads/writes/deletes per user when
 # signed in, else per IP; "ip" is every request of one IP; the credential routes per IP,
@@ -52,14 +62,17 @@ DEFAULT_POLICIES: dict[str, str] = {
 _ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:]+\](:[0-9]{1,5})?")
 
 
-def _split_csv(value: object) -> object:
+def split_csv(value: object) -> object:
+    """A comma-separated variable as a list (before validation; a list passes as is)."""
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
 
-class Settings(BaseSettings):
-    """Every setting of the service; the names are part of the contract (API.md)."""
+class BastionSettings(BaseSettings):
+    """Every setting the security core and ``bastion.fastapi`` read; the names are part of
+    the contract (API.md). Variables an application adds (``BASTION_ATTACHMENT_*``) are
+    ignored here and read by its subclass."""
 
     model_config = SettingsConfigDict(
         env_prefix="BASTION_", env_file=".env", extra="ignore", frozen=True
@@ -69,7 +82,7 @@ class Settings(BaseSettings):
     debug: bool = False
     database_url: str = "sqlite+aiosqlite:///./var/bastion.db"
     redis_url: SecretStr | None = None
-    redis_key_prefix: str = "bastion:"
+    redis_key_prefix: str = REDIS_PREFIX
     data_dir: Path = Path("./var")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The one header the trusted proxies set (docs/rate-limits.md, "The client address"); the
@@ -135,15 +148,6 @@ class Settings(BaseSettings):
     max_json_items: int = Field(default=1000, ge=10)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
-    # Task attachments (docs/attachments.md): the cap on one file, and the types allowed,
-    # as detected from the content (comma-separated media types).
-    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024**3)
-    attachment_types: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(SUPPORTED_TYPES)
-    )
-    # The most bytes of attachments the tasks of one account may hold, whoever uploaded
-    # them (the task's owner is charged): past it an upload is 507 (docs/attachments.md).
-    attachment_quota_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=1024**4)
     docs_enabled: bool = True  # false: no /docs, /redoc, /openapi.json at all (404)
     # Who may read the docs and the schema (docs/api-docs.md): "public"; "admin", a
     # signed-in admin; "off". Unset: public in development, off in production.
@@ -198,7 +202,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
-        return _split_csv(value)
+        return split_csv(value)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -257,10 +261,10 @@ class Settings(BaseSettings):
     def roles(self) -> RolePermissions:
         return RolePermissions(self.role_permissions)
 
-    @field_validator("attachment_types", "alert_email_to", mode="before")
+    @field_validator("alert_email_to", mode="before")
     @classmethod
-    def _types_csv(cls, value: object) -> object:
-        return _split_csv(value)
+    def _addresses_csv(cls, value: object) -> object:
+        return split_csv(value)
 
     @field_validator("alert_email_to")
     @classmethod
@@ -268,15 +272,6 @@ class Settings(BaseSettings):
         for address in value:
             normalize_email(address, new=True)  # raises InvalidEmailError, a ValueError
         return value
-
-    @field_validator("attachment_types")
-    @classmethod
-    def _upload_types(cls, value: list[str]) -> list[str]:
-        types = [item.lower() for item in value]
-        unknown = sorted(set(types) - set(SUPPORTED_TYPES))
-        if unknown or not types:
-            raise ValueError(f"unsupported {unknown}; a non-empty list of {list(SUPPORTED_TYPES)}")
-        return types
 
     @field_validator("password_profile")
     @classmethod
@@ -333,6 +328,7 @@ class Settings(BaseSettings):
         return self.data_dir / "outbox"
 
 
+
 @dataclass(frozen=True)
 class Finding:
     """One insecure setting: ``fatal`` findings stop a production start."""
@@ -345,7 +341,7 @@ class Finding:
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
-def _mail_findings(settings: Settings) -> list[Finding]:
+def _mail_findings(settings: BastionSettings) -> list[Finding]:
     """Links in emails are credentials: they travel over TLS and land nowhere else."""
     findings: list[Finding] = []
     if settings.mail_backend == "outbox":
@@ -385,7 +381,7 @@ def _mail_findings(settings: Settings) -> list[Finding]:
     return findings
 
 
-def _alert_findings(settings: Settings) -> list[Finding]:
+def _alert_findings(settings: BastionSettings) -> list[Finding]:
     """Alerts name attackers and victims: they travel over TLS, signed, so that a
     receiver can refuse a forged one (ASVS 12.3.1; OWASP Logging Cheat Sheet)."""
     if settings.alert_webhook_url is None:
@@ -406,7 +402,7 @@ def _alert_findings(settings: Settings) -> list[Finding]:
     return findings
 
 
-def check_settings(settings: Settings, *, keys_exist: bool) -> list[Finding]:
+def check_settings(settings: BastionSettings, *, keys_exist: bool) -> list[Finding]:
     """List what is insecure about ``settings``; raise in production on the first fatal one.
 
     ``keys_exist`` says whether the signing keys were provisioned before start

@@ -14,6 +14,8 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+from bastion.errors import BastionError
+
 __all__ = [
     "InvalidCursorError",
     "decode_cursor",
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 
-class InvalidCursorError(ValueError):
+class InvalidCursorError(BastionError, ValueError):
     """The cursor is not one this service made."""
 
 

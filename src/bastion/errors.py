@@ -21,7 +21,16 @@ Every error carries a stable ``code`` (the slug of its RFC 9457 problem type,
     ├── ServiceBusyError              service-busy          503
     └── ServiceUnavailableError       service-unavailable   503
         ├── DatabaseUnavailableError  service-unavailable   503
-        └── RevocationCacheColdError  service-unavailable   503
+        ├── RevocationCacheColdError  service-unavailable   503
+        ├── throttle.StoreUnavailableError (the shared limiter store)
+        └── passwords.BreachCheckUnavailableError (a breached-password source)
+
+The errors of one part live with it and join the tree here: ``uploads.UploadError``
+(422, 413, 415, 507) and, never answered to a client as such, ``mail.MailError``,
+``alerts.DeliveryError`` and ``events.chain.ChainBrokenError`` (internal-error);
+``accounts.InvalidEmailError`` and ``cursors.InvalidCursorError`` are a ValueError
+too, as their callers catch them. Catching :class:`BastionError` catches everything
+Bastion raises on purpose.
 
 Inside the core, errors are precise (``InvalidTokenError("expired")``); at the HTTP
 edge every credential failure becomes one opaque response (OWASP Authentication

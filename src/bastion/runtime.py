@@ -17,7 +17,7 @@ from pathlib import Path
 from bastion.accounts import AccountLifecycle, AccountService, Letters
 from bastion.alerts import AlertEngine, AlertMail, AlertWebhook, configure_rules
 from bastion.clock import Clock, SystemClock
-from bastion.config import Finding, Settings, check_settings
+from bastion.config import BastionSettings, Finding, check_settings
 from bastion.errors import ConfigurationError
 from bastion.events import EventLog, EventSink, JSONLinesSink, StoreSink
 from bastion.events.chain import HEAD_FILE, ChainHead
@@ -53,6 +53,7 @@ from bastion.tokens import (
     KeySet,
     ensure_key_file,
     load_key_file,
+    purposes,
 )
 from bastion.tokens.onetime import OneTimeTokens
 
@@ -65,7 +66,7 @@ _TOKEN_LEEWAY = timedelta(seconds=30)
 
 @dataclass
 class Security:
-    settings: Settings
+    settings: BastionSettings
     stores: Stores
     keys: KeyRing  # follows the key file: rotations and revocations without a restart
     access_tokens: AccessTokens
@@ -102,7 +103,7 @@ class Security:
             # built it (gunicorn --preload) would share that one claim.
             self.process_lock = SingleProcessLock(self.single_process_folder)
         try:
-            await self.accounts.restore_revocations()
+            await self.accounts.authenticator.restore_revocations()
         except Exception as exc:  # logged: requests retry the rebuild, failing closed
             _logger.warning("revocation cache not rebuilt at start-up: %r", exc)
 
@@ -157,7 +158,7 @@ class SingleProcessLock:
         self._file.close()  # closing the file drops the lock
 
 
-def load_keys(settings: Settings, *, clock: Clock | None = None) -> tuple[KeySet, bool]:
+def load_keys(settings: BastionSettings, *, clock: Clock | None = None) -> tuple[KeySet, bool]:
     """The signing keys and whether they were generated now.
 
     Production never generates keys (``check_settings`` has refused that already); in
@@ -171,14 +172,17 @@ def load_keys(settings: Settings, *, clock: Clock | None = None) -> tuple[KeySet
     return ensure_key_file(settings.keys_path, settings.jwt_algorithm, clock=clock)
 
 
-def key_retention(settings: Settings) -> timedelta:
+def key_retention(settings: BastionSettings) -> timedelta:
     """How long a retired signing key keeps verifying: the access-token lifetime plus the
     leeway, after which every token it signed has expired."""
     return timedelta(seconds=settings.access_token_ttl_seconds) + _TOKEN_LEEWAY
 
 
-def open_security(settings: Settings, *, clock: Clock | None = None) -> Security:
-    """Check the settings (raising ConfigurationError in production) and build the core."""
+def open_security(
+    settings: BastionSettings, *, clock: Clock | None = None, path_prefix: str = ""
+) -> Security:
+    """Check the settings (raising ConfigurationError in production) and build the core;
+    ``path_prefix`` is where the app serves Bastion's routes (emailed links point there)."""
     clock = clock or SystemClock()
     findings = check_settings(settings, keys_exist=settings.keys_path.exists())
     for finding in findings:
@@ -197,7 +201,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         settings.database_url,
         settings.redis_url.get_secret_value() if settings.redis_url else None,
         redis_prefix=settings.redis_key_prefix,
-        event_chain_key=keys.derive_secret("bastion event chain"),
+        event_chain_key=keys.derive_secret(purposes.EVENT_CHAIN),
         event_chain_head=settings.data_dir / HEAD_FILE,
     )
     access_tokens = AccessTokens(
@@ -233,7 +237,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         defence = LoginDefence(
             attempts,
             limiter,
-            keys.derive_secret("bastion login defence"),
+            keys.derive_secret(purposes.LOGIN_DEFENCE),
             rules=LoginRules(
                 delay_after=settings.login_delay_after,
                 delay_base=settings.login_delay_seconds,
@@ -276,8 +280,8 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
             clock=clock,
         ),
         postman,
-        Letters(settings.public_url),
-        secret=keys.derive_secret("bastion account mail"),
+        Letters(settings.public_url.rstrip("/") + path_prefix),
+        secret=keys.derive_secret(purposes.ACCOUNT_MAIL),
         limiter=limiter if settings.rate_limit_enabled else None,
         policies=policies,
     )
@@ -298,7 +302,7 @@ def open_security(settings: Settings, *, clock: Clock | None = None) -> Security
         breached,
         findings,
         alerts,
-        revocation_reads=accounts.revocation_keys if shares_redis else None,
+        revocation_reads=accounts.authenticator.revocation_keys if shares_redis else None,
         single_process_folder=(
             settings.data_dir if settings.is_production and settings.redis_url is None else None
         ),
@@ -316,7 +320,7 @@ def _chain_head(stores: Stores) -> Callable[[], ChainHead | None] | None:
 
 
 def _open_alerts(
-    settings: Settings, stores: Stores, events: EventLog, clock: Clock, postman: Postman
+    settings: BastionSettings, stores: Stores, events: EventLog, clock: Clock, postman: Postman
 ) -> AlertEngine:
     """The alert engine, observing ``events`` from now on."""
     webhook = None
@@ -343,7 +347,7 @@ def _open_alerts(
     return engine
 
 
-def _open_mailer(settings: Settings) -> Mailer:
+def _open_mailer(settings: BastionSettings) -> Mailer:
     if settings.mail_backend == "smtp":
         if settings.smtp_host is None:
             raise ConfigurationError("BASTION_SMTP_HOST", "the smtp mail backend needs a host")
@@ -372,7 +376,7 @@ def _mail_failed(events: EventLog) -> Callable[[str, BaseException], None]:
     return failed
 
 
-def _open_breach_checks(settings: Settings) -> BreachChecks:
+def _open_breach_checks(settings: BastionSettings) -> BreachChecks:
     checks: list[BreachCheck] = []
     if settings.breached_passwords_api:
         checks.append(
@@ -387,7 +391,7 @@ def _open_breach_checks(settings: Settings) -> BreachChecks:
 
 
 def _open_limits(
-    settings: Settings, stores: Stores, events: EventLog, clock: Clock
+    settings: BastionSettings, stores: Stores, events: EventLog, clock: Clock
 ) -> tuple[Limiter, AttemptStore, bool]:
     """The limiter and the login-failure store: in process, or shared through Redis (the
     revocation store's connection pool), or through a ``limits`` storage URL; and whether

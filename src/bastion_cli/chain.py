@@ -21,18 +21,18 @@ from rich.progress import (
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.config import Settings
+from bastion.config import BastionSettings
 from bastion.errors import ConfigurationError
 from bastion.events.chain import ChainHead, ChainReport, verify_chain
 from bastion.runtime import load_keys
+from bastion.tokens import purposes
 
 __all__ = ["PROGRESS_FROM", "chain_key", "parse_head", "print_report", "verify_events"]
 
 PROGRESS_FROM = 10_000  # rows: smaller logs verify before a bar would be worth drawing
-_PURPOSE = "bastion event chain"
 
 
-def chain_key(settings: Settings) -> bytes:
+def chain_key(settings: BastionSettings) -> bytes:
     """The chain key the service uses, from the same key file (or HS256 secret).
 
     Raises ``ConfigurationError`` when the key file is missing or unreadable: a key made
@@ -41,7 +41,7 @@ def chain_key(settings: Settings) -> bytes:
     if settings.jwt_algorithm != "HS256" and not settings.keys_path.exists():
         raise ConfigurationError("BASTION_DATA_DIR", f"key file {settings.keys_path} missing")
     keys, _ = load_keys(settings)
-    return keys.derive_secret(_PURPOSE)
+    return keys.derive_secret(purposes.EVENT_CHAIN)
 
 
 class _Bar:

@@ -12,16 +12,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from bastion import __version__
 from bastion.accounts import ROLES, InvalidEmailError
 from bastion.clock import SystemClock
-from bastion.config import Settings, check_settings
+from bastion.config import BastionSettings, check_settings
 from bastion.errors import (
     BastionError,
     ConfigurationError,
@@ -40,9 +41,10 @@ from bastion.events.chain import (
 from bastion.runtime import key_retention, open_security
 from bastion.stores import open_stores
 from bastion.stores.sql import SQLEventStore
-from bastion.tokens import KeySet, ensure_key_file, load_key_file, save_key_file
+from bastion.tokens import KeySet, ensure_key_file, load_key_file, purposes, save_key_file
 from bastion_cli.chain import chain_key, parse_head, print_report, verify_events
 from bastion_cli.events import JSONLinesPrinter, TablePrinter, tail
+from bastion_tasks.settings import TaskSettings
 
 __all__ = ["app", "main"]
 
@@ -59,9 +61,40 @@ app.add_typer(events_app, name="events")
 console = Console(stderr=True)
 
 
-def _settings() -> Settings:
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bastion {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Bastion: the security layer and task service."""
+
+
+_S = TypeVar("_S", bound=BastionSettings)
+
+
+def _settings() -> BastionSettings:
+    """The core's settings: every command but ``serve`` works on the core only."""
+    return _read_settings(BastionSettings)
+
+
+def _task_settings() -> TaskSettings:
+    """The task service's settings, checked before ``serve`` starts any worker."""
+    return _read_settings(TaskSettings)
+
+
+def _read_settings(kind: type[_S]) -> _S:
     try:
-        return Settings()
+        return kind()
     except ValueError as exc:
         console.print(f"[red]Invalid settings:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -72,7 +105,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _migrate_embedded(settings: Settings) -> None:
+def _migrate_embedded(settings: BastionSettings) -> None:
     """The embedded SQLite database is migrated on use; PostgreSQL only by ``bastion migrate``."""
     if settings.database_url.startswith("sqlite"):
         from bastion_tasks.migrate import upgrade
@@ -89,7 +122,7 @@ def serve(
     """Start the task service (migrating the embedded SQLite database first)."""
     import uvicorn
 
-    settings = _settings()
+    settings = _task_settings()
     try:
         check_settings(settings, keys_exist=settings.keys_path.exists())
     except ConfigurationError as exc:
@@ -122,12 +155,32 @@ def serve(
 
 
 @app.command()
-def migrate() -> None:
-    """Apply the database migrations."""
-    from bastion_tasks.migrate import upgrade
+def migrate(
+    core_only: Annotated[
+        bool,
+        typer.Option(
+            "--core-only",
+            help="Only the security core's tables (accounts, sessions, tokens, events, "
+            "alerts), for the database of an application using Bastion as a library; "
+            "without it, the task service's tables too.",
+        ),
+    ] = False,
+) -> None:
+    """Apply the database migrations of the task service (core and task tables), or of
+    the security core alone. A database of the former single history (0001 to 0010) is
+    moved onto the current ones, keeping every row."""
+    from alembic.util import CommandError
+
+    if core_only:
+        from bastion.migrate import upgrade
+    else:
+        from bastion_tasks.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except CommandError as exc:
+        raise _fail(f"Migration refused: {exc}") from exc
     console.print("Database is up to date.")
 
 
@@ -154,7 +207,7 @@ def users_create(
         try:
             # The operator vouches for the address: the account can log in at once,
             # also where logins need a verified address.
-            account = await security.accounts.register(
+            account = await security.accounts.login.register(
                 email, password, role=role, email_verified=True
             )
             return account is not None
@@ -174,7 +227,7 @@ def users_create(
     console.print(f"Created {role} account {email}.")
 
 
-def _keys_settings() -> Settings:
+def _keys_settings() -> BastionSettings:
     settings = _settings()
     if settings.jwt_algorithm == "HS256":
         raise _fail(
@@ -183,7 +236,9 @@ def _keys_settings() -> Settings:
     return settings
 
 
-def _record_key_event(settings: Settings, keys: KeySet, event_type: str, **extra: Any) -> None:
+def _record_key_event(
+    settings: BastionSettings, keys: KeySet, event_type: str, **extra: Any
+) -> None:
     """Store ``event_type`` in the security event log (and print it as the service does);
     a database that cannot take it leaves the key change made, with a warning."""
     if settings.database_url.startswith("memory://"):
@@ -192,7 +247,7 @@ def _record_key_event(settings: Settings, keys: KeySet, event_type: str, **extra
 
     async def record() -> bool:
         stores = open_stores(
-            settings.database_url, event_chain_key=keys.derive_secret("bastion event chain")
+            settings.database_url, event_chain_key=keys.derive_secret(purposes.EVENT_CHAIN)
         )
         sinks.append(StoreSink(stores.events))
         if settings.log_events_to_stdout:
@@ -215,14 +270,14 @@ def _record_key_event(settings: Settings, keys: KeySet, event_type: str, **extra
         console.print(f"[yellow]The {event_type} event could not be stored ({problem}).[/yellow]")
 
 
-def _write_keys(settings: Settings, keys: KeySet, clock: SystemClock) -> list[str]:
+def _write_keys(settings: BastionSettings, keys: KeySet, clock: SystemClock) -> list[str]:
     """Prune the retired keys past their retention and save; the pruned kids."""
     removed = keys.prune(clock=clock, keep_for=key_retention(settings))
     save_key_file(settings.keys_path, keys)
     return removed
 
 
-def _load_keys_or_fail(settings: Settings) -> KeySet:
+def _load_keys_or_fail(settings: BastionSettings) -> KeySet:
     try:
         return load_key_file(settings.keys_path)
     except ConfigurationError as exc:
@@ -230,7 +285,7 @@ def _load_keys_or_fail(settings: Settings) -> KeySet:
 
 
 @contextmanager
-def _key_file_lock(settings: Settings) -> Iterator[None]:
+def _key_file_lock(settings: BastionSettings) -> Iterator[None]:
     """Hold an exclusive lock beside the key file while it is read, changed and written:
     of a rotation and a revocation at the same moment, neither writes back a ring read
     before the other's write (a revoked key must never return)."""
@@ -402,7 +457,7 @@ def events_tail(
         ) from exc
 
 
-def _chained_database(memory_reason: str) -> tuple[Settings, bytes]:
+def _chained_database(memory_reason: str) -> tuple[BastionSettings, bytes]:
     """The settings and the chain key, for commands on the stored chain (exit 2 without)."""
     settings = _settings()
     if settings.database_url.startswith("memory://"):

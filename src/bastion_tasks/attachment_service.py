@@ -36,7 +36,6 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bastion.clock import Clock, SystemClock
-from bastion.config import Settings
 from bastion.errors import NotFoundError
 from bastion.uploads import (
     AttachmentStorage,
@@ -47,6 +46,7 @@ from bastion.uploads import (
     receive_file,
 )
 from bastion_tasks.models import AttachmentRow, TaskRow
+from bastion_tasks.settings import TaskSettings
 
 __all__ = [
     "DEFAULT_QUOTA_BYTES",
@@ -56,6 +56,7 @@ __all__ = [
     "StoredAttachment",
     "TooManyAttachmentsError",
     "attachment_service",
+    "upload_policy",
 ]
 
 MAX_ATTACHMENTS_PER_TASK = 20
@@ -323,15 +324,20 @@ class AttachmentService:
                 _logger.exception("could not remove a stored attachment file")
 
 
+def upload_policy(settings: TaskSettings) -> UploadPolicy:
+    """What an attachment may be: ``BASTION_ATTACHMENT_MAX_BYTES`` and ``_TYPES``."""
+    return UploadPolicy(
+        max_bytes=settings.attachment_max_bytes, types=frozenset(settings.attachment_types)
+    )
+
+
 def attachment_service(
-    settings: Settings, engine: AsyncEngine, *, clock: Clock | None = None
+    settings: TaskSettings, engine: AsyncEngine, *, clock: Clock | None = None
 ) -> AttachmentService:
     """The service as ``settings`` describe it: files in ``$BASTION_DATA_DIR/attachments``,
     ``BASTION_ATTACHMENT_MAX_BYTES``, ``BASTION_ATTACHMENT_TYPES`` and
     ``BASTION_ATTACHMENT_QUOTA_BYTES``."""
-    policy = UploadPolicy(
-        max_bytes=settings.attachment_max_bytes, types=frozenset(settings.attachment_types)
-    )
+    policy = upload_policy(settings)
     storage = LocalAttachmentStorage(settings.data_dir / "attachments")
     return AttachmentService(
         engine,

@@ -54,9 +54,7 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
     CanShare = Annotated[Authorized[TaskOut], guard.require_object(MANAGE_SHARES, resolver)]
 
     def scope(principal: Principal) -> Scope:
-        return Scope(
-            principal.user_id, every_task=guard.roles.allows(principal.role, Permission.ADMIN)
-        )
+        return Scope(principal.user_id, every_task=guard.roles.acts_on_every_object(principal.role))
 
     @router.post("", status_code=201, response_model=TaskOut, summary="Create a task")
     async def create_task(body: TaskCreate, principal: Creator) -> TaskOut:
@@ -142,15 +140,15 @@ def tasks_router(guard: Guard, tasks: TaskService) -> APIRouter:
     async def share_task(task_id: UUID, body: ShareIn, request: Request, access: CanShare) -> Any:
         # The owner check comes first, so that a refused request reserves nothing; an
         # invalid address raises InvalidEmailError, a 422 about ``email``.
-        if await guard.service.peek_account_id(body.email) == access.resource.owner_id:
+        if await guard.service.admin.peek_account_id(body.email) == access.resource.owner_id:
             return validation_problem(
                 request,
                 [{"loc": ["body", "email"], "msg": "the task's owner has it already"}],
             )
-        user_id, has_account = await guard.service.resolve_account_id(body.email)
+        user_id, has_account = await guard.service.admin.resolve_account_id(body.email)
         # Read for either kind of id (the same work): only a verified address gets the
         # share at once, so registering someone's address first gains nothing.
-        account = await guard.service.get_account(user_id)
+        account = await guard.service.admin.get_account(user_id)
         verified = has_account and account is not None and account.email_verified
         share = await tasks.share(
             task_id,

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bastion.accounts import EmailVerified
 from bastion.clock import Clock, SystemClock
 from bastion.cursors import decode_cursor, encode_cursor
 from bastion.errors import NotFoundError
@@ -209,8 +210,9 @@ class TaskService:
             rows = (await conn.execute(query)).all()
         return [ShareOut(user_id=row.user_id, permission=row.permission) for row in rows]
 
-    async def activate_pending_shares(self, user_id: uuid.UUID) -> None:
-        """The address of ``user_id`` is verified: its pending shares now count."""
+    async def activate_pending_shares(self, verified: EmailVerified) -> None:
+        """An address is verified: the pending shares of its account now count."""
+        user_id = verified.user_id
         async with self._engine.begin() as conn:
             await conn.execute(
                 _shares.update()

@@ -281,7 +281,7 @@ async def test_password_reset_ends_a_lock_after_failed_logins(
     mail_app: Any, mail_client: httpx.AsyncClient, smtp: SMTPTestServer
 ) -> None:
     alice = await add_user(mail_app, "alice@example.com")
-    await mail_app.state.security.accounts.apply(
+    await mail_app.state.security.accounts.admin.apply(
         alice.id, AccountChange(locked=True, bump_token_version=False), lambda b, a: []
     )
     await mail_client.post("/auth/password/forgot", json={"email": "alice@example.com"})
@@ -399,7 +399,7 @@ async def test_a_password_change_does_not_land_after_a_revocation_during_it(
     await add_user(app, "alice@example.com")
     pair = await login(client, "alice@example.com")
     security = app.state.security
-    principal = await security.accounts.authenticate(pair["access_token"])
+    principal = await security.accounts.authenticator.authenticate(pair["access_token"])
     await client.post("/auth/logout-all", headers=bearer(pair))  # e.g. a reset meanwhile
 
     with pytest.raises(InvalidTokenError):

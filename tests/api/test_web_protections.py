@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bastion.fastapi import RequestContextMiddleware
+from bastion.fastapi.middleware import RequestContextMiddleware
 from tests.helpers import STRONG_PASSWORD, add_user, user
 
 # -- 415 --------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bastion.config import Settings
 from bastion_tasks import create_app
+from bastion_tasks.settings import TaskSettings
 from tests.conftest import AppMaker
 from tests.helpers import login, signed_up
 from tests.redis_server import RedisServer
@@ -72,7 +72,7 @@ async def _revoked_token(
 
 
 @contextlib.asynccontextmanager
-async def _running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+async def _running(settings: TaskSettings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     """One process of the service: started, and shut down at the end of the block."""
     app = create_app(settings)
     async with LifespanManager(app):
@@ -82,7 +82,9 @@ async def _running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncCl
 
 
 @pytest.mark.parametrize("kind", REVOCATIONS)
-async def test_a_revoked_token_stays_refused_after_a_restart(settings: Settings, kind: str) -> None:
+async def test_a_revoked_token_stays_refused_after_a_restart(
+    settings: TaskSettings, kind: str
+) -> None:
     async with _running(settings) as (app, client):
         auth = await _revoked_token(kind, client, app, "alice@example.com")
 

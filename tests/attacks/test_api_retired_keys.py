@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner, Result
 
 from bastion.clock import FrozenClock
-from bastion.config import Settings
+from bastion.config import BastionSettings
 from bastion.tokens import SigningKey, load_key_file, save_key_file
 from bastion_cli import app as cli
 from tests.conftest import AppMaker
@@ -42,7 +42,7 @@ class Service:
 
     @property
     def keys_path(self) -> Path:
-        settings: Settings = self.app.state.security.settings
+        settings: BastionSettings = self.app.state.security.settings
         return settings.keys_path
 
     def key(self, kid: str) -> SigningKey:
@@ -95,7 +95,7 @@ class KeysCommand:
 def bastion_keys(
     service: Service, monkeypatch: pytest.MonkeyPatch, clean_environment: None
 ) -> KeysCommand:
-    settings: Settings = service.app.state.security.settings
+    settings: BastionSettings = service.app.state.security.settings
     monkeypatch.setenv("BASTION_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("BASTION_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("BASTION_LOG_EVENTS_TO_STDOUT", "false")

@@ -22,10 +22,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bastion.config import Settings
 from bastion.stores import Account
 from bastion.testing import FrozenClock, capture_events
 from bastion.tokens import AccessTokens
+from bastion_tasks.settings import TaskSettings
 from tests.helpers import signed_up, without_request_id
 from tests.jws import b64, b64decode, b64json, compact, hmac_signer
 
@@ -101,7 +101,7 @@ class Forger:
     """What an attacker (and the test) can get hold of, and the victim's genuine tokens."""
 
     app: Any
-    settings: Settings
+    settings: TaskSettings
     pair: dict[str, Any]
     jwks: dict[str, Any]
 
@@ -253,7 +253,7 @@ KEY_SOURCE_HEADERS = [
 
 
 @pytest.fixture
-async def forger(client: httpx.AsyncClient, app: Any, settings: Settings) -> Forger:
+async def forger(client: httpx.AsyncClient, app: Any, settings: TaskSettings) -> Forger:
     assert settings.jwt_algorithm == "EdDSA"
     pair = await signed_up(client, "victim@example.com")
     jwks = (await client.get("/.well-known/jwks.json")).json()

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner, Result
 
-from bastion.config import Settings
 from bastion.stores.sql import create_engine
 from bastion_cli import app as cli
+from bastion_tasks.settings import TaskSettings
 from tests.helpers import signed_up
 
 runner = CliRunner()
@@ -31,8 +31,8 @@ FORGED = {"Authorization": "Bearer not-a-token"}
 
 @pytest.fixture
 def operator(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, clean_environment: None
-) -> Settings:
+    settings: TaskSettings, monkeypatch: pytest.MonkeyPatch, clean_environment: None
+) -> TaskSettings:
     """The environment ``bastion events verify`` runs in: the service's settings."""
     monkeypatch.setenv("BASTION_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("BASTION_DATABASE_URL", settings.database_url)
@@ -42,7 +42,7 @@ def operator(
 
 
 @pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+async def engine(settings: TaskSettings) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(settings.database_url)
     yield engine
     await engine.dispose()
@@ -73,7 +73,7 @@ async def execute(engine: AsyncEngine, statement: str, **params: Any) -> None:
 
 
 async def test_an_untouched_log_verifies(
-    client: httpx.AsyncClient, app: Any, operator: Settings
+    client: httpx.AsyncClient, app: Any, operator: TaskSettings
 ) -> None:
     rows = await some_events(client, app)
 
@@ -84,7 +84,7 @@ async def test_an_untouched_log_verifies(
 
 
 async def test_stripping_the_chain_from_every_row_fails(
-    client: httpx.AsyncClient, app: Any, operator: Settings, engine: AsyncEngine
+    client: httpx.AsyncClient, app: Any, operator: TaskSettings, engine: AsyncEngine
 ) -> None:
     rows = await some_events(client, app)
     await execute(engine, "DELETE FROM security_events WHERE id = :i", i=rows[2])
@@ -98,7 +98,7 @@ async def test_stripping_the_chain_from_every_row_fails(
 
 
 async def test_stripping_every_row_fails_without_the_head_file(
-    client: httpx.AsyncClient, app: Any, operator: Settings, engine: AsyncEngine
+    client: httpx.AsyncClient, app: Any, operator: TaskSettings, engine: AsyncEngine
 ) -> None:
     rows = await some_events(client, app)
     await execute(engine, "UPDATE security_events SET chain_prev = NULL, chain_mac = NULL")
@@ -112,7 +112,7 @@ async def test_stripping_every_row_fails_without_the_head_file(
 
 
 async def test_deleting_the_newest_rows_fails_against_the_head_file(
-    client: httpx.AsyncClient, app: Any, operator: Settings, engine: AsyncEngine
+    client: httpx.AsyncClient, app: Any, operator: TaskSettings, engine: AsyncEngine
 ) -> None:
     rows = await some_events(client, app)
     await execute(engine, "DELETE FROM security_events WHERE id >= :i", i=rows[-3])
@@ -127,7 +127,7 @@ async def test_deleting_the_newest_rows_fails_against_the_head_file(
 
 
 async def test_a_truncated_tail_stays_visible_after_the_service_writes_again(
-    client: httpx.AsyncClient, app: Any, operator: Settings, engine: AsyncEngine
+    client: httpx.AsyncClient, app: Any, operator: TaskSettings, engine: AsyncEngine
 ) -> None:
     rows = await some_events(client, app)
     await execute(engine, "DELETE FROM security_events WHERE id >= :i", i=rows[-3])
@@ -144,7 +144,7 @@ async def test_a_truncated_tail_stays_visible_after_the_service_writes_again(
 
 
 async def test_deleting_every_row_fails_against_the_head_file(
-    client: httpx.AsyncClient, app: Any, operator: Settings, engine: AsyncEngine
+    client: httpx.AsyncClient, app: Any, operator: TaskSettings, engine: AsyncEngine
 ) -> None:
     rows = await some_events(client, app)
     await execute(engine, "DELETE FROM security_events")
@@ -159,7 +159,7 @@ async def test_deleting_every_row_fails_against_the_head_file(
 
 
 async def test_deleting_the_genesis_fails(
-    client: httpx.AsyncClient, app: Any, operator: Settings, engine: AsyncEngine
+    client: httpx.AsyncClient, app: Any, operator: TaskSettings, engine: AsyncEngine
 ) -> None:
     rows = await some_events(client, app)
     await execute(engine, "DELETE FROM security_events WHERE id = :i", i=rows[0])
@@ -173,7 +173,7 @@ async def test_deleting_the_genesis_fails(
 async def test_the_head_in_the_stdout_log_catches_a_truncation_the_head_file_missed(
     client: httpx.AsyncClient,
     app: Any,
-    operator: Settings,
+    operator: TaskSettings,
     engine: AsyncEngine,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -195,12 +195,12 @@ async def test_the_head_in_the_stdout_log_catches_a_truncation_the_head_file_mis
     assert f"chain truncated: the head given records {len(rows)} events" in result.stdout
 
 
-def head_file(settings: Settings) -> Path:
+def head_file(settings: TaskSettings) -> Path:
     return settings.data_dir / "event-chain-head.json"
 
 
 async def test_the_head_file_is_private_and_names_the_newest_event(
-    client: httpx.AsyncClient, app: Any, operator: Settings
+    client: httpx.AsyncClient, app: Any, operator: TaskSettings
 ) -> None:
     rows = await some_events(client, app)
 

@@ -11,20 +11,21 @@ from typing import Any
 import pytest
 from asgi_lifespan import LifespanManager
 
-from bastion.config import Settings, check_settings
+from bastion.config import check_settings
 from bastion.errors import ConfigurationError
 from bastion.runtime import SingleProcessLock
 from bastion.stores.sql import create_engine
 from bastion.tokens import ensure_key_file
 from bastion_tasks import create_app
 from bastion_tasks.migrate import upgrade_connection
+from bastion_tasks.settings import TaskSettings
 from tests.unit.test_config import SECURE
 
 STRONG = "Zr0s8kqP3wXv1mN7yT5cLhB2dF9gJ4aQ-6eRu"
 
 
-def _settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **{**SECURE, **values})  # type: ignore[call-arg]
+def _settings(**values: Any) -> TaskSettings:
+    return TaskSettings(_env_file=None, **{**SECURE, **values})  # type: ignore[call-arg]
 
 
 REFUSED = [

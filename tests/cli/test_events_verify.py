@@ -19,7 +19,7 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner, Result
 
-from bastion.config import Settings
+from bastion.config import BastionSettings
 from bastion.stores.sql import SQLEventStore, create_engine
 from bastion.tokens import ensure_key_file, save_key_file
 from bastion.tokens.keys import KeySet
@@ -42,24 +42,24 @@ runner = CliRunner()
 @pytest.fixture
 def env(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environment: None
-) -> Settings:
+) -> BastionSettings:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("BASTION_DATABASE_URL", database_url)
     monkeypatch.setenv("BASTION_PASSWORD_PROFILE", "test-only-insecure")
     monkeypatch.setenv("COLUMNS", "200")
-    return Settings(_env_file=None)
+    return BastionSettings(_env_file=None)
 
 
 @pytest.fixture
-async def engine(env: Settings) -> AsyncIterator[AsyncEngine]:
+async def engine(env: BastionSettings) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(env.database_url)
     yield engine
     await engine.dispose()
 
 
 @pytest.fixture
-def store(env: Settings, engine: AsyncEngine) -> SQLEventStore:
+def store(env: BastionSettings, engine: AsyncEngine) -> SQLEventStore:
     ensure_key_file(env.keys_path)
     return SQLEventStore(engine, chain_key=chain_key(env))
 
@@ -152,7 +152,7 @@ async def test_tampering_exits_1_naming_the_row_and_kind(
 
 
 async def test_another_key_file_reports_the_first_row_modified(
-    env: Settings, store: SQLEventStore
+    env: BastionSettings, store: SQLEventStore
 ) -> None:
     first, *_ = await five_events(store)
     save_key_file(env.keys_path, KeySet.generate())
@@ -163,7 +163,7 @@ async def test_another_key_file_reports_the_first_row_modified(
     assert f"chain broken at row {first}: modified" in result.stdout
 
 
-async def test_without_the_key_file_nothing_is_verified(env: Settings) -> None:
+async def test_without_the_key_file_nothing_is_verified(env: BastionSettings) -> None:
     result = await verify()
 
     assert result.exit_code == 2
@@ -182,7 +182,7 @@ def test_an_in_memory_database_has_no_chain_to_verify(
     assert result.exit_code == 2
 
 
-async def test_a_large_log_shows_a_progress_bar(env: Settings, store: SQLEventStore) -> None:
+async def test_a_large_log_shows_a_progress_bar(env: BastionSettings, store: SQLEventStore) -> None:
     await five_events(store)
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100)
@@ -271,7 +271,7 @@ async def test_an_edited_checkpoint_fails_verification(
     assert "chain broken at checkpoint 1: checkpoint" in result.stdout
 
 
-async def test_purge_without_the_key_file_deletes_nothing(env: Settings) -> None:
+async def test_purge_without_the_key_file_deletes_nothing(env: BastionSettings) -> None:
     result = await purge("--yes")
 
     assert result.exit_code == 2

@@ -43,11 +43,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from bastion.config import Settings
 from bastion.fastapi import PROBLEM_JSON
 from bastion.runtime import open_security
 from bastion_tasks import create_app
 from bastion_tasks.migrate import upgrade
+from bastion_tasks.settings import TaskSettings
 from tests.conftest import STRONG_PASSWORD, make_settings
 
 MAX_EXAMPLES = int(os.environ.get("BASTION_FUZZ_MAX_EXAMPLES", "15"))
@@ -129,7 +129,7 @@ class Database:
     folder: Path
     url: str
 
-    def settings(self, limits: dict[str, Any]) -> Settings:
+    def settings(self, limits: dict[str, Any]) -> TaskSettings:
         return make_settings(self.folder, database_url=self.url, **limits)
 
 
@@ -176,7 +176,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Database:
     async def create_admin() -> None:
         security = open_security(settings_)
         try:
-            await security.accounts.register(
+            await security.accounts.login.register(
                 ADMIN, STRONG_PASSWORD, role="admin", email_verified=True
             )
         finally:

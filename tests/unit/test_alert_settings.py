@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from bastion.alerts import DEFAULT_RULES, configure_rules
-from bastion.config import Settings, check_settings
+from bastion.config import BastionSettings, check_settings
 from bastion.errors import ConfigurationError
 from tests.unit.test_config import SECURE
 
@@ -18,8 +18,8 @@ SECRET = "a-webhook-secret-of-at-least-32-bytes!!"
 HOOK = "https://hooks.example.org/bastion"
 
 
-def _settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **{**PRODUCTION, **values})  # type: ignore[call-arg]
+def _settings(**values: Any) -> BastionSettings:
+    return BastionSettings(_env_file=None, **{**PRODUCTION, **values})  # type: ignore[call-arg]
 
 
 def test_production_accepts_a_signed_https_webhook() -> None:
@@ -79,7 +79,8 @@ def test_rule_overrides_are_read_from_the_environment_as_json(
         '{"auth_failures_from_ip": {"threshold": 20}, "token_reuse": {"enabled": false}}',
     )
 
-    rules = {rule.name: rule for rule in configure_rules(Settings(_env_file=None).alert_rules)}  # type: ignore[call-arg]
+    settings = BastionSettings(_env_file=None)  # type: ignore[call-arg]
+    rules = {rule.name: rule for rule in configure_rules(settings.alert_rules)}
 
     assert rules["auth_failures_from_ip"].threshold == 20
     assert "token_reuse" not in rules

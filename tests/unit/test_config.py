@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bastion.config import Settings, check_settings
+from bastion.config import BastionSettings, check_settings
 from bastion.errors import ConfigurationError
 from bastion_tasks import create_app
+from bastion_tasks.settings import TaskSettings
 
 SECURE: dict[str, Any] = {
     "env": "production",
@@ -24,8 +25,8 @@ SECURE: dict[str, Any] = {
 }
 
 
-def _settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **{**SECURE, **values})  # type: ignore[call-arg]
+def _settings(**values: Any) -> BastionSettings:
+    return BastionSettings(_env_file=None, **{**SECURE, **values})  # type: ignore[call-arg]
 
 
 def test_secure_production_settings_pass() -> None:
@@ -166,14 +167,14 @@ def test_settings_read_prefixed_environment(
     monkeypatch.setenv("BASTION_CORS_ORIGINS", "https://a.example, https://b.example")
     monkeypatch.setenv("BASTION_ACCESS_TOKEN_TTL_SECONDS", "600")
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = BastionSettings(_env_file=None)  # type: ignore[call-arg]
 
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
     assert settings.access_token_ttl_seconds == 600
 
 
 def test_create_app_refuses_production_without_keys(tmp_path: Path) -> None:
-    settings = _settings(data_dir=tmp_path)
+    settings = TaskSettings(_env_file=None, **{**SECURE, "data_dir": tmp_path})  # type: ignore[call-arg]
 
     with pytest.raises(ConfigurationError, match="BASTION_SIGNING_KEYS_FILE"):
         create_app(settings)
@@ -188,7 +189,7 @@ def test_role_permissions_are_read_from_json(
         "BASTION_ROLE_PERMISSIONS", '{"viewer": [], "member": ["READ"], "admin": ["ADMIN"]}'
     )
 
-    roles = Settings(_env_file=None).roles  # type: ignore[call-arg]
+    roles = BastionSettings(_env_file=None).roles  # type: ignore[call-arg]
 
     assert roles.as_dict()["member"] == ["READ"]
     assert roles.as_dict()["viewer"] == []
@@ -196,7 +197,7 @@ def test_role_permissions_are_read_from_json(
 
 def test_role_permissions_must_leave_admin_with_admin(clean_environment: None) -> None:
     with pytest.raises(ValidationError, match="admin role must hold ADMIN"):
-        Settings(_env_file=None, role_permissions={"admin": ["READ"]})  # type: ignore[call-arg]
+        BastionSettings(_env_file=None, role_permissions={"admin": ["READ"]})  # type: ignore[call-arg]
 
 
 def test_production_refuses_admin_for_a_non_admin_role(clean_environment: None) -> None:
@@ -213,7 +214,7 @@ def test_rate_limits_are_read_as_json_over_the_defaults(
 ) -> None:
     monkeypatch.setenv("BASTION_RATE_LIMITS", '{"reads": "250 per 30 seconds"}')
 
-    policies = Settings(_env_file=None).policies  # type: ignore[call-arg]
+    policies = BastionSettings(_env_file=None).policies  # type: ignore[call-arg]
 
     assert (policies["reads"].quota, policies["reads"].window) == (250, 30)
     assert (policies["writes"].quota, policies["writes"].window) == (10, 60)

@@ -23,6 +23,7 @@ from bastion.events.chain import GENESIS, ChainHead, ChainReport, read_head, ver
 from bastion.stores import AccountChange, SecurityEvent, open_stores
 from bastion.stores.sql import EventChain, SQLEventStore, create_engine
 from bastion.stores.sql.tables import SecurityEventRow
+from bastion.tokens import purposes
 from tests.contract.support import make_account
 from tests.helpers import signed_up
 
@@ -222,7 +223,7 @@ async def test_the_service_chains_the_events_it_stores(client: httpx.AsyncClient
     await security.drain()
 
     report = await verify_chain(
-        security.stores.engine, security.keys.derive_secret("bastion event chain")
+        security.stores.engine, security.keys.derive_secret(purposes.EVENT_CHAIN)
     )
 
     assert report.intact

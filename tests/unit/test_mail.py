@@ -169,7 +169,7 @@ async def test_auth_with_a_wrong_password_is_permanent_and_never_shows_it(
             await mailer.send(message())
 
     assert caught.value.stage == "auth"
-    assert caught.value.code == 535
+    assert caught.value.reply_code == 535
     assert not caught.value.transient
     for text in (str(caught.value), repr(caught.value), repr(mailer)):
         assert wrong not in text
@@ -206,7 +206,7 @@ async def test_a_rejected_message_error_does_not_contain_the_body() -> None:
         with pytest.raises(MailError) as caught:
             await plain_mailer(server).send(message())
 
-    assert caught.value.code == 554
+    assert caught.value.reply_code == 554
     assert not caught.value.transient
     assert LINK not in str(caught.value)
     assert LINK not in repr(caught.value)
@@ -369,7 +369,7 @@ async def test_a_permanent_failure_is_not_retried_and_is_reported() -> None:
     assert kind == "unlock"
     assert isinstance(error, MailError)
     assert not error.transient
-    assert error.code == 550
+    assert error.reply_code == 550
 
 
 async def test_post_beyond_max_pending_is_refused_and_reported(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bastion.config import Settings, check_settings
+from bastion.config import BastionSettings, check_settings
 from bastion.events import EventLog, RequestContext
 from bastion.metrics import Metrics, login_outcome
 from bastion.passwords import TEST_ONLY_INSECURE, PasswordHasher
@@ -29,8 +29,8 @@ PRODUCTION: dict[str, Any] = {
 TOKEN = "a-long-random-scrape-token-for-prometheus"
 
 
-def _settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **{**PRODUCTION, **values})  # type: ignore[call-arg]
+def _settings(**values: Any) -> BastionSettings:
+    return BastionSettings(_env_file=None, **{**PRODUCTION, **values})  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

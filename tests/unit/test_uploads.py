@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from bastion.config import Settings
 from bastion.errors import NotFoundError
 from bastion.uploads import (
     MAX_FILENAME_BYTES,
@@ -30,6 +29,7 @@ from bastion.uploads import (
     safe_filename,
     served_type,
 )
+from bastion_tasks.settings import TaskSettings
 from tests import samples
 from tests.samples import MULTIPART_TYPE, multipart, part
 
@@ -450,7 +450,7 @@ async def test_keys_are_random_and_never_reused(storage: LocalAttachmentStorage)
 def test_the_attachment_settings_default_to_10_mib_and_the_six_types(
     clean_environment: None,
 ) -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = TaskSettings(_env_file=None)  # type: ignore[call-arg]
 
     assert settings.attachment_max_bytes == 10 * 1024 * 1024
     assert set(settings.attachment_types) == set(samples.SAMPLES)
@@ -461,7 +461,7 @@ def test_the_allowed_types_come_from_a_comma_separated_variable(
 ) -> None:
     monkeypatch.setenv("BASTION_ATTACHMENT_TYPES", "image/png, Application/PDF")
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = TaskSettings(_env_file=None)  # type: ignore[call-arg]
 
     assert settings.attachment_types == ["image/png", "application/pdf"]
 
@@ -473,7 +473,7 @@ def test_a_type_that_cannot_be_detected_safely_is_refused_at_start(
     monkeypatch.setenv("BASTION_ATTACHMENT_TYPES", value)
 
     with pytest.raises(ValueError, match="attachment_types"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        TaskSettings(_env_file=None)  # type: ignore[call-arg]
 
 
 # -- boundaries ------------------------------------------------------------------------

@@ -6,10 +6,12 @@ import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
 
+from bastion.errors import BastionError
+
 __all__ = ["InvalidEmailError", "normalize_email"]
 
 
-class InvalidEmailError(ValueError):
+class InvalidEmailError(BastionError, ValueError):
     pass
 
 

@@ -17,12 +17,20 @@ import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Final
 
 from bastion.accounts._emails import normalize_email
+from bastion.accounts._hooks import Hook, Hooks
 from bastion.accounts._letters import Letters
-from bastion.accounts._service import AccountService, Principal, TokenPair
+from bastion.accounts._service import AccountService
+from bastion.accounts._types import (
+    AccountLocked,
+    EmailVerified,
+    LockedSignIn,
+    Principal,
+    TokenPair,
+)
 from bastion.errors import (
     InvalidLinkError,
     NotFoundError,
@@ -39,7 +47,6 @@ from bastion.tokens.onetime import OneTimeTokens, Purpose
 __all__ = ["AccountLifecycle", "SessionView"]
 
 _logger = logging.getLogger("bastion.accounts")
-EmailVerifiedHook = Callable[[uuid.UUID], Awaitable[None]]
 SAME_PASSWORD_REASON: Final = "The new password must differ from the current one."  # noqa: S105
 
 
@@ -73,6 +80,9 @@ class AccountLifecycle:
         policies: dict[str, Policy] | None = None,
     ) -> None:
         self._service = service
+        self._login = service.login
+        self._sessions = service.sessions
+        self._admin = service.admin
         self._stores = service.stores
         self._events = service.events
         self._tokens = tokens
@@ -81,13 +91,13 @@ class AccountLifecycle:
         self._secret = secret
         self._limiter = limiter
         self._policies = policies or {}
-        self._verified_hooks: list[EmailVerifiedHook] = []
-        service.on_locked = self._locked
-        service.on_locked_login = self._locked_login
+        self._on_verified: Hooks[EmailVerified] = Hooks("email verified")
+        service.login.on_locked(self._locked)
+        service.login.on_locked_sign_in(self._locked_sign_in)
 
-    def on_email_verified(self, hook: EmailVerifiedHook) -> None:
-        """Run ``hook(user_id)`` after an address is verified (e.g. activate shares)."""
-        self._verified_hooks.append(hook)
+    def on_email_verified(self, hook: Hook[EmailVerified]) -> None:
+        """Run ``hook(EmailVerified)`` after an address is verified (e.g. activate shares)."""
+        self._on_verified.add(hook)
 
     # -- throttles ------------------------------------------------------------------
 
@@ -159,7 +169,7 @@ class AccountLifecycle:
     ) -> None:
         """Register; email a verification link, or, when the address has an account
         already, a notice to that address (and no second account). Same answer."""
-        account = await self._service.register(
+        account = await self._login.register(
             email, password, display_name=display_name, context=context
         )
         _, key = normalize_email(email)
@@ -324,7 +334,7 @@ class AccountLifecycle:
         account = await self._stores.accounts.get(principal.user_id)
         if account is None:
             raise NotFoundError("no such account")
-        if not await self._service.hasher.verify(account.password_hash, current_password):
+        if not await self._login.hasher.verify(account.password_hash, current_password):
             await self._events.emit(
                 "password_change_failed",
                 context=context,
@@ -335,7 +345,7 @@ class AccountLifecycle:
         if new_password == current_password:
             raise PasswordPolicyError([SAME_PASSWORD_REASON], field="new_password")
         password_hash = await self._new_password_hash(account, new_password)
-        changed = await self._service.apply(
+        changed = await self._admin.apply(
             account.id,
             AccountChange(
                 password_hash=password_hash,
@@ -364,7 +374,7 @@ class AccountLifecycle:
         """The caller's live sessions, newest first."""
         now = self._service.clock.now()
         live = await self._stores.sessions.list_live(
-            principal.user_id, now=now, idle_ttl_seconds=self._service.idle_ttl_seconds
+            principal.user_id, now=now, idle_ttl_seconds=self._sessions.idle_ttl_seconds
         )
         live.sort(key=lambda s: (s.created_at, str(s.id)), reverse=True)
         return [SessionView(s, current=str(s.id) == principal.session_id) for s in live]
@@ -383,11 +393,11 @@ class AccountLifecycle:
         if (
             session is None
             or session.user_id != principal.user_id
-            or not session.is_live(now, self._service.idle_ttl_seconds)
+            or not session.is_live(now, self._sessions.idle_ttl_seconds)
         ):
             raise NotFoundError("no such session")
         await self._stores.sessions.revoke(session_id, now=now, reason="ended by the user")
-        await self._service.deny_session(session_id)
+        await self._sessions.deny_session(session_id)
         await self._events.emit(
             "session_revoked",
             context=context,
@@ -399,7 +409,8 @@ class AccountLifecycle:
 
     # -- unlock link ----------------------------------------------------------------
 
-    def _locked(self, account: Account, context: RequestContext) -> None:
+    async def _locked(self, event: AccountLocked) -> None:
+        account = event.account
         self._postman.post(kind="unlock", job=lambda: self._link(account, "unlock"))
 
     async def unlock(self, token: str, *, context: RequestContext) -> None:
@@ -427,11 +438,12 @@ class AccountLifecycle:
 
     # -- sign-in link of a locked account ------------------------------------------
 
-    def _locked_login(self, account: Account, context: RequestContext) -> None:
+    async def _locked_sign_in(self, event: LockedSignIn) -> None:
         """The right password reached a locked account from an unknown device: email a
         sign-in link. Issued in the background, so neither the answer nor its timing
         differs from a wrong password's; a newer link replaces an unused older one. Not
         capped with the mail anyone can trigger: only the password triggers it."""
+        account = event.account
         self._postman.post(kind="sign-in", job=lambda: self._link(account, "sign-in"))
 
     async def sign_in_with_link(
@@ -452,9 +464,7 @@ class AccountLifecycle:
             lambda before, after: [],
             context,
         )
-        return await self._service.sign_in_confirmed(
-            changed, context=context, user_agent=user_agent
-        )
+        return await self._login.sign_in_confirmed(changed, context=context, user_agent=user_agent)
 
     # -- shared steps ---------------------------------------------------------------
 
@@ -464,13 +474,13 @@ class AccountLifecycle:
         Raises:
             PasswordPolicyError: about the request's ``new_password``.
         """
-        await self._service.check_password(
+        await self._login.check_password(
             new_password,
             email=account.email,
             display_name=account.display_name,
             field="new_password",
         )
-        return await self._service.hasher.hash(new_password)
+        return await self._login.hasher.hash(new_password)
 
     def _notify_password_changed(self, account: Account, *, by_reset: bool) -> None:
         message = self._letters.password_changed(account.email, by_reset=by_reset)
@@ -502,7 +512,7 @@ class AccountLifecycle:
     ) -> Account:
         assert change.use_token is not None
         try:
-            return await self._service.apply(account.id, change, events)
+            return await self._admin.apply(account.id, change, events)
         except InvalidLinkError as exc:
             await self._link_refused(change.use_token.purpose, exc, context)
             raise
@@ -517,12 +527,11 @@ class AccountLifecycle:
     async def _verified(self, before: Account) -> None:
         """Run the hooks when an address has just become verified."""
         if not before.email_verified:
-            for hook in self._verified_hooks:
-                await hook(before.id)
+            await self._on_verified.run(EmailVerified(before.id, before.email))
 
     async def _forget_failures(self, account: Account) -> None:
         """Best effort, after the change has committed: the lock itself is gone already."""
-        defence = self._service.defence
+        defence = self._login.defence
         if defence is None:
             return
         try:

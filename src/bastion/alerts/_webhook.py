@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from bastion.errors import BastionError
 from bastion.stores.alerts import Alert
 
 __all__ = [
@@ -38,7 +39,7 @@ SIGNATURE_HEADER = "X-Bastion-Signature"
 _logger = logging.getLogger("bastion.alerts")
 
 
-class DeliveryError(Exception):
+class DeliveryError(BastionError):
     """An alert that did not reach the webhook after every attempt."""
 
     def __init__(self, message: str, *, attempts: int) -> None:

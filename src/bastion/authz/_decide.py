@@ -5,7 +5,6 @@ from __future__ import annotations
 from bastion.authz._model import (
     Decision,
     ObjectRule,
-    Permission,
     Requirement,
     RolePermissions,
     Subject,
@@ -98,7 +97,7 @@ def decide_object(
 
     if not exists:
         return deny(f"no such {what}", 404)
-    if roles.allows(role, Permission.ADMIN):
+    if roles.acts_on_every_object(role):
         return Decision(
             "allow",
             f"role {role!r} holds ADMIN: may {rule.action} any {what}",

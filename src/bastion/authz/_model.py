@@ -75,6 +75,11 @@ class RolePermissions:
         held = self.permissions(role)
         return permission in held or Permission.ADMIN in held
 
+    def acts_on_every_object(self, role: str | None) -> bool:
+        """Whether ``role`` may act on every object, whoever owns it (it holds ADMIN): the
+        object rules and the listings that show "every task to admins" both ask this."""
+        return Permission.ADMIN in self.permissions(role)
+
     def as_dict(self) -> dict[str, list[str]]:
         return {role: [str(p) for p in sorted(self._effective[role])] for role in ROLE_ORDER}
 

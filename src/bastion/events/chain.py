@@ -7,10 +7,11 @@ Each event a SQL event store writes with a chain key carries two hex values:
 - ``chain_mac``: ``HMAC-SHA256(key, chain_prev || canonical(event))``, where
   :func:`canonical` is sorted-key compact JSON of every stored field, the row id included.
 
-The key is derived from the signing key file (``KeySet.derive_secret("bastion event
-chain")``), which is kept outside the database: someone who can write the database but
-not read the key file cannot make a row that verifies (OWASP Logging Cheat Sheet,
-"protect log integrity"; ASVS V7.3.3 / V16.4.2, logs protected from modification).
+The key is derived from the signing key file (``KeySet.derive_secret`` for
+:data:`bastion.tokens.purposes.EVENT_CHAIN`), which is kept outside the database:
+someone who can write the database but not read the key file cannot make a row that
+verifies (OWASP Logging Cheat Sheet, "protect log integrity"; ASVS V7.3.3 / V16.4.2,
+logs protected from modification).
 
 :func:`verify_chain` walks the rows in id order, in batches, and reports the first
 problem. For each chained row it knows ``expected``, the ``chain_mac`` of the row before
@@ -79,6 +80,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion.errors import BastionError
 from bastion.events._head import HEAD_FILE, ChainHead, read_head, write_head
 
 __all__ = [
@@ -137,7 +139,7 @@ def _checkpoints() -> sa.Table:
     return table
 
 
-class ChainBrokenError(Exception):
+class ChainBrokenError(BastionError):
     """A purge would have signed a chain that does not verify at ``row_id``."""
 
     def __init__(self, row_id: int) -> None:

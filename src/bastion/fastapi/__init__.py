@@ -1,75 +1,40 @@
-"""The thin FastAPI layer over the security core: the only package that imports FastAPI."""
+"""The thin FastAPI layer over the security core: the only package that imports FastAPI.
 
+``install(app)`` puts the whole guard in front of an app (docs/quickstart.md); the
+names here are what a route author and an integrator use. The middleware and the
+router factories stay importable from :mod:`bastion.fastapi.middleware` and
+:mod:`bastion.fastapi.routers` for an app that assembles its own stack.
+"""
+
+from bastion.fastapi.auth_result import GuardResult, guard_result
 from bastion.fastapi.dependencies import Authorized, Guard, ObjectResolver, Resolved
-from bastion.fastapi.media_types import require_declared_media_type
-from bastion.fastapi.middleware import (
-    AllowedHostsMiddleware,
-    BodyLimitMiddleware,
-    CORSMiddleware,
-    CSRFMiddleware,
-    InputEventsMiddleware,
-    JSONLimitMiddleware,
-    MetricsMiddleware,
-    RateLimitMiddleware,
-    RequestContextMiddleware,
-    RequestLimitsMiddleware,
-)
-from bastion.fastapi.openapi import install_problem_schema
-from bastion.fastapi.problems import (
-    PROBLEM_JSON,
-    install_problem_handlers,
-    problem,
-    validation_problem,
-)
-from bastion.fastapi.routers import (
-    LINK_PAGE_PATHS,
-    account_router,
-    admin_router,
-    auth_router,
-    docs_router,
-    jwks_router,
-    metrics_router,
-    users_router,
-)
-from bastion.fastapi.routes import RouteEntry, match_route, requirement_of, route_table
+from bastion.fastapi.guard_middleware import GuardMiddleware
+from bastion.fastapi.install import ROUTERS, Bastion, RouterName, install
+from bastion.fastapi.problems import PROBLEM_JSON, problem, validation_problem
+from bastion.fastapi.routes import RouteEntry, match_route, route_table
 from bastion.fastapi.schemas import RFC3339Time, SafeText, safe_text
 from bastion.fastapi.transports import CookieTransport
 
 __all__ = [
-    "LINK_PAGE_PATHS",
     "PROBLEM_JSON",
-    "AllowedHostsMiddleware",
+    "ROUTERS",
     "Authorized",
-    "BodyLimitMiddleware",
-    "CORSMiddleware",
-    "CSRFMiddleware",
+    "Bastion",
     "CookieTransport",
     "Guard",
-    "InputEventsMiddleware",
-    "JSONLimitMiddleware",
-    "MetricsMiddleware",
+    "GuardMiddleware",
+    "GuardResult",
     "ObjectResolver",
     "RFC3339Time",
-    "RateLimitMiddleware",
-    "RequestContextMiddleware",
-    "RequestLimitsMiddleware",
     "Resolved",
     "RouteEntry",
+    "RouterName",
     "SafeText",
-    "account_router",
-    "admin_router",
-    "auth_router",
-    "docs_router",
-    "install_problem_handlers",
-    "install_problem_schema",
-    "jwks_router",
+    "guard_result",
+    "install",
     "match_route",
-    "metrics_router",
     "problem",
-    "require_declared_media_type",
-    "requirement_of",
     "route_table",
     "safe_text",
-    "users_router",
     "validation_problem",
 ]

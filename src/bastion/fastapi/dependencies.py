@@ -1,14 +1,17 @@
-"""FastAPI dependencies: who the caller is, and whether the route lets it through.
+"""The guard: who the caller is, and whether the route lets it through.
 
 Every route declares what it needs with one of the :class:`Guard` declarations; the
 requirement travels on the dependency, so the route table carries it
-(:mod:`bastion.fastapi.routes`). :meth:`Guard.gate`, installed on the whole app, refuses
-every request to a route that declares nothing: a new route cannot ship unguarded
-(OWASP API5:2023, "deny all access by default").
+(:mod:`bastion.fastapi.routes`). The guard's middleware decides each request once, from
+that table, before the route runs (:meth:`Guard.authorize`): a route that declares
+nothing refuses every request, so a new route cannot ship unguarded (OWASP API5:2023,
+"deny all access by default"). The declarations' dependencies only hand the route what
+the guard published (:mod:`bastion.fastapi.auth_result`); an object route's dependency
+also loads the object and decides on it.
 
-Each request gets a :class:`~bastion.authz.Decision` in ``request.state.decision``;
-every deny is logged as ``permission_denied`` (or ``auth_failure`` for a missing or bad
-token) with that decision.
+Each request gets a :class:`~bastion.authz.Decision` in its published result; every deny
+is logged as ``permission_denied`` (or ``auth_failure`` for a missing or bad token) with
+that decision.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute
+from starlette.types import Scope
 
 from bastion.accounts import AccountService, Principal
 from bastion.authz import (
@@ -36,15 +41,10 @@ from bastion.authz import (
 )
 from bastion.errors import CSRFError, InvalidTokenError, NotFoundError, PermissionDeniedError
 from bastion.events import EventLog, RequestContext
+from bastion.fastapi.auth_result import GuardResult, guard_result, record_decision
 from bastion.fastapi.middleware.csrf import SAFE_METHODS
 from bastion.fastapi.middleware.rate_limit import CREDENTIAL_CLASSES, client_ip_of, method_class
-from bastion.fastapi.routes import (
-    RATE_ATTRIBUTE,
-    REQUIREMENT_ATTRIBUTE,
-    match_route,
-    requirement_of,
-    route_table,
-)
+from bastion.fastapi.routes import RATE_ATTRIBUTE, REQUIREMENT_ATTRIBUTE, RouteTable
 from bastion.fastapi.transports import CookieTransport
 from bastion.net import TrustedProxies
 from bastion.throttle import Check, Limiter, Policy
@@ -53,23 +53,21 @@ __all__ = ["Authorized", "Guard", "ObjectResolver", "Resolved"]
 
 
 class _SignedIn(OAuth2PasswordBearer):
-    """A signed-in route's dependency: reads the bearer token and runs the guard's check.
+    """A signed-in route's dependency: hands the route what the guard published.
 
-    It is the OAuth2 bearer scheme itself (the OpenAPI document shows it on the route)
-    rather than a function depending on one: one dependency to solve per request, not
-    two. ``auto_error=False``: a missing token is our 401 problem, not FastAPI's plain
-    401. Tokens are read from the Authorization header only; ``?access_token=`` is never
-    looked at (RFC 6750 §2.3 is optional and leaks tokens into logs).
+    It is the OAuth2 bearer scheme (the OpenAPI document shows it on the route), but it
+    reads no header itself: the guard's middleware read the credential once, through
+    its transport, and authenticated it before the route was reached.
     """
 
-    def __init__(self, check: Callable[[Request, str | None], Awaitable[Any]]) -> None:
+    def __init__(self, check: Callable[[Request], Awaitable[Any]]) -> None:
         super().__init__(
             tokenUrl="/auth/token", auto_error=False, scheme_name="OAuth2PasswordBearer"
         )
         self._check = check
 
     async def __call__(self, request: Request) -> Any:  # type: ignore[override]
-        return await self._check(request, await super().__call__(request))
+        return await self._check(request)
 
 
 T = TypeVar("T")
@@ -132,21 +130,16 @@ class Guard:
         self.proxies = proxies or TrustedProxies()
         self.roles = roles or RolePermissions()
         self.limits = limits
-        self._requirements: dict[int, Requirement | None] = {}
+        self.table = RouteTable()
 
-    def context(self, request: Request) -> RequestContext:
-        cached = getattr(request.state, "security_context", None)
-        if isinstance(cached, RequestContext):
-            return cached
-        ip = client_ip_of(request.scope, self.proxies)
-        context = RequestContext(
-            ip_address=ip,
+    def context(self, request: HTTPConnection) -> RequestContext:
+        """Where a request happened, for its events."""
+        return RequestContext(
+            ip_address=client_ip_of(request.scope, self.proxies),
             endpoint=request.url.path,
-            method=request.method,
-            request_id=getattr(request.state, "request_id", None),
+            method=request.scope["method"],
+            request_id=request.scope.get("state", {}).get("request_id"),
         )
-        request.state.security_context = context
-        return context
 
     # -- declarations ------------------------------------------------------------------
 
@@ -158,7 +151,7 @@ class Guard:
         requirement = Requirement.public(note)
 
         async def public_route(request: Request) -> None:
-            await self.enforce(request, decide_route(requirement, None, self.roles))
+            self._published(request)
 
         return _declared(requirement, public_route, rate)
 
@@ -171,10 +164,8 @@ class Guard:
         return self._signed_in(Requirement.permission(*permissions))
 
     def _signed_in(self, requirement: Requirement) -> Any:
-        async def signed_in(request: Request, token: str | None) -> Principal:
-            principal = await self._authenticate(request, token)
-            await self.enforce(request, decide_route(requirement, principal.subject, self.roles))
-            return principal
+        async def signed_in(request: Request) -> Principal:
+            return self._principal(request)
 
         return _declared(requirement, _SignedIn(signed_in))
 
@@ -183,17 +174,33 @@ class Guard:
         of the path must satisfy ``rule``; the route receives :class:`Authorized`."""
         requirement = Requirement.permission(rule=rule, resolver=resolver)
 
-        async def object_permitted(request: Request, token: str | None) -> Authorized[Any]:
-            principal = await self._authenticate(request, token)
-            subject = principal.subject
-            await self.enforce(request, decide_route(requirement, subject, self.roles))
+        async def object_permitted(request: Request) -> Authorized[Any]:
+            principal = self._principal(request)
             decision, found = await self._decide_object(
-                rule, resolver, subject, request.path_params
+                rule, resolver, principal.subject, request.path_params
             )
-            await self.enforce(request, decision, quiet=not found.exists)
+            self.enforce(request, decision, quiet=not found.exists)
             return Authorized(principal, found.resource, decision)
 
         return _declared(requirement, _SignedIn(object_permitted))
+
+    def _published(self, request: Request) -> GuardResult:
+        """The guard's result for this very route. Without one the guard did not run
+        (its middleware is missing), and nothing is served (fail closed)."""
+        result = guard_result(request)
+        if result is None:
+            raise RuntimeError("the guard's middleware is not installed in front of this app")
+        entry = result.route
+        if entry is None or entry.route is not request.scope.get("route"):
+            # The guard matched another route than the router: decide nothing on it.
+            self.enforce(request, decide_route(None, None, self.roles))
+        return result
+
+    def _principal(self, request: Request) -> Principal:
+        principal = self._published(request).principal
+        if principal is None:
+            raise RuntimeError("a signed-in route was reached without a principal")
+        return principal
 
     async def _decide_object(
         self,
@@ -215,55 +222,73 @@ class Guard:
 
     # -- enforcement -------------------------------------------------------------------
 
-    async def _authenticate(self, request: Request, token: str | None) -> Principal:
-        from_cookie = False
-        if token is None and self.cookies is not None and "authorization" not in request.headers:
-            token = self.cookies.access_token(request)
-            from_cookie = token is not None
+    async def authorize(self, scope: Scope) -> None:
+        """Decide the request of ``scope`` on its published result (the route it
+        reaches, its credential, its rate-limit verdict): authenticate it where the
+        route needs a signed-in caller, check a cookie session's CSRF token, decide on
+        the route's requirement, and publish the principal and the decision.
+
+        Raises:
+            BastionError: the refusal to answer (401, 403, or 503 while a store the
+                check needs does not answer).
+        """
+        result = guard_result(scope)
+        if result is None or result.route is None:
+            raise RuntimeError("authorize() needs the guard's route match in scope['auth']")
+        requirement = result.route.requirement
+        if requirement is None or requirement.kind == "public":
+            # A public route does not look at a token: a bad one is not refused here.
+            self.enforce(scope, decide_route(requirement, None, self.roles))
+            return
+        principal = await self._authenticate(scope, result)
+        decision = decide_route(requirement, principal.subject, self.roles)
+        scope["auth"] = dataclasses.replace(result, principal=principal)
+        self.enforce(scope, decision)
+
+    async def _authenticate(self, scope: Scope, result: GuardResult) -> Principal:
+        credential = result.credential
         try:
-            if not token:
+            if credential is None:
                 raise InvalidTokenError("no bearer token")
-            # The rate limiter verified the signature already, and on Redis read the
-            # revocation state along: both only for this very token.
-            state = request.scope.get("state", {})
-            verified = state.get("verified_token")
-            claims = verified[1] if verified and verified[0] == token else None
-            revocation = state.get("revocation_read") if claims is not None else None
-            principal = await self.service.authenticate(
-                token, verified=claims, revocation=revocation
+            # The claims and revocation state were read for this very token, this request.
+            principal = await self.service.authenticator.authenticate(
+                credential.token, verified=credential.claims, revocation=credential.revocation
             )
         except InvalidTokenError as exc:
-            request.state.decision = Decision("deny", "no valid access token", http_status=401)
+            record_decision(scope, Decision("deny", "no valid access token", http_status=401))
             self.events.emit_soon(
                 "auth_failure",
-                context=self.context(request),
+                context=self.context(HTTPConnection(scope)),
                 details=f"access token refused ({exc.reason})",
             )
             raise
-        if from_cookie and request.method not in SAFE_METHODS:
-            self._check_csrf(request, principal)
-        request.state.principal = principal
+        if result.from_cookie and scope["method"] not in SAFE_METHODS:
+            self._check_csrf(scope, principal)
         return principal
 
-    def _check_csrf(self, request: Request, principal: Principal) -> None:
+    def _check_csrf(self, scope: Scope, principal: Principal) -> None:
         """A cookie session's state-changing request carries the CSRF token signed for
         that very session (OWASP "Signed Double-Submit Cookie"): a token of another
         session, or none, is refused."""
         assert self.cookies is not None
-        if self.cookies.csrf_valid(request, principal.session_id):
+        connection = HTTPConnection(scope)
+        if self.cookies.csrf_valid(connection, principal.session_id):
             return
-        request.state.decision = Decision(
+        decision = Decision(
             "deny",
             "CSRF token missing or not this session's",
             str(principal.user_id),
             principal.role,
             http_status=403,
         )
+        record_decision(scope, decision)
         reason = "token missing or not signed for this session"
-        self.log_csrf_refusal(request, reason, user_id=str(principal.user_id))
+        self.log_csrf_refusal(connection, reason, user_id=str(principal.user_id))
         raise CSRFError(f"CSRF {reason}")
 
-    def log_csrf_refusal(self, request: Request, reason: str, user_id: str | None = None) -> None:
+    def log_csrf_refusal(
+        self, request: HTTPConnection, reason: str, user_id: str | None = None
+    ) -> None:
         """One ``suspicious_activity`` event (OWASP ``malicious_csrf``) for a refusal."""
         self.events.emit_soon(
             "suspicious_activity",
@@ -274,20 +299,24 @@ class Guard:
             category="malicious_csrf",
         )
 
-    async def enforce(self, request: Request, decision: Decision, *, quiet: bool = False) -> None:
-        """Record ``decision``; on deny, log ``permission_denied`` (unless ``quiet``: a
+    def enforce(
+        self, request: HTTPConnection | Scope, decision: Decision, *, quiet: bool = False
+    ) -> None:
+        """Publish ``decision``; on deny, log ``permission_denied`` (unless ``quiet``: a
         missing object is no attack) and raise the error the decision's status names."""
-        verdict = getattr(request.state, "rate_limit", None)
+        scope = request.scope if isinstance(request, HTTPConnection) else request
+        result = guard_result(scope)
+        verdict = result.rate_limit if result is not None else None
         if verdict is not None and decision.rate_limit_remaining is None:
             decision = dataclasses.replace(decision, rate_limit_remaining=verdict.remaining)
-        request.state.decision = decision
+        record_decision(scope, decision)
         if decision.allowed:
             return
         if not quiet:
             # Written after the response: a hidden object answers as fast as a missing one.
             self.events.emit_soon(
                 "permission_denied",
-                context=self.context(request),
+                context=self.context(HTTPConnection(scope)),
                 user_id=decision.user_id,
                 details=decision.reason,
                 decision=decision.to_dict(),
@@ -302,15 +331,6 @@ class Guard:
             raise NotFoundError("not found")
         raise PermissionDeniedError(decision.reason, decision=decision)
 
-    async def gate(self, request: Request) -> None:
-        """App-wide dependency: refuse every route that declares no requirement."""
-        route = request.scope.get("route")
-        key = id(route)
-        if key not in self._requirements:
-            self._requirements[key] = requirement_of(route)
-        if self._requirements[key] is None:
-            await self.enforce(request, decide_route(None, None, self.roles))
-
     # -- explanation -------------------------------------------------------------------
 
     async def explain(
@@ -321,8 +341,9 @@ class Guard:
         Uses the stored role and state of the user (not a token), and for object routes
         the same resolver as the route, so the answer is the route's own.
         """
-        subject = await self.service.subject(user_id)
-        entry, params, status = match_route(route_table(routes), method, path)
+        subject = await self.service.admin.subject(user_id)
+        live = routes if isinstance(routes, list) else list(routes)  # the app's: compiled
+        entry, params, status = self.table.match(live, method, path)
         if entry is None:
             reason = "no such route" if status == 404 else f"method {method} not allowed"
             return Decision(

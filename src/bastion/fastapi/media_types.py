@@ -13,6 +13,7 @@ ASVS 3.5.2; OWASP API8:2023 "restrict content types").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request, params
@@ -21,7 +22,7 @@ from starlette.exceptions import HTTPException
 
 from bastion.fastapi.problems import mark_input_refused
 
-__all__ = ["JSON", "accepted_media_types", "require_declared_media_type"]
+__all__ = ["JSON", "accepted_media_types", "media_type_refusal", "require_declared_media_type"]
 
 JSON = "application/json"
 _FORM = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
@@ -46,30 +47,31 @@ def accepted_media_types(route: Any) -> frozenset[str]:
     return _JSON_ONLY
 
 
-def _has_body(request: Request) -> bool:
-    headers = request.headers
+def media_type_refusal(headers: Mapping[str, str], accepted: frozenset[str]) -> str | None:
+    """Why a request with these headers has a body of a type outside ``accepted`` (the
+    415's detail), or None when it has no body or one of those types."""
     length = headers.get("content-length")
-    return "transfer-encoding" in headers or (length is not None and length.strip() != "0")
+    if "transfer-encoding" not in headers and (length is None or length.strip() == "0"):
+        return None
+    media, _, parameters = headers.get("content-type", "").partition(";")
+    media = media.strip().lower()
+    if media in accepted and (media != JSON or _utf8(parameters)):
+        return None
+    return f"This route takes {' or '.join(sorted(accepted))} (UTF-8 for JSON)."
 
 
 async def require_declared_media_type(request: Request) -> None:
-    """App-wide dependency: refuse a body whose ``Content-Type`` the route does not take.
+    """A dependency refusing a body whose ``Content-Type`` the route does not take, for
+    apps without the guard (whose body layer checks the same from its route match).
 
     Raises:
         HTTPException: 415, naming the types the route takes.
     """
-    if not _has_body(request):
-        return
-    accepted = accepted_media_types(request.scope.get("route"))
-    header = request.headers.get("content-type", "")
-    media, _, parameters = header.partition(";")
-    media = media.strip().lower()
-    if media in accepted and (media != JSON or _utf8(parameters)):
+    refusal = media_type_refusal(request.headers, accepted_media_types(request.scope.get("route")))
+    if refusal is None:
         return
     mark_input_refused(request, "unsupported media type")
-    raise HTTPException(
-        415, detail=f"This route takes {' or '.join(sorted(accepted))} (UTF-8 for JSON)."
-    )
+    raise HTTPException(415, detail=refusal)
 
 
 def _utf8(parameters: str) -> bool:

@@ -33,11 +33,10 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
+from bastion.fastapi.guard_middleware import GuardMiddleware
 from bastion.fastapi.middleware import (
     AllowedHostsMiddleware,
     BodyLimitMiddleware,
-    CSRFMiddleware,
-    RateLimitMiddleware,
     RequestLimitsMiddleware,
 )
 from bastion.fastapi.middleware.csrf import SAFE_METHODS
@@ -97,7 +96,7 @@ VALIDATION_PROBLEM_SCHEMA: dict[str, Any] = {
         }
     },
 }
-# The fields as RateLimitMiddleware writes them (draft-ietf-httpapi-ratelimit-headers-10:
+# The fields as the guard's rate limits write them (draft-ietf-httpapi-ratelimit-headers-10:
 # Structured Fields lists of strings with parameters; see problems.rate_headers).
 _POLICY = r'"[^"\\]+";q=[0-9]+;w=[0-9]+'
 RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
@@ -209,24 +208,36 @@ def _body_answers(options: Mapping[str, Any]) -> list[Answer]:
     return answers
 
 
-def _answers_of(layer: Middleware) -> list[Answer]:
-    cls, options = layer.cls, layer.kwargs
-    if not isinstance(cls, type):
-        return []
-    if issubclass(cls, RateLimitMiddleware):
-        answers = [
+def _guard_answers(options: Mapping[str, Any]) -> list[Answer]:
+    """The guard's own refusals: its rate limits' (when on), then its CSRF check's."""
+    answers = []
+    limits = options.get("rate_limits")
+    if limits is not None:
+        answers.append(
             Answer(
                 429,
                 "too many requests: a rate limit refused this one, or the caller is blocked "
                 "after repeated refusals (`quota-exceeded`, with its `violated-policies`)",
                 ("Retry-After", "RateLimit", "RateLimit-Policy"),
             )
-        ]
-        if options.get("fail_closed", False):
+        )
+        if limits.fail_closed:
             answers.append(
                 Answer(503, "the rate limits' shared store does not answer", ("Retry-After",))
             )
-        return answers
+    if options.get("csrf") is not None:
+        answers.append(
+            Answer(403, "cookie mode: the CSRF check failed (`csrf-failed`)", applies=_unsafe)
+        )
+    return answers
+
+
+def _answers_of(layer: Middleware) -> list[Answer]:
+    cls, options = layer.cls, layer.kwargs
+    if not isinstance(cls, type):
+        return []
+    if issubclass(cls, GuardMiddleware):
+        return _guard_answers(options)
     if issubclass(cls, RequestLimitsMiddleware):
         return [
             Answer(
@@ -242,8 +253,6 @@ def _answers_of(layer: Middleware) -> list[Answer]:
         ]
     if issubclass(cls, BodyLimitMiddleware):
         return _body_answers(options)
-    if issubclass(cls, CSRFMiddleware):
-        return [Answer(403, "cookie mode: the CSRF check failed (`csrf-failed`)", applies=_unsafe)]
     if issubclass(cls, AllowedHostsMiddleware):
         return [Answer(400, "the `Host` header names no host of this service (`invalid-host`)")]
     return []

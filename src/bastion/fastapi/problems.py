@@ -28,6 +28,7 @@ __all__ = [
     "PROBLEM_JSON",
     "QUOTA_EXCEEDED",
     "QUOTA_TITLE",
+    "error_response",
     "install_problem_handlers",
     "mark_input_refused",
     "problem",
@@ -239,13 +240,19 @@ async def _bastion_error(request: Request, exc: Exception) -> Response:
     return problem(request, exc.status, exc.code, exc.title, detail, headers=headers, **extra)
 
 
+async def error_response(request: Request, exc: BastionError) -> Response:
+    """The answer the app's handlers give ``exc``, for the guard's middleware, which
+    refuses before the framework's handlers run: one answer wherever it is refused."""
+    return await _bastion_error(request, exc)
+
+
 def _quota_exceeded(request: Request, exc: RateLimitedError) -> Response:
     verdict: Any = exc.verdict
     retry_after = max(1, int(getattr(verdict, "retry_after", 1)))
     violated = list(getattr(verdict, "violated", ()))
     headers = {"Retry-After": str(retry_after)}
     if isinstance(verdict, Verdict):
-        # The refusing limit's own fields, in place of the route's (see RateLimitMiddleware).
+        # The refusing limit's own fields, in place of the route's (see the guard's RateLimits).
         headers.update({k.decode(): v.decode() for k, v in rate_headers(verdict)})
     body = quota_problem_body(retry_after, violated, getattr(request.state, "request_id", None))
     return JSONResponse(body, status_code=429, media_type=PROBLEM_JSON, headers=headers)

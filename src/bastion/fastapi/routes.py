@@ -6,6 +6,10 @@ A route declares its security requirement with one of the guard's dependencies
 the route table carries it: :func:`route_table` lists every route of an app with its
 requirement (None when it declares nothing, which the guard refuses), and
 :func:`match_route` finds the route a method and path would reach.
+
+:class:`RouteTable` is that table compiled once for the guard (each route's requirement,
+rate class and accepted media types), matched once a request: the rate limit,
+the body cap, the media-type check and deny-by-default all read its one match.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ from re import Pattern
 from typing import Any
 
 from fastapi.routing import APIRoute, iter_route_contexts
-from starlette.routing import BaseRoute, compile_path
+from starlette.routing import BaseRoute, Mount, compile_path
 
 from bastion.authz import Requirement
+from bastion.fastapi.media_types import accepted_media_types
 
 __all__ = [
     "RATE_ATTRIBUTE",
     "REQUIREMENT_ATTRIBUTE",
     "RouteEntry",
     "RouteIndex",
+    "RouteTable",
     "match_route",
     "rate_class_of",
     "requirement_of",
@@ -72,6 +78,8 @@ class RouteEntry:
     regex: Pattern[str] = field(compare=False, repr=False)
     convertors: dict[str, Any] = field(compare=False, repr=False)
     rate: str | None = None
+    media_types: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    every_method: bool = field(default=False, compare=False, repr=False)
 
     def params(self, path: str) -> dict[str, Any] | None:
         found = self.regex.match(path)
@@ -85,18 +93,29 @@ def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
     entries = []
     for context in iter_route_contexts(list(routes)):
         path = context.path
+        route = context.original_route
+        if isinstance(route, Mount):
+            # A mounted app declares nothing: every path under it, every method.
+            regex, convertors = route.path_regex, route.param_convertors
+            entries.append(
+                RouteEntry(
+                    route.path, frozenset(), None, route, regex, convertors, every_method=True
+                )
+            )
+            continue
         if not path:
-            continue  # a mount or a router without a path of its own
+            continue  # a router without a path of its own
         regex, _, convertors = compile_path(path)
         entries.append(
             RouteEntry(
                 path=path,
                 methods=frozenset(context.methods or ()),
-                requirement=requirement_of(context.original_route),
-                route=context.original_route,
+                requirement=requirement_of(route),
+                route=route,
                 regex=regex,
                 convertors=convertors,
-                rate=rate_class_of(context.original_route),
+                rate=rate_class_of(route),
+                media_types=accepted_media_types(route),
             )
         )
     return entries
@@ -115,7 +134,7 @@ def match_route(
         params = entry.params(path)
         if params is None:
             continue
-        if method in entry.methods:
+        if method in entry.methods or entry.every_method:
             return entry, params, 200
         path_only = True
     return None, {}, 405 if path_only else 404
@@ -142,3 +161,23 @@ class RouteIndex:
     def match(self, method: str, path: str) -> tuple[RouteEntry | None, dict[str, Any], int]:
         candidates = self._buckets.get(_first_segment(path), self._wild)
         return match_route(candidates, method, path)
+
+
+class RouteTable:
+    """An app's route table, compiled on the first request (routes are added until the
+    app serves) and again whenever the app's route list changes length (a route added
+    later is matched too, and refused when it declares nothing)."""
+
+    def __init__(self) -> None:
+        self._routes: list[BaseRoute] | None = None
+        self._count = -1
+        self._index = RouteIndex(())
+
+    def match(
+        self, routes: list[BaseRoute], method: str, path: str
+    ) -> tuple[RouteEntry | None, dict[str, Any], int]:
+        """The entry ``method path`` reaches in ``routes`` (the app's live route list)."""
+        if routes is not self._routes or len(routes) != self._count:
+            self._index = RouteIndex(route_table(routes))
+            self._routes, self._count = routes, len(routes)
+        return self._index.match(method, path)

@@ -25,16 +25,47 @@ ASVS 3.3.1-3.3.4):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.types import Scope
 
 from bastion.accounts import TokenPair
 from bastion.tokens import PRE_SESSION, CSRFTokens
 
-__all__ = ["CSRF_HEADER", "CookieTransport"]
+__all__ = ["CSRF_HEADER", "CookieTransport", "bearer_token", "read_credential"]
 
 CSRF_HEADER = "x-csrf-token"
+
+
+def bearer_token(scope: Scope) -> tuple[bool, str | None]:
+    """Whether the request has an ``Authorization`` header, and its bearer token.
+
+    The first such header counts; another scheme, or ``Bearer`` without a token, gives
+    no token (RFC 6750 §2.1). ``?access_token=`` is never read: RFC 6750 §2.3 is
+    optional and leaks tokens into logs."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            token = credentials.strip()
+            return True, token if scheme.lower() == "bearer" and token else None
+    return False, None
+
+
+def read_credential(
+    scope: Scope, cookies: CookieTransport | None
+) -> tuple[str, Literal["bearer", "cookie"]] | None:
+    """The request's access token and its transport: the bearer header, else (in cookie
+    mode, and only without an ``Authorization`` header) the access cookie."""
+    has_header, token = bearer_token(scope)
+    if has_header:
+        return (token, "bearer") if token else None
+    if cookies is not None:
+        cookie = cookies.access_token(HTTPConnection(scope))
+        if cookie:
+            return cookie, "cookie"
+    return None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Literal, Protocol
 
+from bastion.errors import BastionError
+
 __all__ = [
     "MailError",
     "MailStage",
@@ -77,7 +79,7 @@ class Message:
         )
 
 
-class MailError(Exception):
+class MailError(BastionError):
     """A message could not be handed over to the mail system.
 
     The text says what failed (``stage``: connect, tls, auth, send, outbox, queue) and
@@ -88,7 +90,8 @@ class MailError(Exception):
             timeout); ``False`` for permanent failures (a 5xx reply, an untrusted
             certificate, a server without STARTTLS, rejected credentials).
         stage: the step that failed.
-        code: the SMTP reply code, when the server gave one.
+        reply_code: the SMTP reply code, when the server gave one (``code`` is the
+            error's problem slug, as for every :class:`~bastion.errors.BastionError`).
     """
 
     def __init__(
@@ -97,17 +100,17 @@ class MailError(Exception):
         *,
         transient: bool = False,
         stage: MailStage = "send",
-        code: int | None = None,
+        reply_code: int | None = None,
     ) -> None:
         super().__init__(text)
         self.transient = transient
         self.stage: MailStage = stage
-        self.code = code
+        self.reply_code = reply_code
 
     def __repr__(self) -> str:
         return (
             f"MailError({self.args[0]!r}, transient={self.transient}, "
-            f"stage={self.stage!r}, code={self.code})"
+            f"stage={self.stage!r}, reply_code={self.reply_code})"
         )
 
 

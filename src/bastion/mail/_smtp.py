@@ -9,8 +9,12 @@ import ssl
 from pathlib import Path
 from typing import Literal, NoReturn
 
-import aiosmtplib
+try:
+    import aiosmtplib
+except ModuleNotFoundError:  # the smtp extra is not installed: SMTPMailer() says so
+    aiosmtplib = None  # type: ignore[assignment]
 
+from bastion._extras import require
 from bastion.mail._message import (
     MailError,
     MailStage,
@@ -68,6 +72,7 @@ class SMTPMailer:
         timeout: float = 10.0,
         ca_file: Path | None = None,
     ) -> None:
+        require("smtp", "BASTION_MAIL_BACKEND", "the smtp mail backend")
         if security not in ("starttls", "tls", "none"):
             raise ValueError(f"unknown SMTP security mode: {security!r}")
         if password is not None and username is None:
@@ -166,7 +171,7 @@ class SMTPMailer:
         }.get(stage, "failed")
         kind = "transient" if transient else "permanent"
         text = self._scrub(f"{self._where()}: {what} ({kind}): {detail}")
-        raise MailError(text, transient=transient, stage=stage, code=code) from exc
+        raise MailError(text, transient=transient, stage=stage, reply_code=code) from exc
 
     def _scrub(self, text: str) -> str:
         if self._password:

@@ -41,6 +41,8 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
+from bastion.errors import ServiceUnavailableError
+
 __all__ = [
     "BreachCheck",
     "BreachCheckUnavailableError",
@@ -61,7 +63,7 @@ _FILE_LINE = re.compile(rb"[0-9A-Fa-f]{40}(?::[0-9]{1,20})?\r?")
 _MAX_FILE_LINE = _HASH_LENGTH + 1 + 20 + 2  # hash, ":", count, CR LF
 
 
-class BreachCheckUnavailableError(Exception):
+class BreachCheckUnavailableError(ServiceUnavailableError):
     """A breached-password source could not answer.
 
     Timeouts, connection failures, HTTP errors, malformed answers, unreadable files. The

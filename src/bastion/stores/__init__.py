@@ -16,6 +16,8 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bastion._extras import require
+from bastion._redis_client import REDIS_PREFIX
 from bastion.stores.alerts import Alert, AlertStore, MemoryAlertStore
 from bastion.stores.base import (
     SEVERITIES,
@@ -95,12 +97,13 @@ def open_stores(
     database_url: str,
     redis_url: str | None = None,
     *,
-    redis_prefix: str = "bastion:",
+    redis_prefix: str = REDIS_PREFIX,
     engine: AsyncEngine | None = None,
     event_chain_key: bytes | None = None,
     event_chain_head: Path | None = None,
 ) -> Stores:
-    """Build the stores for these URLs; raise ValueError on an unknown scheme.
+    """Build the stores for these URLs; raise ValueError on an unknown scheme, and
+    ConfigurationError when the extra a URL needs (redis, postgres) is not installed.
 
     ``event_chain_key`` chains the SQL stores' security events (``bastion.events.chain``),
     and ``event_chain_head`` is the file its head is published to after each write
@@ -109,6 +112,7 @@ def open_stores(
     if redis_url:
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("BASTION_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        require("redis", "BASTION_REDIS_URL", "a Redis URL")
         from bastion.stores.redis import RedisRevocationStore
 
         revocation = RedisRevocationStore.from_url(redis_url, prefix=redis_prefix)
@@ -126,6 +130,8 @@ def open_stores(
             "BASTION_DATABASE_URL must start with sqlite+aiosqlite://, "
             "postgresql+asyncpg:// or memory://"
         )
+    if database_url.startswith("postgresql"):
+        require("postgres", "BASTION_DATABASE_URL", "a PostgreSQL URL")
     from bastion.stores.sql import (
         EventChain,
         SQLAccountStore,

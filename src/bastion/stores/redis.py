@@ -21,9 +21,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
+from bastion._redis_client import REDIS_PREFIX, Redis, RedisError
 from bastion.errors import RevocationCacheColdError, ServiceUnavailableError
 from bastion.stores.base import Denial, UserState
 
@@ -60,7 +58,7 @@ _logger = logging.getLogger("bastion.stores")
 
 
 class RedisRevocationStore:
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "bastion:") -> None:
+    def __init__(self, client: Redis, *, prefix: str = REDIS_PREFIX) -> None:
         self._redis = client
         self._prefix = prefix
         self._put_if_newer = client.register_script(_PUT_IF_NEWER)
@@ -69,12 +67,12 @@ class RedisRevocationStore:
         self._rebuilding_key = f"{prefix}revocations:rebuilding"
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "bastion:") -> RedisRevocationStore:
-        client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    def from_url(cls, url: str, *, prefix: str = REDIS_PREFIX) -> RedisRevocationStore:
+        client = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         return cls(client, prefix=prefix)
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> Redis:
         """The connection pool, shared with the rate limiter (closed by this store)."""
         return self._redis
 

@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
+from bastion._redis_client import REDIS_PREFIX, Redis, RedisError
 from bastion.clock import Clock, SystemClock
 from bastion.throttle._model import StoreUnavailableError
 
@@ -182,7 +180,7 @@ return out
 class RedisAttemptStore:
     """The same, shared by every instance: one round trip (one script) per call."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "bastion:") -> None:
+    def __init__(self, client: Redis, *, prefix: str = REDIS_PREFIX) -> None:
         """``client`` is shared (the revocation store's pool) and closed by its owner."""
         self._redis = client
         self._prefix = f"{prefix}login:"

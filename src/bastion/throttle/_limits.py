@@ -18,6 +18,7 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
+from bastion._redis_client import REDIS_PREFIX
 from bastion.throttle._model import (
     Check,
     Escalation,
@@ -37,7 +38,7 @@ def _item(policy: Policy) -> RateLimitItemPerSecond:
 
 class LimitsLimiter:
     def __init__(
-        self, url: str, *, prefix: str = "bastion:", escalation: Escalation | None = None
+        self, url: str, *, prefix: str = REDIS_PREFIX, escalation: Escalation | None = None
     ) -> None:
         """``url`` is a ``limits`` storage URL (``redis+cluster://``, ``redis+sentinel://``,
         ``memory://``...); the ``async+`` scheme prefix is added when missing."""

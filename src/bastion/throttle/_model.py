@@ -10,6 +10,8 @@ from typing import Protocol
 
 import limits
 
+from bastion.errors import ServiceUnavailableError
+
 __all__ = [
     "Check",
     "Escalation",
@@ -24,7 +26,7 @@ __all__ = [
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 
 
-class StoreUnavailableError(Exception):
+class StoreUnavailableError(ServiceUnavailableError):
     """The shared limiter store (Redis) did not answer."""
 
 

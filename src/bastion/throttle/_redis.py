@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
+from bastion._redis_client import REDIS_PREFIX, Redis, RedisError
 from bastion.throttle._gcra import available
 from bastion.throttle._model import (
     Check,
@@ -115,9 +113,9 @@ class RedisLimiter:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Redis,
         *,
-        prefix: str = "bastion:",
+        prefix: str = REDIS_PREFIX,
         escalation: Escalation | None = None,
         owns_client: bool = False,
     ) -> None:
@@ -131,9 +129,9 @@ class RedisLimiter:
 
     @classmethod
     def from_url(
-        cls, url: str, *, prefix: str = "bastion:", escalation: Escalation | None = None
+        cls, url: str, *, prefix: str = REDIS_PREFIX, escalation: Escalation | None = None
     ) -> RedisLimiter:
-        client = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         return cls(client, owns_client=True, prefix=prefix, escalation=escalation)
 
     async def acquire(

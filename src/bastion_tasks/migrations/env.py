@@ -1,4 +1,9 @@
-"""Alembic environment: async engines, or a connection handed in by ``bastion_tasks.migrate``."""
+"""Alembic environment of the task service: a connection handed in by ``bastion_tasks.migrate``,
+or an async engine for the URL of ``bastion_tasks.migrate.alembic_config(url)``.
+
+The same environment runs the current histories (the core's and the task service's) and
+the former single history in ``legacy/``, which only moves old databases forward.
+"""
 
 from __future__ import annotations
 

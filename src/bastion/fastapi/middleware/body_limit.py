@@ -4,16 +4,24 @@ A declared ``Content-Length`` over the cap is refused before reading anything; a
 without one (chunked) is counted as it arrives and cut off at the cap (OWASP API4:2023).
 One cap for every route, except the routes given their own (an upload route takes a
 file larger than any JSON body), by method and path template.
+
+The route is the one the guard matched (``scope["auth"]``); the same layer refuses a
+body of a media type that route does not take (415,
+:func:`~bastion.fastapi.media_types.media_type_refusal`). Both stay in this layer, apart
+from the guard's: they must answer inside the request timeout and the input events,
+and the count goes on while the route reads the body.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.fastapi.auth_result import guard_result
+from bastion.fastapi.media_types import media_type_refusal
 from bastion.fastapi.problems import mark_input_refused, send_problem
 
 __all__ = ["BodyLimitMiddleware"]
@@ -38,23 +46,17 @@ class BodyLimitMiddleware:
         e.g. ``{("POST", "/tasks/{task_id}/attachments"): 10_551_296}``."""
         self.app = app
         self.max_bytes = max_bytes
-        self._overrides = [
-            (method, compile_path(path)[0], limit)
-            for (method, path), limit in (overrides or {}).items()
-        ]
-
-    def limit_for(self, scope: Scope) -> int:
-        """The cap of the route that ``scope`` addresses."""
-        for method, regex, limit in self._overrides:
-            if scope["method"] == method and regex.match(scope["path"]):
-                return limit
-        return self.max_bytes
+        self._overrides = dict(overrides or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes = self.limit_for(scope)
+        result = guard_result(scope)
+        entry = result.route if result is not None else None
+        max_bytes = self.max_bytes
+        if entry is not None:
+            max_bytes = self._overrides.get((scope["method"], entry.path), max_bytes)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -64,6 +66,20 @@ class BodyLimitMiddleware:
                 if declared > max_bytes:
                     await self._refuse(scope, send, max_bytes)
                     return
+        if entry is not None and entry.media_types:
+            refusal = media_type_refusal(Headers(scope=scope), entry.media_types)
+            if refusal is not None:
+                mark_input_refused(scope, "unsupported media type")
+                request_id = scope["state"].get("request_id")
+                await send_problem(
+                    send,
+                    415,
+                    "unsupported-media-type",
+                    "Unsupported media type",
+                    refusal,
+                    request_id,
+                )
+                return
         received = 0
         response_started = False
 

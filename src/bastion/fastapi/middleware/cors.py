@@ -19,11 +19,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from bastion.fastapi.problems import PROBLEM_JSON, problem_body
+from bastion.fastapi.transports import CSRF_HEADER
 
 __all__ = ["CORSMiddleware"]
 
 _METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
-_HEADERS = ("Authorization", "Content-Type", "X-CSRF-Token", "X-Request-ID")
+_HEADERS = ("Authorization", "Content-Type", CSRF_HEADER, "X-Request-ID")
 # What a script of an allowed origin may read besides the CORS-safelisted fields.
 _EXPOSED = ("RateLimit", "RateLimit-Policy", "Retry-After", "WWW-Authenticate", "X-Request-ID")
 

@@ -1,4 +1,4 @@
-"""Cross-site request forgery checks for cookie sessions, as one pure ASGI middleware.
+"""Cross-site request forgery checks for cookie sessions, one step of the guard.
 
 A state-changing request (any method but GET, HEAD and OPTIONS) in cookie mode, that
 is without an ``Authorization`` header and with a session cookie or an
@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from bastion.events import EventLog
 from bastion.fastapi.middleware.rate_limit import context_of
@@ -35,7 +35,7 @@ from bastion.fastapi.problems import CSRF_DETAIL, send_problem
 from bastion.fastapi.transports import CookieTransport
 from bastion.net import TrustedProxies
 
-__all__ = ["SAFE_METHODS", "CSRFMiddleware"]
+__all__ = ["SAFE_METHODS", "CSRFCheck"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -46,10 +46,12 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
-class CSRFMiddleware:
+class CSRFCheck:
+    """The guard's cross-site check of cookie-mode requests (run by
+    :class:`~bastion.fastapi.GuardMiddleware` after the rate limit, before the route)."""
+
     def __init__(
         self,
-        app: ASGIApp,
         *,
         transport: CookieTransport,
         events: EventLog,
@@ -58,24 +60,23 @@ class CSRFMiddleware:
     ) -> None:
         """``trusted_origins``: other sites' origins allowed to send state-changing
         requests with the session cookies (the CORS allowlist and the public URL)."""
-        self.app = app
         self._transport = transport
         self._events = events
         self._proxies = proxies
         self._trusted = frozenset(origin_of(origin) for origin in trusted_origins)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
-            await self.app(scope, receive, send)
-            return
+    async def refuse(self, scope: Scope, send: Send) -> bool:
+        """Answer a state-changing cookie-mode request that fails the check (and say so)."""
+        if scope["method"] in SAFE_METHODS:
+            return False
         connection = HTTPConnection(scope)
-        if self._transport.in_cookie_mode(connection):
-            reason = self._refusal(connection)
-            if reason is not None:
-                await self._refuse(scope, send, reason)
-                return
-            scope.setdefault("state", {})["cookie_mode"] = True
-        await self.app(scope, receive, send)
+        if not self._transport.in_cookie_mode(connection):
+            return False
+        reason = self._refusal(connection)
+        if reason is None:
+            return False
+        await self._refuse(scope, send, reason)
+        return True
 
     def _refusal(self, connection: HTTPConnection) -> str | None:
         headers = connection.headers

@@ -2,8 +2,8 @@
 
 The outermost layer of the app, so it sees the final status, the last-resort 500 and
 the refusals of every inner layer (hosts, rate limits, body caps) included. The guard
-leaves its :class:`~bastion.authz.Decision` in the request's state; a request no route
-decided (an unknown path, a rate-limit or body-size refusal) counts as ``none``. The
+publishes its :class:`~bastion.authz.Decision` in ``scope["auth"]``; a request the guard
+did not decide (an unknown path, a rate-limit or CSRF refusal) counts as ``none``. The
 labels come from closed sets only: no path, address or user id (see
 :mod:`bastion.metrics`).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.fastapi.auth_result import guard_result
 from bastion.metrics import Metrics
 
 __all__ = ["MetricsMiddleware"]
@@ -26,12 +27,11 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # The inner layers and the request's ``state`` share this dict.
-        state = scope.setdefault("state", {})
 
         async def send_counted(message: Message) -> None:
             if message["type"] == "http.response.start":
-                decision = state.get("decision")
+                result = guard_result(scope)
+                decision = result.decision if result is not None else None
                 self._count(decision.status if decision is not None else "none", message["status"])
             await send(message)
 

@@ -7,7 +7,8 @@ signature verifies, else by the IP. All of them in one limiter call, before the 
 read; on Redis the same script reads the token's revocation state along, which the guard
 then uses (one round trip a request). Limited responses carry the
 draft-ietf-httpapi-ratelimit-headers-10 fields; a refusal is 429 with ``Retry-After``
-and the ``quota-exceeded`` problem type.
+and the ``quota-exceeded`` problem type. The guard's middleware runs these limits as its
+first step, from its own route match and credential (:class:`RateLimits`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope, Send
 
 from bastion.events import EventLog, RequestContext
 from bastion.fastapi.problems import (
@@ -25,11 +25,10 @@ from bastion.fastapi.problems import (
     send_problem,
     send_problem_body,
 )
-from bastion.fastapi.routes import RouteIndex, route_table
 from bastion.net import TrustedProxies, rate_partition
 from bastion.throttle import Check, Limiter, Policy, Verdict
 
-__all__ = ["CREDENTIAL_CLASSES", "RateLimitMiddleware", "client_ip_of", "method_class"]
+__all__ = ["CREDENTIAL_CLASSES", "RateLimits", "client_ip_of", "method_class"]
 
 # Routes whose abuse is an attack on credentials: they fail closed when limits cannot be
 # shared (Redis down), whatever the setting for other routes.
@@ -66,79 +65,44 @@ def client_ip_of(scope: Scope, proxies: TrustedProxies) -> str | None:
     return ip
 
 
-class RateLimitMiddleware:
+class RateLimits:
+    """The guard's rate-limit step (:class:`~bastion.fastapi.GuardMiddleware` runs it
+    first, before the body is read): one limiter call a request, whose refusals it
+    answers itself (429, or 503 while the shared store is down where that must fail
+    closed); an allowed request goes on with the limit's header fields."""
+
     def __init__(
         self,
-        app: ASGIApp,
         *,
         limiter: Limiter,
         policies: Mapping[str, Policy],
-        proxies: TrustedProxies,
         events: EventLog,
-        verify_token: Callable[[str], Any] | None = None,
         fail_closed: bool = False,
-        access_cookie: str | None = None,
         on_blocked: Callable[[], None] | None = None,
         revocation_reads: Callable[[Any], Sequence[str] | None] | None = None,
     ) -> None:
-        """``verify_token(token)`` returns the claims of a validly signed access token
-        (with ``sub``) or raises; ``fail_closed`` refuses every route, not only the
-        credential routes, while the shared limiter store is down; ``on_blocked`` is
-        called for each refusal of a repeat-offender block, which logs no event;
-        ``revocation_reads(claims)`` names the revocation keys of a verified token for
-        the limiter to read along (only for a limiter on the revocation store's Redis)."""
-        self.app = app
+        """``fail_closed`` refuses every route, not only the credential routes, while
+        the shared limiter store is down; ``on_blocked`` is called for each refusal of a
+        repeat-offender block, which logs no event; ``revocation_reads(claims)`` names
+        the revocation keys of a verified token for the limiter to read along (only for
+        a limiter on the revocation store's Redis)."""
         self._limiter = limiter
         self._policies = dict(policies)
-        self._proxies = proxies
         self._events = events
-        self._verify = verify_token
-        self._fail_closed = fail_closed
-        self._access_cookie = access_cookie
+        self.fail_closed = fail_closed
         self._on_blocked = on_blocked
         self._revocation_reads = revocation_reads
-        self._routes: RouteIndex | None = None
 
-    def _route_class(self, scope: Scope) -> str:
-        if self._routes is None:
-            self._routes = RouteIndex(route_table(scope["app"].routes))
-        entry, _, _ = self._routes.match(scope["method"], scope["path"])
-        if entry is not None and entry.rate and entry.rate in self._policies:
-            return entry.rate
-        return method_class(scope["method"])
+    def route_class(self, method: str, declared: str | None) -> str:
+        """The class a request counts against: the route's declared one, else its method's."""
+        if declared and declared in self._policies:
+            return declared
+        return method_class(method)
 
-    def _claims(self, scope: Scope) -> Any:
-        """The claims of a validly signed access token (bearer header, else the cookie
-        mode's access cookie): its user's quota is the one the request counts against."""
-        if self._verify is None:
-            return None
-        token = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, credentials = value.decode("latin-1").partition(" ")
-                if scheme.lower() != "bearer" or not credentials:
-                    return None
-                token = credentials.strip()
-                break
-        else:
-            if self._access_cookie is not None:
-                token = HTTPConnection(scope).cookies.get(self._access_cookie)
-        if not token:
-            return None
-        try:
-            claims = self._verify(token)
-        except Exception:
-            return None  # refused later by the guard, with its own answer
-        scope["state"]["verified_token"] = (token, claims)
-        return claims
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        ip = client_ip_of(scope, self._proxies)
-        route_class = self._route_class(scope)
-        claims = self._claims(scope)
+    async def acquire(self, ip: str | None, route_class: str, claims: Any) -> Verdict:
+        """Take one request from the IP's and the route class's quotas, keyed by the
+        user of ``claims`` (a verified token) where the class is not a credential one;
+        the verdict carries the token's revocation state when the script read it."""
         subject = str(claims.sub) if claims is not None else None
         ip_key = f"ip:{rate_partition(ip)}"
         caller = f"user:{subject}" if subject and route_class not in CREDENTIAL_CLASSES else ip_key
@@ -148,21 +112,36 @@ class RateLimitMiddleware:
         reads: Sequence[str] = ()
         if claims is not None and self._revocation_reads is not None:
             reads = self._revocation_reads(claims) or ()
-        verdict = await self._limiter.acquire(
+        return await self._limiter.acquire(
             checks, offender=f"user:{subject}" if subject else ip_key, reads=reads
         )
-        scope["state"]["rate_limit"] = verdict
-        if reads and verdict.reads is not None:
-            # The values belong to the token of ``verified_token``, whose claims named them.
-            scope["state"]["revocation_read"] = verdict.reads
+
+    async def refuse(
+        self,
+        scope: Scope,
+        send: Send,
+        verdict: Verdict,
+        route_class: str,
+        ip: str | None,
+        claims: Any,
+    ) -> bool:
+        """Answer the request if ``verdict`` refuses it (and say so)."""
+        if verdict.degraded and (self.fail_closed or route_class in CREDENTIAL_CLASSES):
+            await self._unavailable(scope, send, ip)
+            return True
+        if verdict.allowed:
+            return False
+        subject = str(claims.sub) if claims is not None else None
+        self._refused(scope, verdict, ip, subject)
+        await _send_quota_problem(
+            send, verdict, rate_headers(verdict), scope["state"].get("request_id")
+        )
+        return True
+
+    @staticmethod
+    def with_headers(send: Send, verdict: Verdict) -> Send:
+        """``send`` adding the limit's header fields to the response."""
         headers = rate_headers(verdict)
-        if verdict.degraded and (self._fail_closed or route_class in CREDENTIAL_CLASSES):
-            await self._unavailable(scope, send)
-            return
-        if not verdict.allowed:
-            self._refused(scope, verdict, ip, subject)
-            await _send_quota_problem(send, verdict, headers, scope["state"].get("request_id"))
-            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -172,7 +151,7 @@ class RateLimitMiddleware:
                     message["headers"] = [*own, *headers]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return send_with_headers
 
     def _context(self, scope: Scope, ip: str | None) -> RequestContext:
         return RequestContext(
@@ -208,10 +187,10 @@ class RateLimitMiddleware:
                 block_level=verdict.escalated_to,
             )
 
-    async def _unavailable(self, scope: Scope, send: Send) -> None:
+    async def _unavailable(self, scope: Scope, send: Send, ip: str | None) -> None:
         self._events.emit_soon(
             "rate_limit_unavailable",
-            context=self._context(scope, scope["state"].get("client_ip")),
+            context=self._context(scope, ip),
             details="refused: rate limits cannot be shared while their store is down",
         )
         await send_problem(

@@ -51,18 +51,21 @@ def _asset(name: str) -> str:
     return resources.files("bastion.fastapi").joinpath("assets", name).read_text("utf-8")
 
 
-def _page(kind: str) -> HTMLResponse:
+def _page(kind: str, prefix: str) -> HTMLResponse:
     title, action, password = _PAGES[kind]
     html = (
         _asset("link.html")
         .replace("{{title}}", title)
-        .replace("{{action}}", action)
+        .replace("{{prefix}}", prefix)
+        .replace("{{action}}", prefix + action)
         .replace("{{password}}", "true" if password else "false")
     )
     return HTMLResponse(html)
 
 
-def account_router(guard: Guard, lifecycle: AccountLifecycle) -> APIRouter:
+def account_router(guard: Guard, lifecycle: AccountLifecycle, *, prefix: str = "") -> APIRouter:
+    """The account routes; ``prefix`` is the path prefix the app includes them under (the
+    link pages name their own URLs with it)."""
     router = APIRouter(prefix="/auth", tags=["account"])
     Authenticated = Annotated[Principal, guard.authenticated()]
     sends_mail = [
@@ -190,15 +193,15 @@ def account_router(guard: Guard, lifecycle: AccountLifecycle) -> APIRouter:
 
     @router.get("/email/verify", dependencies=page, include_in_schema=False)
     async def verify_page() -> HTMLResponse:
-        return _page("verify-email")
+        return _page("verify-email", prefix)
 
     @router.get("/password/reset", dependencies=page, include_in_schema=False)
     async def reset_page() -> HTMLResponse:
-        return _page("password-reset")
+        return _page("password-reset", prefix)
 
     @router.get("/unlock", dependencies=page, include_in_schema=False)
     async def unlock_page() -> HTMLResponse:
-        return _page("unlock")
+        return _page("unlock", prefix)
 
     @router.get("/link.js", dependencies=script, include_in_schema=False)
     async def link_script() -> Response:

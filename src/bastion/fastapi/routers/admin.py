@@ -49,7 +49,7 @@ def admin_router(guard: Guard) -> APIRouter:
             return validation_problem(
                 request, [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
             )
-        accounts = await service.list_accounts(
+        accounts = await service.admin.list_accounts(
             limit=limit + 1, after=after, role=role, is_active=is_active
         )
         page = accounts[:limit]
@@ -71,7 +71,7 @@ def admin_router(guard: Guard) -> APIRouter:
     async def patch_user(
         user_id: UUID, body: AdminUserPatch, request: Request, admin: Admin
     ) -> AdminUserOut:
-        account = await service.change_standing(
+        account = await service.admin.change_standing(
             admin,
             user_id,
             role=body.role,
@@ -87,7 +87,7 @@ def admin_router(guard: Guard) -> APIRouter:
         responses={404: {"description": "No such account"}},
     )
     async def revoke_sessions(user_id: UUID, request: Request, admin: Admin) -> Response:
-        await service.revoke_sessions(admin, user_id, context=guard.context(request))
+        await service.sessions.revoke_sessions(admin, user_id, context=guard.context(request))
         return Response(status_code=204)
 
     @router.post(
@@ -97,7 +97,7 @@ def admin_router(guard: Guard) -> APIRouter:
         responses={404: {"description": "No such account"}},
     )
     async def unlock(user_id: UUID, request: Request, admin: Admin) -> Response:
-        await service.unlock(admin, user_id, context=guard.context(request))
+        await service.login.unlock(admin, user_id, context=guard.context(request))
         return Response(status_code=204)
 
     @router.get(

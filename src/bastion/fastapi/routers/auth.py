@@ -77,7 +77,7 @@ def auth_router(
     public_signup = [guard.public("signs an anonymous caller up", rate="register")]
     public_login = [guard.public("signs an anonymous caller in", rate="login-ip")]
     cookie_name = DEVICE_COOKIE if secure_cookies else _DEVICE_COOKIE_PLAIN
-    defence = service.defence
+    defence = service.login.defence
     device_ttl = defence.rules.device_ttl if defence is not None else _DEFAULT_DEVICE_TTL
     cookies: CookieTransport | None = guard.cookies
 
@@ -147,11 +147,15 @@ def auth_router(
         access = transport.access_token(request)
         if access:
             try:
-                return (await service.authenticate(access)).session_id
+                return (await service.authenticator.authenticate(access)).session_id
             except InvalidTokenError:
                 pass
         refresh_token = transport.refresh_token(request)
-        return await service.session_of_refresh_token(refresh_token) if refresh_token else None
+        return (
+            await service.sessions.session_of_refresh_token(refresh_token)
+            if refresh_token
+            else None
+        )
 
     @router.post(
         "/register",
@@ -177,7 +181,7 @@ def auth_router(
     async def _login(
         request: Request, response: Response, email: str, password: str, solution: str | None
     ) -> TokenPair:
-        pair = await service.login(
+        pair = await service.login.sign_in(
             email,
             password,
             context=guard.context(request),
@@ -224,8 +228,7 @@ def auth_router(
             "When failed logins have locked an account, the right password from a device "
             "without its device cookie answers as a wrong one and emails the owner a "
             "single-use sign-in link (`/auth/login/confirm#token=...`, 15 minutes). Post "
-            "its token here: the answer is that of a login, with a device cookie. "
-            + _COOKIE_MODE
+            "its token here: the answer is that of a login, with a device cookie. " + _COOKIE_MODE
         ),
         responses={
             400: {"description": "The link is invalid, used or expired (`invalid-link`)"},
@@ -287,12 +290,12 @@ def auth_router(
         token = body.refresh_token if body is not None else None
         if transport is not None:
             token = transport.refresh_token(request)
-            session_id = await service.session_of_refresh_token(token) if token else None
+            session_id = await service.sessions.session_of_refresh_token(token) if token else None
             if session_id is not None and not transport.csrf_valid(request, session_id):
                 raise refuse_csrf(request, "refresh without this session's CSRF token")
         if not token:
             raise InvalidTokenError("no refresh token")
-        pair = await service.refresh(
+        pair = await service.sessions.rotate(
             token,
             context=guard.context(request),
             user_agent=request.headers.get("user-agent"),
@@ -314,7 +317,7 @@ def auth_router(
         refresh_token = body.refresh_token if body else None
         if refresh_token is None and transport is not None:
             refresh_token = transport.refresh_token(request)
-        await service.logout(principal, refresh_token, context=guard.context(request))
+        await service.sessions.logout(principal, refresh_token, context=guard.context(request))
         answer = Response(status_code=204)
         if transport is not None:
             transport.end_session(answer)
@@ -327,7 +330,7 @@ def auth_router(
         responses={401: {"description": "Invalid token"}},
     )
     async def logout_all(principal: Authenticated, request: Request) -> Response:
-        await service.logout_all(principal, context=guard.context(request))
+        await service.sessions.logout_all(principal, context=guard.context(request))
         answer = Response(status_code=204)
         transport = cookie_mode(request)
         if transport is not None:

@@ -7,7 +7,7 @@ logins, queue depths), so they are no public page in production (API.md
 scrape config; the token is its own credential, so the route is public to the guard
 and checks the token itself, compared in constant time (OWASP Authentication Cheat
 Sheet; RFC 6750 §3 for the 401 answer). Whether the route exists at all is the app's
-choice (``Settings.metrics_access``): never served in production without a token.
+choice (``BastionSettings.metrics_access``): never served in production without a token.
 """
 
 # No ``from __future__ import annotations`` here (FastAPI resolves signatures at runtime).
@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bastion.authz import Decision
+from bastion.fastapi.auth_result import record_decision
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.problems import problem
 from bastion.metrics import Metrics
@@ -64,8 +65,8 @@ def metrics_router(guard: Guard, metrics: Metrics, *, token: str | None = None) 
         if expected is not None and not _bearer_matches(
             request.headers.get("authorization"), expected
         ):
-            request.state.decision = Decision(
-                "deny", "metrics token missing or wrong", http_status=401
+            record_decision(
+                request, Decision("deny", "metrics token missing or wrong", http_status=401)
             )
             guard.events.emit_soon(
                 "auth_failure",

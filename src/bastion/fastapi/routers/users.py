@@ -22,7 +22,7 @@ def users_router(guard: Guard) -> APIRouter:
 
     @router.get("/me", response_model=UserOut, summary="The caller's account", responses=errors)
     async def me(principal: Authenticated) -> UserOut:
-        account = await guard.service.get_account(principal.user_id)
+        account = await guard.service.admin.get_account(principal.user_id)
         if account is None:
             raise InvalidTokenError("unknown subject")
         return UserOut.model_validate(account)
@@ -34,7 +34,7 @@ def users_router(guard: Guard) -> APIRouter:
         responses={**errors, 422: {"description": "Unknown or forbidden field"}},
     )
     async def patch_me(body: UserPatch, principal: Authenticated) -> UserOut:
-        account = await guard.service.update_profile(
+        account = await guard.service.admin.update_profile(
             principal.user_id, display_name=body.display_name
         )
         return UserOut.model_validate(account)

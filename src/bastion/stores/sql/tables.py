@@ -1,7 +1,8 @@
 """SQLModel tables of the security core (accounts, sessions, refresh tokens, events).
 
-The task service adds its own tables to the same ``SQLModel.metadata``; Alembic
-migrations in ``bastion_tasks/migrations`` create both, and a test checks they agree.
+The task service adds its own tables to the same ``SQLModel.metadata``. The core's
+Alembic history (``bastion/migrations``, run by ``bastion.migrate``) creates these, and
+tests check they agree.
 """
 
 from __future__ import annotations

@@ -1,0 +1,114 @@
+"""The guard, as one pure ASGI layer: each request is decided once, before the route.
+
+In order, each step reading what the one before found:
+
+1. the route the request reaches, matched once in the route table compiled from the
+   app's routes (:class:`~bastion.fastapi.routes.RouteTable`: requirement, rate class,
+   accepted media types);
+2. the credential, read once through its transport (the bearer header, or the access
+   cookie in cookie mode), and its signature verified (from the token cache);
+3. the rate limits (:class:`~bastion.fastapi.middleware.rate_limit.RateLimits`), keyed by
+   the verified user, which on Redis read the token's revocation state along;
+4. the cross-site checks of cookie-mode requests
+   (:class:`~bastion.fastapi.middleware.csrf.CSRFCheck`);
+5. the decision (:meth:`~bastion.fastapi.Guard.authorize`): deny by default for a route
+   that declares nothing (a plain Starlette route, a mounted app), authentication where
+   the route needs a signed-in caller, the session's CSRF token, the role.
+
+The outcome is published in ``scope["auth"]`` (:class:`~bastion.fastapi.GuardResult`)
+before the request goes on: the body cap and media types, the route's declaration and the
+metrics read it. A request that reaches no route goes on undecided, for the router's 404
+or 405. A refusal answers as the app's problem handlers would.
+
+The body cap stays a layer of its own, inside the request timeout and the input events:
+it counts the body as the route reads it, long after this layer has decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bastion.errors import BastionError
+from bastion.fastapi.auth_result import AUTH_KEY, Credential, GuardResult
+from bastion.fastapi.dependencies import Guard
+from bastion.fastapi.middleware.csrf import CSRFCheck
+from bastion.fastapi.middleware.rate_limit import RateLimits, client_ip_of
+from bastion.fastapi.problems import error_response
+from bastion.fastapi.transports import read_credential
+from bastion.throttle import Verdict
+
+__all__ = ["GuardMiddleware"]
+
+
+class GuardMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        guard: Guard,
+        verify_token: Callable[[str], Any],
+        rate_limits: RateLimits | None = None,
+        csrf: CSRFCheck | None = None,
+    ) -> None:
+        """``verify_token(token)`` returns the claims of a validly signed access token
+        (with ``sub``) or raises; ``rate_limits`` and ``csrf`` are the steps the settings
+        turn on (None: that step is skipped)."""
+        self.app = app
+        self._guard = guard
+        self._verify = verify_token
+        self._limits = rate_limits
+        self._csrf = csrf
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        entry, _, _ = self._guard.table.match(scope["app"].routes, scope["method"], scope["path"])
+        requirement = entry.requirement if entry is not None else None
+        # The signature is checked where it counts: the limiter keys by the verified
+        # user; a route for signed-in callers authenticates the token.
+        verify = self._limits is not None or (
+            requirement is not None and requirement.kind != "public"
+        )
+        credential = self._credential(scope, verify=verify)
+        claims = credential.claims if credential is not None else None
+        verdict: Verdict | None = None
+        if self._limits is not None:
+            ip = client_ip_of(scope, self._guard.proxies)
+            route_class = self._limits.route_class(scope["method"], entry.rate if entry else None)
+            verdict = await self._limits.acquire(ip, route_class, claims)
+            if await self._limits.refuse(scope, send, verdict, route_class, ip, claims):
+                return
+            if credential is not None and claims is not None and verdict.reads is not None:
+                # The values belong to this token: its verified claims named the keys.
+                credential = Credential(credential.token, credential.source, claims, verdict.reads)
+            send = RateLimits.with_headers(send, verdict)
+        scope[AUTH_KEY] = GuardResult(entry, credential, verdict)
+        if self._csrf is not None and await self._csrf.refuse(scope, send):
+            return
+        if entry is not None:
+            try:
+                await self._guard.authorize(scope)
+            except BastionError as exc:
+                response = await error_response(Request(scope, receive), exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _credential(self, scope: Scope, *, verify: bool) -> Credential | None:
+        found = read_credential(scope, self._guard.cookies)
+        if found is None:
+            return None
+        token, source = found
+        claims = None
+        if verify:
+            try:
+                claims = self._verify(token)
+            except Exception:
+                claims = None  # refused by the decision if the route needs a caller
+        return Credential(token, source, claims)
