@@ -328,7 +328,6 @@ class BastionSettings(BaseSettings):
         return self.data_dir / "outbox"
 
 
-
 @dataclass(frozen=True)
 class Finding:
     """One insecure setting: ``fatal`` findings stop a production start."""

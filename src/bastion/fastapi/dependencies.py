@@ -151,7 +151,7 @@ class Guard:
         requirement = Requirement.public(note)
 
         async def public_route(request: Request) -> None:
-            self._published(request)
+            self._published(request, requirement)
 
         return _declared(requirement, public_route, rate)
 
@@ -165,7 +165,7 @@ class Guard:
 
     def _signed_in(self, requirement: Requirement) -> Any:
         async def signed_in(request: Request) -> Principal:
-            return self._principal(request)
+            return self._principal(request, requirement)
 
         return _declared(requirement, _SignedIn(signed_in))
 
@@ -175,7 +175,7 @@ class Guard:
         requirement = Requirement.permission(rule=rule, resolver=resolver)
 
         async def object_permitted(request: Request) -> Authorized[Any]:
-            principal = self._principal(request)
+            principal = self._principal(request, requirement)
             decision, found = await self._decide_object(
                 rule, resolver, principal.subject, request.path_params
             )
@@ -184,20 +184,26 @@ class Guard:
 
         return _declared(requirement, _SignedIn(object_permitted))
 
-    def _published(self, request: Request) -> GuardResult:
-        """The guard's result for this very route. Without one the guard did not run
-        (its middleware is missing), and nothing is served (fail closed)."""
+    def _published(self, request: Request, requirement: Requirement) -> GuardResult:
+        """The guard's result for this very route, which decided this very declaration.
+        Without one the guard did not run (its middleware is missing), and nothing is
+        served (fail closed); a result for another route, or one that did not decide
+        ``requirement``, is refused."""
         result = guard_result(request)
         if result is None:
             raise RuntimeError("the guard's middleware is not installed in front of this app")
         entry = result.route
-        if entry is None or entry.route is not request.scope.get("route"):
+        if (
+            entry is None
+            or entry.route is not request.scope.get("route")
+            or requirement not in entry.requirements
+        ):
             # The guard matched another route than the router: decide nothing on it.
             self.enforce(request, decide_route(None, None, self.roles))
         return result
 
-    def _principal(self, request: Request) -> Principal:
-        principal = self._published(request).principal
+    def _principal(self, request: Request, requirement: Requirement) -> Principal:
+        principal = self._published(request, requirement).principal
         if principal is None:
             raise RuntimeError("a signed-in route was reached without a principal")
         return principal
@@ -241,9 +247,13 @@ class Guard:
             self.enforce(scope, decide_route(requirement, None, self.roles))
             return
         principal = await self._authenticate(scope, result)
-        decision = decide_route(requirement, principal.subject, self.roles)
         scope["auth"] = dataclasses.replace(result, principal=principal)
-        self.enforce(scope, decision)
+        # Every declaration of the route must hold (a router's and the route's own).
+        for declared in result.route.requirements or (requirement,):
+            decision = decide_route(declared, principal.subject, self.roles)
+            self.enforce(scope, decision)
+            if not decision.allowed:
+                return
 
     async def _authenticate(self, scope: Scope, result: GuardResult) -> Principal:
         credential = result.credential
@@ -357,8 +367,12 @@ class Guard:
             return Decision("deny", "no such user", str(user_id), http_status=401)
         requirement = entry.requirement
         decision = decide_route(requirement, subject, self.roles)
-        rule = requirement.rule if requirement is not None else None
-        resolver = requirement.resolver if requirement is not None else None
+        for declared in entry.requirements:
+            if decision.allowed:
+                decision = decide_route(declared, subject, self.roles)
+        objects = [r for r in entry.requirements if r.rule is not None]
+        rule = objects[0].rule if objects else None
+        resolver = objects[0].resolver if objects else None
         if decision.allowed and rule is not None and resolver is not None:
             decision, _ = await self._decide_object(rule, resolver, subject, params)
         remaining = await self._remaining(user_id, entry.rate or method_class(method))

@@ -29,15 +29,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from starlette._utils import get_route_path  # the router's own path (root path stripped)
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bastion.authz import decide_route
 from bastion.errors import BastionError
 from bastion.fastapi.auth_result import AUTH_KEY, Credential, GuardResult
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.middleware.csrf import CSRFCheck
 from bastion.fastapi.middleware.rate_limit import RateLimits, client_ip_of
 from bastion.fastapi.problems import error_response
+from bastion.fastapi.routes import router_serves
 from bastion.fastapi.transports import read_credential
 from bastion.throttle import Verdict
 
@@ -64,11 +67,17 @@ class GuardMiddleware:
         self._csrf = csrf
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await _refuse_websocket(receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})
-        entry, _, _ = self._guard.table.match(scope["app"].routes, scope["method"], scope["path"])
+        router = scope["app"].router
+        # The path the router matches: without the root path of a mounted app or proxy.
+        path = get_route_path(scope)
+        entry, _, _ = self._guard.table.match(router, scope["method"], path)
         requirement = entry.requirement if entry is not None else None
         # The signature is checked where it counts: the limiter keys by the verified
         # user; a route for signed-in callers authenticates the token.
@@ -91,13 +100,17 @@ class GuardMiddleware:
         scope[AUTH_KEY] = GuardResult(entry, credential, verdict)
         if self._csrf is not None and await self._csrf.refuse(scope, send):
             return
-        if entry is not None:
-            try:
+        try:
+            if entry is not None:
                 await self._guard.authorize(scope)
-            except BastionError as exc:
-                response = await error_response(Request(scope, receive), exc)
-                await response(scope, receive, send)
-                return
+            elif router_serves(router, scope):
+                # A route of a kind the table does not hold (a host, a mount, a route
+                # without methods): it declares nothing, so nobody may call it.
+                self._guard.enforce(scope, decide_route(None, None, self._guard.roles))
+        except BastionError as exc:
+            response = await error_response(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     def _credential(self, scope: Scope, *, verify: bool) -> Credential | None:
@@ -112,3 +125,12 @@ class GuardMiddleware:
             except Exception:
                 claims = None  # refused by the decision if the route needs a caller
         return Credential(token, source, claims)
+
+
+async def _refuse_websocket(receive: Receive, send: Send) -> None:
+    """WebSocket routes cannot declare a requirement yet: every handshake is refused
+    (closed before it is accepted, which the server answers with 403), so none is served
+    unguarded, cookie-authenticated from another site included."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})

@@ -201,7 +201,7 @@ def _include_routers(
         router = auth_router(guard, security.lifecycle, secure_cookies=settings.cookie_secure)
         app.include_router(router, prefix=prefix)
     if "account" in wanted:
-        app.include_router(account_router(guard, security.lifecycle), prefix=prefix)
+        app.include_router(account_router(guard, security.lifecycle, prefix=prefix), prefix=prefix)
     if "jwks" in wanted:
         app.include_router(jwks_router(guard, security.keys), prefix=prefix)
     if "users" in wanted:

@@ -20,7 +20,7 @@ from re import Pattern
 from typing import Any
 
 from fastapi.routing import APIRoute, iter_route_contexts
-from starlette.routing import BaseRoute, Mount, compile_path
+from starlette.routing import BaseRoute, Match, Mount, compile_path
 
 from bastion.authz import Requirement
 from bastion.fastapi.media_types import accepted_media_types
@@ -34,7 +34,9 @@ __all__ = [
     "match_route",
     "rate_class_of",
     "requirement_of",
+    "requirements_of",
     "route_table",
+    "router_serves",
 ]
 
 REQUIREMENT_ATTRIBUTE = "__bastion_requirement__"
@@ -47,15 +49,31 @@ def _calls(dependant: Any) -> Iterator[Any]:
         yield from _calls(child)
 
 
+def requirements_of(dependant: Any) -> tuple[Requirement, ...]:
+    """Every requirement declared in ``dependant`` (the route's own dependencies, its
+    routers' and its parameters'), each once, in the order declared: all must hold."""
+    found: list[Requirement] = []
+    for call in _calls(dependant):
+        requirement = getattr(call, REQUIREMENT_ATTRIBUTE, None)
+        if isinstance(requirement, Requirement) and requirement not in found:
+            found.append(requirement)
+    return tuple(found)
+
+
+def _decisive(requirements: tuple[Requirement, ...]) -> Requirement | None:
+    """The requirement that decides whether a caller must sign in: the first that is not
+    public, else the public one (None: the route declares nothing)."""
+    for requirement in requirements:
+        if requirement.kind != "public":
+            return requirement
+    return requirements[0] if requirements else None
+
+
 def requirement_of(route: BaseRoute | None) -> Requirement | None:
     """The requirement a route declares, or None (a plain Starlette route declares none)."""
     if not isinstance(route, APIRoute):
         return None
-    for call in _calls(route.dependant):
-        requirement = getattr(call, REQUIREMENT_ATTRIBUTE, None)
-        if isinstance(requirement, Requirement):
-            return requirement
-    return None
+    return _decisive(requirements_of(route.dependant))
 
 
 def rate_class_of(route: BaseRoute | None) -> str | None:
@@ -80,6 +98,8 @@ class RouteEntry:
     rate: str | None = None
     media_types: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     every_method: bool = field(default=False, compare=False, repr=False)
+    # Every requirement the route declares (its routers' included): all must hold.
+    requirements: tuple[Requirement, ...] = field(default=(), compare=False, repr=False)
 
     def params(self, path: str) -> dict[str, Any] | None:
         found = self.regex.match(path)
@@ -104,18 +124,23 @@ def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
             )
             continue
         if not path:
-            continue  # a router without a path of its own
+            continue  # a router without a path of its own (the router is asked on a miss)
         regex, _, convertors = compile_path(path)
+        dependant = getattr(context, "dependant", None)  # with the including routers'
+        requirements = requirements_of(dependant) if isinstance(route, APIRoute) else ()
         entries.append(
             RouteEntry(
                 path=path,
                 methods=frozenset(context.methods or ()),
-                requirement=requirement_of(route),
+                requirement=_decisive(requirements),
                 route=route,
                 regex=regex,
                 convertors=convertors,
                 rate=rate_class_of(route),
                 media_types=accepted_media_types(route),
+                # A plain route without methods (an HTTPEndpoint) takes every method.
+                every_method=context.methods is None,
+                requirements=requirements,
             )
         )
     return entries
@@ -165,19 +190,47 @@ class RouteIndex:
 
 class RouteTable:
     """An app's route table, compiled on the first request (routes are added until the
-    app serves) and again whenever the app's route list changes length (a route added
-    later is matched too, and refused when it declares nothing)."""
+    app serves) and again whenever the app's routes change (FastAPI counts every change,
+    in included routers too; without that count, a change of the list's length)."""
 
     def __init__(self) -> None:
         self._routes: list[BaseRoute] | None = None
-        self._count = -1
+        self._version: tuple[int, int] = (-1, -1)
         self._index = RouteIndex(())
 
     def match(
-        self, routes: list[BaseRoute], method: str, path: str
+        self, router: Any, method: str, path: str
     ) -> tuple[RouteEntry | None, dict[str, Any], int]:
-        """The entry ``method path`` reaches in ``routes`` (the app's live route list)."""
-        if routes is not self._routes or len(routes) != self._count:
+        """The entry ``method path`` reaches among the live routes of ``router`` (or of a
+        route list)."""
+        routes = router if isinstance(router, list) else router.routes
+        count = getattr(router, "_get_routes_version", None)
+        version = (len(routes), count() if count is not None else 0)
+        if routes is not self._routes or version != self._version:
             self._index = RouteIndex(route_table(routes))
-            self._routes, self._count = routes, len(routes)
+            self._routes, self._version = routes, version
         return self._index.match(method, path)
+
+
+def router_serves(router: Any, scope: Any) -> bool:
+    """Whether ``router`` would serve ``scope`` with some route (a full match), asked
+    with the router's own matching: on a miss of the table, a route of a kind the table
+    does not model (a host, a mount, a low-priority route) is found here and refused."""
+    low = getattr(router, "_match_low_priority", None)  # FastAPI's own, prefixes included
+    if low is not None:
+        try:
+            if low(dict(scope))[0] is Match.FULL:
+                return True
+        except Exception:
+            return True
+    for route in router.routes:
+        matches = getattr(route, "matches", None)
+        if matches is None:
+            return True  # cannot tell: fail closed
+        try:
+            found, _ = matches(dict(scope))
+        except Exception:
+            return True
+        if found is Match.FULL:
+            return True
+    return False

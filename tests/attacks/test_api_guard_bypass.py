@@ -1,0 +1,246 @@
+"""Attacks on the one-layer guard of a library user's app: reaching a route without what
+it declares, or a route that declares nothing (OWASP API5:2023, broken function level
+authorization; deny by default).
+
+- A route with several declarations (a router's "signed in" and the route's "ADMIN", an
+  ``include_router`` requirement, two declared parameters) must satisfy all of them:
+  a member calling it is refused, an admin is served.
+- Routes of kinds the guard's table does not hold (an HTTPEndpoint route without methods,
+  a root mount, a mount inside a prefixed router, a host route, a route added to an
+  included router after the app started serving) are refused like any undeclared one.
+- The app served under a root path (mounted in another app, or behind
+  ``uvicorn --root-path``) keeps every decision.
+- WebSocket handshakes are refused: no WebSocket route can declare a requirement yet.
+- ``install(prefix=...)``: the link pages post to, and load their script from, the prefix.
+"""
+
+# No postponed annotations: the routes below declare with a local `bastion`.
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import APIRouter, FastAPI
+from starlette.applications import Starlette
+from starlette.endpoints import HTTPEndpoint
+from starlette.responses import PlainTextResponse
+from starlette.routing import Host, Mount, Route
+
+from bastion.accounts import Principal
+from bastion.authz import Permission
+from bastion.fastapi import install
+from tests.conftest import make_settings
+from tests.helpers import user
+
+SERVED = "served"
+
+
+class _Endpoint(HTTPEndpoint):
+    async def get(self, request: Any) -> PlainTextResponse:
+        return PlainTextResponse(SERVED)
+
+    async def post(self, request: Any) -> PlainTextResponse:
+        return PlainTextResponse(SERVED)
+
+
+async def _plain(request: Any) -> PlainTextResponse:
+    return PlainTextResponse(SERVED)
+
+
+def _own_app(tmp_path: Path, prefix: str = "") -> tuple[FastAPI, APIRouter]:
+    app = FastAPI()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
+    bastion = install(
+        app, make_settings(tmp_path, database_url=database_url), migrate=True, prefix=prefix
+    )
+    admin = Annotated[Principal, bastion.require(Permission.ADMIN)]
+    signed_in = Annotated[Principal, bastion.authenticated()]
+
+    # A router that needs a signed-in caller, and a route of it that needs ADMIN.
+    staff = APIRouter(prefix="/staff", dependencies=[bastion.authenticated()])
+
+    @staff.delete("/thing")
+    async def delete_thing(principal: admin) -> dict[str, str]:
+        return {SERVED: principal.role}
+
+    app.include_router(staff)
+
+    # The requirement given where the router is included.
+    included = APIRouter()
+
+    @included.get("/report")
+    async def report(principal: signed_in) -> dict[str, str]:
+        return {SERVED: principal.role}
+
+    admins_only = [bastion.require(Permission.ADMIN)]
+    app.include_router(included, prefix="/included", dependencies=admins_only)
+
+    # Two declared parameters.
+    @app.get("/both")
+    async def both(caller: signed_in, boss: admin) -> dict[str, str]:
+        return {SERVED: boss.role}
+
+    # Routes of kinds the route table does not model; none declares anything.
+    app.router.routes.append(Route("/endpoint", _Endpoint))
+    api = APIRouter()
+    api.routes.append(Mount("/files", app=Starlette(routes=[Route("/{name}", _plain)])))
+    app.include_router(api, prefix="/api")
+    app.router.routes.append(
+        Host("internal.example.com", app=Starlette(routes=[Route("/secret", _plain)]))
+    )
+    late = APIRouter(prefix="/late")
+
+    @late.get("/early", dependencies=[bastion.public("a public route")])
+    async def early() -> dict[str, str]:
+        return {SERVED: "early"}
+
+    app.include_router(late)
+
+    @app.websocket("/ws")
+    async def ws(websocket: Any) -> None:
+        await websocket.accept()
+        await websocket.send_text(SERVED)
+        await websocket.close()
+
+    app.mount("/", Starlette(routes=[Route("/{rest:path}", _plain)]))  # last: a catch-all
+    return app, late
+
+
+@pytest.fixture
+async def own_app(tmp_path: Path) -> AsyncIterator[tuple[FastAPI, APIRouter]]:
+    app, late = _own_app(tmp_path)
+    async with LifespanManager(app):
+        yield app, late
+
+
+def _client(app: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://t")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("DELETE", "/staff/thing"), ("GET", "/included/report"), ("GET", "/both")],
+)
+async def test_every_declaration_of_a_route_must_hold(
+    own_app: tuple[FastAPI, APIRouter], method: str, path: str
+) -> None:
+    app, _ = own_app
+    async with _client(app) as client:
+        member = await user(client, app, "member@example.com")
+        boss = await user(client, app, "boss@example.com", role="admin")
+        refused = await client.request(method, path, headers=member["auth"])
+        anonymous = await client.request(method, path)
+        served = await client.request(method, path, headers=boss["auth"])
+
+    assert refused.status_code == 403
+    assert SERVED not in refused.text
+    assert anonymous.status_code == 401
+    assert served.status_code == 200
+    assert served.json() == {SERVED: "admin"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/endpoint", {}),
+        ("POST", "/endpoint", {}),
+        ("GET", "/api/files/secret.txt", {}),
+        ("GET", "/secret", {"host": "internal.example.com"}),
+        ("GET", "/anything/under/the/root/mount", {}),
+    ],
+)
+async def test_routes_the_table_does_not_model_are_refused(
+    own_app: tuple[FastAPI, APIRouter], method: str, path: str, headers: dict[str, str]
+) -> None:
+    app, _ = own_app
+    async with _client(app) as client:
+        boss = await user(client, app, "boss@example.com", role="admin")
+        anonymous = await client.request(method, path, headers=headers)
+        signed_in = await client.request(method, path, headers={**headers, **boss["auth"]})
+
+    for response in (anonymous, signed_in):
+        assert response.status_code == 403, (path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert SERVED not in response.text
+
+
+async def test_a_route_added_to_an_included_router_after_start_is_refused(
+    own_app: tuple[FastAPI, APIRouter],
+) -> None:
+    app, late = own_app
+    async with _client(app) as client:
+        first = await client.get("/late/early")  # the route table is compiled now
+
+        @late.get("/added")
+        async def added() -> dict[str, str]:
+            return {SERVED: "late"}
+
+        response = await client.get("/late/added")
+
+    assert first.status_code == 200
+    assert response.status_code == 403
+    assert SERVED not in response.text
+
+
+async def test_a_root_path_keeps_every_decision(own_app: tuple[FastAPI, APIRouter]) -> None:
+    app, _ = own_app
+    outer = Starlette(routes=[Mount("/v1", app=app)])
+    async with _client(app) as direct:
+        member = await user(direct, app, "member@example.com")
+    async with _client(outer) as client:
+        undeclared = await client.get("/v1/endpoint")
+        staff = await client.delete("/v1/staff/thing", headers=member["auth"])
+        public = await client.get("/v1/late/early")
+        login = await client.post(
+            "/v1/auth/login", json={"email": "member@example.com", "password": "x" * 20}
+        )
+
+    assert undeclared.status_code == 403
+    assert staff.status_code == 403
+    assert public.status_code == 200  # not refused as undeclared under the root path
+    assert login.status_code == 401  # reached: a wrong password, not "undeclared"
+
+
+async def test_websocket_handshakes_are_refused(own_app: tuple[FastAPI, APIRouter]) -> None:
+    app, _ = own_app
+    incoming = [{"type": "websocket.connect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"t"), (b"origin", b"https://evil.example")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("t", 80),
+        "subprotocols": [],
+    }
+    await app(scope, receive, send)
+
+    assert sent == [{"type": "websocket.close", "code": 1008}]  # the server answers 403
+
+
+async def test_link_pages_follow_the_prefix(tmp_path: Path) -> None:
+    app, _ = _own_app(tmp_path, prefix="/api")
+    async with LifespanManager(app), _client(app) as client:
+        page = await client.get("/api/auth/password/reset")
+        script = await client.get("/api/auth/link.js")
+
+    assert page.status_code == 200
+    assert 'data-action="/api/auth/password/reset"' in page.text
+    assert '<script src="/api/auth/link.js">' in page.text
+    assert script.status_code == 200
