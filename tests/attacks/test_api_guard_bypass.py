@@ -244,3 +244,61 @@ async def test_link_pages_follow_the_prefix(tmp_path: Path) -> None:
     assert 'data-action="/api/auth/password/reset"' in page.text
     assert '<script src="/api/auth/link.js">' in page.text
     assert script.status_code == 200
+
+
+def _shadowing_app(tmp_path: Path) -> FastAPI:
+    """Routes of kinds the table does not model, each placed before a declared route
+    that would also match: the router dispatches to the first, which declares nothing."""
+    app = FastAPI()
+    # A host route before install(): ahead of Bastion's own routes, on every path.
+    app.host("internal.example.com", Starlette(routes=[Route("/{rest:path}", _plain)]))
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
+    bastion = install(app, make_settings(tmp_path, database_url=database_url), migrate=True)
+    v1 = APIRouter()
+    v1.add_route("/ops/purge", _Endpoint)  # an HTTPEndpoint inside an included router
+    v1.routes.append(Mount("/files", app=Starlette(routes=[Route("/{name}", _plain)])))
+    app.include_router(v1, prefix="/v1")
+
+    @app.websocket("/chat")
+    async def chat(websocket: Any) -> None:
+        await websocket.close()
+
+    @app.get("/chat", dependencies=[bastion.public("the chat page")])
+    async def chat_page() -> dict[str, str]:
+        return {"page": "chat"}
+
+    @app.api_route(
+        "/{rest:path}",
+        methods=["GET", "DELETE"],
+        dependencies=[bastion.public("the single-page application")],
+    )
+    async def spa(rest: str) -> dict[str, str]:
+        return {"spa": rest}
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/healthz", {"host": "internal.example.com"}),
+        ("GET", "/auth/jwks.json", {"host": "internal.example.com"}),
+        ("DELETE", "/v1/ops/purge", {}),
+        ("GET", "/v1/files/db.txt", {}),
+    ],
+)
+async def test_an_undeclared_route_before_a_public_one_is_refused(
+    tmp_path: Path, method: str, path: str, headers: dict[str, str]
+) -> None:
+    app = _shadowing_app(tmp_path)
+    async with LifespanManager(app), _client(app) as client:
+        response = await client.request(method, path, headers=headers)
+        spa = await client.get("/some/page")
+        chat = await client.get("/chat")
+        health = await client.get("/healthz")
+
+    assert response.status_code == 403, response.text
+    assert SERVED not in response.text
+    assert spa.json() == {"spa": "some/page"}  # the public catch-all itself is served
+    assert chat.json() == {"page": "chat"}  # a WebSocket route does not shadow HTTP
+    assert health.json() == {"status": "ok"}

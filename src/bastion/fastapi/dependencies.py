@@ -131,6 +131,7 @@ class Guard:
         self.roles = roles or RolePermissions()
         self.limits = limits
         self.table = RouteTable()
+        self._explained = RouteTable()
 
     def context(self, request: HTTPConnection) -> RequestContext:
         """Where a request happened, for its events."""
@@ -353,7 +354,8 @@ class Guard:
         """
         subject = await self.service.admin.subject(user_id)
         live = routes if isinstance(routes, list) else list(routes)  # the app's: compiled
-        entry, params, status = self.table.match(live, method, path)
+        # A table of its own: the middleware's follows the app's router, this one a list.
+        entry, params, status = self._explained.match(live, method, path)
         if entry is None:
             reason = "no such route" if status == 404 else f"method {method} not allowed"
             return Decision(

@@ -77,7 +77,7 @@ class GuardMiddleware:
         router = scope["app"].router
         # The path the router matches: without the root path of a mounted app or proxy.
         path = get_route_path(scope)
-        entry, _, _ = self._guard.table.match(router, scope["method"], path)
+        entry, _, _ = self._guard.table.match(router, scope["method"], path, scope)
         requirement = entry.requirement if entry is not None else None
         # The signature is checked where it counts: the limiter keys by the verified
         # user; a route for signed-in callers authenticates the token.

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from re import Pattern
 from typing import Any
 
-from fastapi.routing import APIRoute, iter_route_contexts
-from starlette.routing import BaseRoute, Match, Mount, compile_path
+from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
+from starlette.routing import BaseRoute, Match, WebSocketRoute, compile_path
 
 from bastion.authz import Requirement
 from bastion.fastapi.media_types import accepted_media_types
@@ -76,11 +76,12 @@ def requirement_of(route: BaseRoute | None) -> Requirement | None:
     return _decisive(requirements_of(route.dependant))
 
 
-def rate_class_of(route: BaseRoute | None) -> str | None:
-    """The rate-limit class a route declares (``guard.public(..., rate="login-ip")``)."""
+def rate_class_of(route: BaseRoute | None, dependant: Any = None) -> str | None:
+    """The rate-limit class a route declares (``guard.public(..., rate="login-ip")``),
+    read from ``dependant`` when given (the route's, with its including routers')."""
     if not isinstance(route, APIRoute):
         return None
-    for call in _calls(route.dependant):
+    for call in _calls(dependant if dependant is not None else route.dependant):
         rate = getattr(call, RATE_ATTRIBUTE, None)
         if isinstance(rate, str):
             return rate
@@ -100,6 +101,18 @@ class RouteEntry:
     every_method: bool = field(default=False, compare=False, repr=False)
     # Every requirement the route declares (its routers' included): all must hold.
     requirements: tuple[Requirement, ...] = field(default=(), compare=False, repr=False)
+    # A route whose matching the table does not reproduce (a host, a mount, a plain
+    # Starlette route, a route class of its own): matched by its own ``matches``.
+    opaque: Any = field(default=None, compare=False, repr=False)
+
+    def reaches(self, scope: Any) -> bool:
+        """Whether the router would dispatch ``scope`` to this opaque route (fails
+        closed: a route whose matching raises counts as reached, and is refused)."""
+        try:
+            found, _ = self.opaque.matches(dict(scope))
+        except Exception:
+            return True
+        return found is Match.FULL
 
     def params(self, path: str) -> dict[str, Any] | None:
         found = self.regex.match(path)
@@ -109,25 +122,37 @@ class RouteEntry:
 
 
 def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
-    """Every route of an app, routers included, with the requirement it declares."""
+    """Every route of an app, routers included, in the router's order, with the
+    requirements it declares. Only FastAPI's own routes are matched by the table's
+    regexes; every other kind keeps its place as an opaque entry that declares nothing,
+    so the table reaches the route the router would dispatch to, or refuses."""
     entries = []
     for context in iter_route_contexts(list(routes)):
-        path = context.path
         route = context.original_route
-        if isinstance(route, Mount):
-            # A mounted app declares nothing: every path under it, every method.
-            regex, convertors = route.path_regex, route.param_convertors
+        if isinstance(route, WebSocketRoute | APIWebSocketRoute):
+            continue  # never matches an HTTP request; the guard refuses WebSockets
+        path = context.path
+        if not isinstance(route, APIRoute) or not path:
+            matcher = getattr(context, "_effective_route", route)  # prefixes applied
+            if not hasattr(matcher, "matches"):
+                matcher = route
+            regex, _, convertors = compile_path("/")
             entries.append(
                 RouteEntry(
-                    route.path, frozenset(), None, route, regex, convertors, every_method=True
+                    getattr(route, "path", "") or "",
+                    frozenset(),
+                    None,
+                    route,
+                    regex,
+                    convertors,
+                    every_method=True,
+                    opaque=matcher,
                 )
             )
             continue
-        if not path:
-            continue  # a router without a path of its own (the router is asked on a miss)
         regex, _, convertors = compile_path(path)
         dependant = getattr(context, "dependant", None)  # with the including routers'
-        requirements = requirements_of(dependant) if isinstance(route, APIRoute) else ()
+        requirements = requirements_of(dependant)
         entries.append(
             RouteEntry(
                 path=path,
@@ -136,10 +161,8 @@ def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
                 route=route,
                 regex=regex,
                 convertors=convertors,
-                rate=rate_class_of(route),
+                rate=rate_class_of(route, dependant),
                 media_types=accepted_media_types(route),
-                # A plain route without methods (an HTTPEndpoint) takes every method.
-                every_method=context.methods is None,
                 requirements=requirements,
             )
         )
@@ -147,26 +170,40 @@ def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
 
 
 def match_route(
-    table: Iterable[RouteEntry], method: str, path: str
+    table: Iterable[RouteEntry], method: str, path: str, scope: Any = None
 ) -> tuple[RouteEntry | None, dict[str, Any], int]:
     """The route ``method path`` reaches, its path parameters, and 200, 404 or 405.
 
     Matching is exact, as the router's: no case folding (of the method either: HTTP
-    methods are case-sensitive, RFC 9110 §9.1), no trailing-slash redirect.
+    methods are case-sensitive, RFC 9110 §9.1), no trailing-slash redirect. An opaque
+    entry is asked with ``scope`` (without one, a minimal scope of ``method path``).
     """
     path_only = False
     for entry in table:
+        if entry.opaque is not None:
+            if entry.reaches(scope if scope is not None else _scope_of(method, path)):
+                return entry, {}, 200
+            continue
         params = entry.params(path)
         if params is None:
             continue
-        if method in entry.methods or entry.every_method:
+        if method in entry.methods:
             return entry, params, 200
         path_only = True
     return None, {}, 405 if path_only else 404
 
 
+def _scope_of(method: str, path: str) -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+
+
 def _first_segment(path: str) -> str:
     return path.split("/", 2)[1] if path.startswith("/") else path
+
+
+def _bucket_of(entry: RouteEntry) -> str:
+    """The first segment an entry's paths start with; ``{...}`` when it may be any."""
+    return "{opaque}" if entry.opaque is not None else _first_segment(entry.path)
 
 
 class RouteIndex:
@@ -175,7 +212,10 @@ class RouteIndex:
     a parameter, in the table's order (so the answer is the whole table's)."""
 
     def __init__(self, table: Iterable[RouteEntry]) -> None:
-        entries = [(_first_segment(e.path), e) for e in table]
+        # An opaque entry may match any path: it stands in every bucket, in its place.
+        entries = [
+            ("{opaque}" if e.opaque is not None else _first_segment(e.path), e) for e in table
+        ]
         self._wild = [e for first, e in entries if "{" in first]
         literal = {first for first, _ in entries if "{" not in first}
         self._buckets = {
@@ -183,9 +223,11 @@ class RouteIndex:
             for segment in literal
         }
 
-    def match(self, method: str, path: str) -> tuple[RouteEntry | None, dict[str, Any], int]:
+    def match(
+        self, method: str, path: str, scope: Any = None
+    ) -> tuple[RouteEntry | None, dict[str, Any], int]:
         candidates = self._buckets.get(_first_segment(path), self._wild)
-        return match_route(candidates, method, path)
+        return match_route(candidates, method, path, scope)
 
 
 class RouteTable:
@@ -199,7 +241,7 @@ class RouteTable:
         self._index = RouteIndex(())
 
     def match(
-        self, router: Any, method: str, path: str
+        self, router: Any, method: str, path: str, scope: Any = None
     ) -> tuple[RouteEntry | None, dict[str, Any], int]:
         """The entry ``method path`` reaches among the live routes of ``router`` (or of a
         route list)."""
@@ -209,7 +251,7 @@ class RouteTable:
         if routes is not self._routes or version != self._version:
             self._index = RouteIndex(route_table(routes))
             self._routes, self._version = routes, version
-        return self._index.match(method, path)
+        return self._index.match(method, path, scope)
 
 
 def router_serves(router: Any, scope: Any) -> bool:
