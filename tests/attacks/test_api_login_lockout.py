@@ -30,7 +30,7 @@ CONFIRM = "/auth/login/confirm"
 
 def counting_checks(app: Any) -> list[int]:
     """Count every password check (Argon2 verification) the service runs."""
-    hasher = app.state.security.accounts.hasher
+    hasher = app.state.security.accounts.login.hasher
     checks = [0]
     verify: Callable[..., Any] = hasher.verify
 
