@@ -13,7 +13,7 @@ app of that many routes would pay too.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from item import ITEM
 
 from bastion.accounts import Principal
@@ -26,17 +26,17 @@ def create_last() -> FastAPI:
     app = create_app_from_env()
     guard: Guard = app.state.guard
     reader = Annotated[Principal, guard.require(Permission.READ)]
-    router = APIRouter()
 
-    @router.get("/item")
+    # On the app's own router, as in the bare app: an included router costs FastAPI
+    # more per request (its lazy include), which the bare app does not pay.
+    @app.get("/item")
     async def item(principal: reader) -> dict[str, Any]:
         return ITEM
 
-    app.include_router(router)
     return app
 
 
 def create() -> FastAPI:
     app = create_last()
-    app.router.routes.insert(0, app.router.routes.pop())  # the /item router, now first
+    app.router.routes.insert(0, app.router.routes.pop())  # the /item route, now first
     return app

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 from collections.abc import Sequence
 from typing import Literal
+
+_log = logging.getLogger("bastion")
 
 __all__ = [
     "FORWARDING_HEADERS",
@@ -78,6 +81,7 @@ class TrustedProxies:
         self._networks: list[_Network] = [ipaddress.ip_network(n, strict=False) for n in networks]
         self.header = header
         self.header_key = header.encode("latin-1")  # as ASGI scopes carry header names
+        self._warned = False
 
     def _trusted(self, address: str) -> bool:
         try:
@@ -92,6 +96,25 @@ class TrustedProxies:
         if self.header == "forwarded":
             return forwarded_for(joined)
         return [hop.strip().strip("[]") for hop in joined.split(",")]
+
+    def server_took_it(self, peer: str | None, forwarded_for: Sequence[str]) -> bool:
+        """Whether the server in front took ``peer`` from ``X-Forwarded-For`` although no
+        proxy is trusted here (uvicorn believes that header from 127.0.0.1 unless run
+        with ``--no-proxy-headers``): then the address is the client's own claim."""
+        if self._networks or peer is None or not forwarded_for:
+            return False
+        if not any(_host_of(hop) == peer for hop in ",".join(forwarded_for).split(",")):
+            return False
+        if not self._warned:  # once for this app, not for every request
+            self._warned = True
+            _log.warning(
+                "insecure setting BASTION_TRUSTED_PROXIES: the server took client "
+                "addresses from X-Forwarded-For, which no trusted proxy sets here, so a "
+                "client could choose its own; those requests share one rate-limit quota "
+                "and log no address. Run uvicorn with --no-proxy-headers, or name your "
+                "proxies in BASTION_TRUSTED_PROXIES"
+            )
+        return True
 
     def client_ip(self, peer: str | None, values: Sequence[str] = ()) -> str | None:
         """The client address, given the socket ``peer`` and every value of the
@@ -108,3 +131,12 @@ class TrustedProxies:
             if not self._trusted(address):
                 return address
         return peer
+
+
+def _host_of(hop: str) -> str:
+    """The address of one X-Forwarded-For hop as a server reads it (``[v6]:port`` and
+    ``v4:port`` without the port)."""
+    hop = hop.strip()
+    if hop.startswith("["):
+        return hop[1:].partition("]")[0]
+    return hop.partition(":")[0] if hop.count(":") == 1 else hop

@@ -8,6 +8,10 @@ authorization; deny by default).
 - Routes of kinds the guard's table does not hold (an HTTPEndpoint route without methods,
   a root mount, a mount inside a prefixed router, a host route, a route added to an
   included router after the app started serving) are refused like any undeclared one.
+- A route class of the app's own whose matching differs from FastAPI's (a
+  case-insensitive route) is decided on the route it reaches, not on a later public
+  route its path also fits; a route replaced in place in a live route list is decided
+  on its own declarations.
 - The app served under a root path (mounted in another app, or behind
   ``uvicorn --root-path``) keeps every decision.
 - WebSocket handshakes are refused: no WebSocket route can declare a requirement yet.
@@ -24,6 +28,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from starlette.applications import Starlette
 from starlette.endpoints import HTTPEndpoint
 from starlette.responses import PlainTextResponse
@@ -184,6 +189,114 @@ async def test_a_route_added_to_an_included_router_after_start_is_refused(
     assert first.status_code == 200
     assert response.status_code == 403
     assert SERVED not in response.text
+
+
+async def test_a_router_included_after_start_is_decided_by_its_declarations(
+    own_app: tuple[FastAPI, APIRouter],
+) -> None:
+    """A router included into an included router while the app serves: its routes are
+    decided by what they declare (a stale table would refuse the public one and could
+    not tell the admin-only one from another)."""
+    app, late = own_app
+    bastion = app.state.bastion
+    async with _client(app) as client:
+        member = await user(client, app, "member@example.com")
+        boss = await user(client, app, "boss@example.com", role="admin")
+        assert (await client.get("/late/early")).status_code == 200  # table compiled
+
+        nested = APIRouter(prefix="/nested")
+
+        @nested.get("/open", dependencies=[bastion.public("a public route")])
+        async def open_route() -> dict[str, str]:
+            return {SERVED: "open"}
+
+        @nested.get("/staff", dependencies=[bastion.require(Permission.ADMIN)])
+        async def staff_route() -> dict[str, str]:
+            return {SERVED: "staff"}
+
+        late.include_router(nested)
+        public = await client.get("/late/nested/open")
+        refused = await client.get("/late/nested/staff", headers=member["auth"])
+        served = await client.get("/late/nested/staff", headers=boss["auth"])
+
+    assert public.status_code == 200
+    assert refused.status_code == 403
+    assert SERVED not in refused.text
+    assert served.json() == {SERVED: "staff"}
+
+
+class _CaseInsensitiveRoute(APIRoute):
+    """A route class as some apps write it: matches its path in any letter case."""
+
+    def matches(self, scope: Any) -> Any:
+        return super().matches({**scope, "path": scope["path"].lower()})
+
+
+def _app_with_own_route_class(tmp_path: Path) -> FastAPI:
+    app = FastAPI()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
+    bastion = install(app, make_settings(tmp_path, database_url=database_url), migrate=True)
+    insensitive = APIRouter(route_class=_CaseInsensitiveRoute)
+
+    @insensitive.get("/secret")  # declares nothing
+    async def secret() -> dict[str, str]:
+        return {SERVED: "secret"}
+
+    @insensitive.get("/hello", dependencies=[bastion.public("a public route")])
+    async def hello() -> dict[str, str]:
+        return {SERVED: "hello"}
+
+    app.include_router(insensitive, prefix="/own")
+
+    @app.get("/own/{name}", dependencies=[bastion.public("profile pages")])
+    async def profile(name: str) -> dict[str, str]:
+        return {"profile": name}
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["/own/secret", "/own/SECRET", "/own/Secret"])
+async def test_a_route_class_of_its_own_is_decided_on_the_route_it_reaches(
+    tmp_path: Path, path: str
+) -> None:
+    app = _app_with_own_route_class(tmp_path)
+    async with LifespanManager(app), _client(app) as client:
+        response = await client.get(path)
+        public = await client.get("/own/HELLO")
+        profile = await client.get("/own/alice")
+
+    assert response.status_code == 403, response.text
+    assert SERVED not in response.text
+    assert public.json() == {SERVED: "hello"}  # its own declaration still counts
+    assert profile.json() == {"profile": "alice"}
+
+
+async def test_a_route_replaced_in_place_is_decided_on_its_own_declarations(
+    own_app: tuple[FastAPI, APIRouter],
+) -> None:
+    """Assigning into a live route list changes neither its length nor FastAPI's count
+    of changes: the guard must still decide on the route that is served."""
+    app, late = own_app
+
+    async def replaced() -> dict[str, str]:
+        return {SERVED: "replaced"}
+
+    async with _client(app) as client:
+        assert (await client.get("/late/early")).status_code == 200  # table compiled
+        early = "/late/early"  # the router's prefix is in its routes' paths
+        index = next(i for i, r in enumerate(late.routes) if getattr(r, "path", "") == early)
+        late.routes[index] = APIRoute(early, replaced, methods=["GET"])  # undeclared
+        nested = await client.get("/late/early")
+        top = app.router.routes
+        both = next(i for i, r in enumerate(top) if getattr(r, "path", "") == "/both")
+        top[both] = APIRoute("/both", replaced, methods=["GET"])  # was signed-in, admin
+        anonymous = await client.get("/both")
+
+    # FastAPI serves an included router from its own copy until the router counts a
+    # change: there the old, public route may still answer, but never the new one.
+    assert "replaced" not in nested.text
+    assert anonymous.status_code == 403, anonymous.text
+    assert SERVED not in anonymous.text
 
 
 async def test_a_root_path_keeps_every_decision(own_app: tuple[FastAPI, APIRouter]) -> None:

@@ -135,3 +135,47 @@ async def test_without_limits_the_logged_ip_is_still_the_peers(client: httpx.Asy
     with capture_events() as events:
         await client.get("/tasks", headers={"X-Forwarded-For": "198.51.100.1"})
     assert events[0].ip_address == "203.0.113.7"
+
+
+async def test_an_address_the_server_took_from_a_header_nobody_trusts_is_not_believed(
+    make: AppMaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 by default (``uvicorn app:app``)
+    and puts its address in the scope: a client on the same host then picks its own
+    address for every request. With no proxy trusted here, such an address is nobody's:
+    the requests share one quota, log no chosen address, and the operator is told why."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = await make.app(rate_limit_enabled=True, rate_limits={"reads": "3/minute"})
+    served = ProxyHeadersMiddleware(app, trusted_hosts="127.0.0.1")  # uvicorn's default
+    local = await make.client(served, ip="127.0.0.1")
+
+    with capture_events() as events, caplog.at_level("WARNING", logger="bastion"):
+        answers = [
+            (await local.get("/tasks", headers={"X-Forwarded-For": f"198.51.100.{i}"}))
+            for i in range(1, 6)
+        ]
+        await app.state.security.events.drain()
+
+    assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
+    assert not {e.ip_address for e in events} & {f"198.51.100.{i}" for i in range(1, 6)}
+    warnings = [
+        r.getMessage() for r in caplog.records if "BASTION_TRUSTED_PROXIES" in r.getMessage()
+    ]
+    assert len(warnings) == 1  # once, not per request
+    assert "--no-proxy-headers" in warnings[0]
+
+
+async def test_a_local_client_without_forwarding_headers_keeps_its_address(
+    make: AppMaker,
+) -> None:
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = await make.app(rate_limit_enabled=True, rate_limits={"reads": "3/minute"})
+    local = await make.client(
+        ProxyHeadersMiddleware(app, trusted_hosts="127.0.0.1"), ip="127.0.0.1"
+    )
+    with capture_events() as events:
+        await local.get("/tasks")
+        await app.state.security.events.drain()
+    assert {e.ip_address for e in events} == {"127.0.0.1"}

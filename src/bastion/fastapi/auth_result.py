@@ -64,6 +64,24 @@ class GuardResult:
     def from_cookie(self) -> bool:
         return self.credential is not None and self.credential.source == "cookie"
 
+    # Explicit copies: dataclasses.replace reads the fields anew on every call, and these
+    # run on every request.
+    def _signed_in(self, principal: Principal) -> GuardResult:
+        return GuardResult(self.route, self.credential, self.rate_limit, principal, self.decision)
+
+    def _decided(self, decision: Decision) -> GuardResult:
+        return GuardResult(self.route, self.credential, self.rate_limit, self.principal, decision)
+
+
+if tuple(f.name for f in dataclasses.fields(GuardResult)) != (
+    "route",
+    "credential",
+    "rate_limit",
+    "principal",
+    "decision",
+):
+    raise ImportError("GuardResult's fields changed: update its copies")
+
 
 def guard_result(connection: HTTPConnection | Scope) -> GuardResult | None:
     """The guard's result for a request (a Request, or an ASGI scope), or None when no
@@ -77,4 +95,4 @@ def record_decision(connection: HTTPConnection | Scope, decision: Decision) -> N
     """Publish ``decision`` as the request's decision (the metrics count it)."""
     scope = connection.scope if isinstance(connection, HTTPConnection) else connection
     result = guard_result(scope) or GuardResult(route=None)
-    scope[AUTH_KEY] = dataclasses.replace(result, decision=decision)
+    scope[AUTH_KEY] = result._decided(decision)

@@ -108,6 +108,37 @@ def _declared(requirement: Requirement, call: Any, rate: str | None = None) -> A
     return Depends(call)
 
 
+def _counted(decision: Decision, remaining: int | None) -> Decision:
+    """``decision`` with the requests the caller has left: an explicit copy, as
+    dataclasses.replace reads the fields anew on every call (and this runs on every
+    request); ``_DECISION_FIELDS`` fails the import should Decision gain a field."""
+    d = decision
+    return Decision(
+        d.status,
+        d.reason,
+        d.user_id,
+        d.role,
+        d.permissions_checked,
+        remaining,
+        d.warnings,
+        d.http_status,
+    )
+
+
+_DECISION_FIELDS = (
+    "status",
+    "reason",
+    "user_id",
+    "role",
+    "permissions_checked",
+    "rate_limit_remaining",
+    "warnings",
+    "http_status",
+)
+if tuple(f.name for f in dataclasses.fields(Decision)) != _DECISION_FIELDS:
+    raise ImportError("Decision's fields changed: update _counted()")
+
+
 class Guard:
     """Authentication, authorization and decisions for the routes of one app."""
 
@@ -248,7 +279,7 @@ class Guard:
             self.enforce(scope, decide_route(requirement, None, self.roles))
             return
         principal = await self._authenticate(scope, result)
-        scope["auth"] = dataclasses.replace(result, principal=principal)
+        scope["auth"] = result._signed_in(principal)
         # Every declaration of the route must hold (a router's and the route's own).
         for declared in result.route.requirements or (requirement,):
             decision = decide_route(declared, principal.subject, self.roles)
@@ -319,7 +350,7 @@ class Guard:
         result = guard_result(scope)
         verdict = result.rate_limit if result is not None else None
         if verdict is not None and decision.rate_limit_remaining is None:
-            decision = dataclasses.replace(decision, rate_limit_remaining=verdict.remaining)
+            decision = _counted(decision, verdict.remaining)
         record_decision(scope, decision)
         if decision.allowed:
             return
@@ -378,7 +409,7 @@ class Guard:
         if decision.allowed and rule is not None and resolver is not None:
             decision, _ = await self._decide_object(rule, resolver, subject, params)
         remaining = await self._remaining(user_id, entry.rate or method_class(method))
-        return dataclasses.replace(decision, rate_limit_remaining=remaining)
+        return _counted(decision, remaining)
 
     async def _remaining(self, user_id: UUID, route_class: str) -> int | None:
         """What the user has left of the route class's quota, taking nothing."""

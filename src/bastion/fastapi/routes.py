@@ -153,6 +153,7 @@ def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
         regex, _, convertors = compile_path(path)
         dependant = getattr(context, "dependant", None)  # with the including routers'
         requirements = requirements_of(dependant)
+        own = type(route).matches is not APIRoute.matches  # a route class of its own
         entries.append(
             RouteEntry(
                 path=path,
@@ -164,9 +165,40 @@ def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
                 rate=rate_class_of(route, dependant),
                 media_types=accepted_media_types(route),
                 requirements=requirements,
+                opaque=_OwnMatching(route, context) if own else None,
             )
         )
     return entries
+
+
+class _OwnMatching:
+    """Asks a route of its own class (one that overrides ``matches``, e.g. to match in
+    any letter case) whether it matches, as FastAPI's router asks it: with the route's
+    place in its included router (prefix, methods) in the scope."""
+
+    def __init__(self, route: APIRoute, context: Any) -> None:
+        self._route = route
+        self._context = getattr(context, "_route_context", None)  # FastAPI's lazy include
+
+    def matches(self, scope: Any) -> tuple[Match, Any]:
+        if self._context is None or _EFFECTIVE_KEYS is None:
+            return self._route.matches(scope)
+        outer, key = _EFFECTIVE_KEYS
+        inner = {**scope.get(outer, {}), key: self._context}
+        return self._route.matches({**scope, outer: inner})
+
+
+def _effective_keys() -> tuple[str, str] | None:
+    """FastAPI's scope keys for the route context of an included route (0.165's lazy
+    include; None where FastAPI copies included routes and needs none)."""
+    import fastapi.routing as fastapi_routing
+
+    outer = getattr(fastapi_routing, "_FASTAPI_SCOPE_KEY", None)
+    key = getattr(fastapi_routing, "_FASTAPI_EFFECTIVE_ROUTE_CONTEXT_KEY", None)
+    return (outer, key) if isinstance(outer, str) and isinstance(key, str) else None
+
+
+_EFFECTIVE_KEYS = _effective_keys()
 
 
 def match_route(
@@ -232,12 +264,12 @@ class RouteIndex:
 
 class RouteTable:
     """An app's route table, compiled on the first request (routes are added until the
-    app serves) and again whenever the app's routes change (FastAPI counts every change,
-    in included routers too; without that count, a change of the list's length)."""
+    app serves) and again whenever a route list of the app changes: a route added,
+    removed or replaced, in the app's router or in any router included in it."""
 
     def __init__(self) -> None:
         self._routes: list[BaseRoute] | None = None
-        self._version: tuple[int, int] = (-1, -1)
+        self._snapshot: tuple[tuple[Any, list[Any], list[Any], int], ...] = ()
         self._index = RouteIndex(())
 
     def match(
@@ -246,12 +278,54 @@ class RouteTable:
         """The entry ``method path`` reaches among the live routes of ``router`` (or of a
         route list)."""
         routes = router if isinstance(router, list) else router.routes
-        count = getattr(router, "_get_routes_version", None)
-        version = (len(routes), count() if count is not None else 0)
-        if routes is not self._routes or version != self._version:
+        if routes is not self._routes or self._changed():
             self._index = RouteIndex(route_table(routes))
-            self._routes, self._version = routes, version
+            self._snapshot = _snapshot(router)
+            self._routes = routes
         return self._index.match(method, path, scope)
+
+    def _changed(self) -> bool:
+        # Lists of the same routes compare equal at C speed (identity first); a route
+        # added, removed or replaced makes them differ, as does FastAPI's count of
+        # changes (which its own copies of included routes follow).
+        for owner, routes, low, version in self._snapshot:
+            if (
+                owner.routes != routes
+                or getattr(owner, "_low_priority_routes", low) != low
+                or getattr(owner, "_routes_version", 0) != version
+            ):
+                return True
+        return False
+
+
+def _snapshot(router: Any) -> tuple[tuple[Any, list[Any], list[Any], int], ...]:
+    """A copy of the route lists of ``router`` and of every router included in it
+    (FastAPI serves an included router's routes from its own live list)."""
+    if isinstance(router, list):
+        holder = _ListHolder(router)
+        return ((holder, list(router), [], 0),)
+    found: dict[int, tuple[Any, list[Any], list[Any], int]] = {}
+
+    def walk(current: Any) -> None:
+        if id(current) in found:
+            return
+        low = getattr(current, "_low_priority_routes", [])  # FastAPI's frontend routes
+        version = getattr(current, "_routes_version", 0)
+        found[id(current)] = (current, list(current.routes), list(low), version)
+        for route in [*current.routes, *low]:
+            included = getattr(route, "original_router", None)  # FastAPI's lazy include
+            if included is not None:
+                walk(included)
+
+    walk(router)
+    return tuple(found.values())
+
+
+class _ListHolder:
+    """A bare route list, held as a router holds its routes."""
+
+    def __init__(self, routes: list[Any]) -> None:
+        self.routes = routes
 
 
 def router_serves(router: Any, scope: Any) -> bool:

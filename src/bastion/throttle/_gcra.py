@@ -10,6 +10,7 @@ window. Exact at the boundary, O(1) memory per partition.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 from bastion.clock import Clock, SystemClock
@@ -89,8 +90,12 @@ class MemoryLimiter:
         self._escalation = escalation or Escalation()
         self._clock = clock or SystemClock()
         self._state = _Expiring(max_entries)
+        # The system clock's milliseconds without a datetime (every request reads it).
+        self._system = type(self._clock) is SystemClock
 
     def _now(self) -> float:
+        if self._system:
+            return time.time() * 1000
         return self._clock.now().timestamp() * 1000
 
     async def acquire(

@@ -59,8 +59,17 @@ def client_ip_of(scope: Scope, proxies: TrustedProxies) -> str | None:
     client = scope.get("client")
     peer = client[0] if client else None
     name = proxies.header_key  # only the header the operator says the proxy sets
-    values = [v.decode("latin-1") for k, v in scope["headers"] if k == name]
-    ip = proxies.client_ip(peer, values)
+    values: list[str] = []
+    forwarded_for: list[str] = []
+    for key, value in scope["headers"]:
+        if key == name:
+            values.append(value.decode("latin-1"))
+        if key == b"x-forwarded-for":
+            forwarded_for.append(value.decode("latin-1"))
+    # An address the server took from a header nobody trusts is nobody's (None: these
+    # requests share the "unknown" quota).
+    taken = proxies.server_took_it(peer, forwarded_for)
+    ip = None if taken else proxies.client_ip(peer, values)
     state["client_ip"] = ip
     return ip
 
