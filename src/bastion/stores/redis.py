@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from bastion._redis_client import REDIS_PREFIX, Redis, RedisError
+from bastion._redis_client import REDIS_PREFIX, Redis, RedisError, connect
 from bastion.errors import RevocationCacheColdError, ServiceUnavailableError
 from bastion.stores.base import Denial, UserState
 
@@ -68,7 +68,7 @@ class RedisRevocationStore:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = REDIS_PREFIX) -> RedisRevocationStore:
-        client = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        client = connect(url, timeout=2.0)
         return cls(client, prefix=prefix)
 
     @property
