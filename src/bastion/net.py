@@ -97,15 +97,28 @@ class TrustedProxies:
             return forwarded_for(joined)
         return [hop.strip().strip("[]") for hop in joined.split(",")]
 
-    def server_took_it(self, peer: str | None, forwarded_for: Sequence[str]) -> bool:
-        """Whether the server in front took ``peer`` from ``X-Forwarded-For`` although no
-        proxy is trusted here (uvicorn believes that header from 127.0.0.1 unless run
-        with ``--no-proxy-headers``): then the address is the client's own claim."""
+    def server_took_it(
+        self, peer: str | None, port: int | None, forwarded_for: Sequence[str]
+    ) -> bool:
+        """Whether the server in front took the peer ``peer``:``port`` from
+        ``X-Forwarded-For`` although no proxy is trusted here (uvicorn believes that
+        header from 127.0.0.1 unless run with ``--no-proxy-headers``): then the address
+        is the client's own words.
+
+        So it is when the peer is no IP address at all (no socket peer looks like
+        ``a:x``), or when it is one of the header's hops as the server reads a hop, its
+        port included (no port there: 0, which no socket peer has). A client naming its
+        own address in the header keeps it: its socket port is not the header's."""
         if self._networks or peer is None or not forwarded_for:
             return False
-        if not any(_host_of(hop) == peer for hop in ",".join(forwarded_for).split(",")):
-            return False
-        if not self._warned:  # once for this app, not for every request
+        try:
+            ipaddress.ip_address(peer)
+        except ValueError:
+            taken = True
+        else:
+            hops = ",".join(forwarded_for).split(",")
+            taken = any(_host_port(hop) == (peer, port or 0) for hop in hops)
+        if taken and not self._warned:  # once for this app, not for every request
             self._warned = True
             _log.warning(
                 "insecure setting BASTION_TRUSTED_PROXIES: the server took client "
@@ -114,7 +127,7 @@ class TrustedProxies:
                 "and log no address. Run uvicorn with --no-proxy-headers, or name your "
                 "proxies in BASTION_TRUSTED_PROXIES"
             )
-        return True
+        return taken
 
     def client_ip(self, peer: str | None, values: Sequence[str] = ()) -> str | None:
         """The client address, given the socket ``peer`` and every value of the
@@ -133,10 +146,32 @@ class TrustedProxies:
         return peer
 
 
-def _host_of(hop: str) -> str:
-    """The address of one X-Forwarded-For hop as a server reads it (``[v6]:port`` and
-    ``v4:port`` without the port)."""
+def _host_port(hop: str) -> tuple[str, int]:
+    """One X-Forwarded-For hop as uvicorn reads it (its ``_parse_host_port``, with
+    ``int()`` as it parses a port): the address and port of ``[v6]:port`` and
+    ``v4:port``, else the hop itself and 0."""
     hop = hop.strip()
     if hop.startswith("["):
-        return hop[1:].partition("]")[0]
-    return hop.partition(":")[0] if hop.count(":") == 1 else hop
+        end = hop.find("]")
+        if end == -1:
+            return hop, 0
+        host, rest = hop[1:end], hop[end + 1 :]
+        if not rest:
+            return host, 0
+        if not rest.startswith(":"):
+            return hop, 0
+        return host, _port(rest[1:])
+    if hop.count(":") == 1:
+        host, _, port = hop.partition(":")
+        try:
+            return host, int(port)
+        except ValueError:
+            return hop, 0
+    return hop, 0
+
+
+def _port(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0

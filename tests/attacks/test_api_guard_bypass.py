@@ -9,9 +9,10 @@ authorization; deny by default).
   a root mount, a mount inside a prefixed router, a host route, a route added to an
   included router after the app started serving) are refused like any undeclared one.
 - A route class of the app's own whose matching differs from FastAPI's (a
-  case-insensitive route) is decided on the route it reaches, not on a later public
-  route its path also fits; a route replaced in place in a live route list is decided
-  on its own declarations.
+  case-insensitive route, by its ``matches`` or by its regex) is decided on the route it
+  reaches, not on a later public route its path also fits; one whose matching raises is
+  refused; a route replaced in place in a live route list (by an equal one too) is
+  decided on its own declarations.
 - The app served under a root path (mounted in another app, or behind
   ``uvicorn --root-path``) keeps every decision.
 - WebSocket handshakes are refused: no WebSocket route can declare a requirement yet.
@@ -20,6 +21,7 @@ authorization; deny by default).
 
 # No postponed annotations: the routes below declare with a local `bastion`.
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -269,6 +271,95 @@ async def test_a_route_class_of_its_own_is_decided_on_the_route_it_reaches(
     assert SERVED not in response.text
     assert public.json() == {SERVED: "hello"}  # its own declaration still counts
     assert profile.json() == {"profile": "alice"}
+
+
+class _CaseInsensitiveRegexRoute(APIRoute):
+    """The same, by its compiled regex (``matches`` itself is FastAPI's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path_regex = re.compile(self.path_regex.pattern, re.IGNORECASE)
+
+
+class _RaisingRoute(APIRoute):
+    """A route class whose matching fails for some requests."""
+
+    def matches(self, scope: Any) -> Any:
+        if scope["path"].startswith("/boom"):
+            raise ValueError("cannot match")
+        return super().matches(scope)
+
+
+async def test_a_route_class_with_a_regex_of_its_own_is_decided_on_its_route(
+    tmp_path: Path,
+) -> None:
+    app = FastAPI()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
+    bastion = install(app, make_settings(tmp_path, database_url=database_url), migrate=True)
+    app.router.route_class = _CaseInsensitiveRegexRoute
+
+    @app.get("/secret")  # declares nothing
+    async def secret() -> dict[str, str]:
+        return {SERVED: "secret"}
+
+    @app.get("/{name}", dependencies=[bastion.public("profile pages")])
+    async def profile(name: str) -> dict[str, str]:
+        return {"profile": name}
+
+    async with LifespanManager(app), _client(app) as client:
+        responses = [await client.get(path) for path in ("/secret", "/SECRET", "/Secret")]
+        public = await client.get("/alice")
+
+    for response in responses:
+        assert response.status_code == 403, response.text
+        assert SERVED not in response.text
+    assert public.json() == {"profile": "alice"}
+
+
+async def test_a_route_whose_matching_raises_is_refused_whatever_it_declares(
+    tmp_path: Path,
+) -> None:
+    app = FastAPI()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
+    bastion = install(app, make_settings(tmp_path, database_url=database_url), migrate=True)
+    raising = APIRouter(route_class=_RaisingRoute)
+
+    @raising.get("/boom/{rest}", dependencies=[bastion.public("declared public")])
+    async def boom(rest: str) -> dict[str, str]:
+        return {SERVED: rest}
+
+    app.include_router(raising)
+    async with LifespanManager(app), _client(app) as client:
+        response = await client.get("/boom/x")
+
+    assert response.status_code == 403, response.text
+    assert SERVED not in response.text
+
+
+async def test_a_route_replaced_by_an_equal_one_is_seen(
+    own_app: tuple[FastAPI, APIRouter],
+) -> None:
+    """Starlette's routes compare equal by path, endpoint and methods: an equal route of
+    another class that declares nothing replaces a public one."""
+    app, _ = own_app
+    bastion = app.state.bastion
+
+    async def page() -> dict[str, str]:
+        return {SERVED: "page"}
+
+    app.add_api_route("/page", page, methods=["GET"], dependencies=[bastion.public("public")])
+    top = app.router.routes
+    top.insert(0, top.pop())  # before the catch-all mount
+    async with _client(app) as client:
+        assert (await client.get("/page")).json() == {SERVED: "page"}  # table compiled
+        index = next(i for i, r in enumerate(top) if getattr(r, "path", "") == "/page")
+        top[index] = _CaseInsensitiveRoute("/page", page, methods=["GET"])  # equal, undeclared
+        assert top[index] == APIRoute("/page", page, methods=["GET"])
+        responses = [await client.get(path) for path in ("/page", "/PAGE")]
+
+    for response in responses:
+        assert response.status_code == 403, response.text
+        assert SERVED not in response.text
 
 
 async def test_a_route_replaced_in_place_is_decided_on_its_own_declarations(

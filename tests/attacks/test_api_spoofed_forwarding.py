@@ -137,8 +137,22 @@ async def test_without_limits_the_logged_ip_is_still_the_peers(client: httpx.Asy
     assert events[0].ip_address == "203.0.113.7"
 
 
+# The hop shapes a client may send, each read by uvicorn as its address: plain, with a
+# port, bracketed IPv6, and text no socket peer has.
+HOPS = [
+    "198.51.100.{i}",
+    "198.51.100.{i}:8080",
+    "[2001:db8::{i}]:443",
+    "a{i}:x",
+    "[198.51.100.{i}",
+    "[::{i}]junk",
+    "evil{i}",
+]
+
+
+@pytest.mark.parametrize("hop", HOPS)
 async def test_an_address_the_server_took_from_a_header_nobody_trusts_is_not_believed(
-    make: AppMaker, caplog: pytest.LogCaptureFixture
+    make: AppMaker, caplog: pytest.LogCaptureFixture, hop: str
 ) -> None:
     """uvicorn believes X-Forwarded-For from 127.0.0.1 by default (``uvicorn app:app``)
     and puts its address in the scope: a client on the same host then picks its own
@@ -149,21 +163,43 @@ async def test_an_address_the_server_took_from_a_header_nobody_trusts_is_not_bel
     app = await make.app(rate_limit_enabled=True, rate_limits={"reads": "3/minute"})
     served = ProxyHeadersMiddleware(app, trusted_hosts="127.0.0.1")  # uvicorn's default
     local = await make.client(served, ip="127.0.0.1")
+    chosen = [hop.format(i=i) for i in range(1, 6)]
 
     with capture_events() as events, caplog.at_level("WARNING", logger="bastion"):
         answers = [
-            (await local.get("/tasks", headers={"X-Forwarded-For": f"198.51.100.{i}"}))
-            for i in range(1, 6)
+            (await local.get("/tasks", headers={"X-Forwarded-For": address})) for address in chosen
         ]
         await app.state.security.events.drain()
 
     assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
-    assert not {e.ip_address for e in events} & {f"198.51.100.{i}" for i in range(1, 6)}
+    logged = {e.ip_address for e in events}
+    assert logged == {None}, logged  # no chosen text, and no address of anyone's
     warnings = [
         r.getMessage() for r in caplog.records if "BASTION_TRUSTED_PROXIES" in r.getMessage()
     ]
     assert len(warnings) == 1  # once, not per request
     assert "--no-proxy-headers" in warnings[0]
+
+
+async def test_a_client_naming_itself_in_the_header_keeps_its_address_and_quota(
+    make: AppMaker,
+) -> None:
+    """Without a server that rewrote the peer, a client that writes its own address
+    into X-Forwarded-For is still itself: it neither hides from the log nor joins
+    another quota."""
+    app = await make.app(rate_limit_enabled=True, rate_limits={"reads": "2/minute"})
+    client = await make.client(app, ip="203.0.113.7")
+    other = await make.client(app, ip="203.0.113.8")
+    header = {"X-Forwarded-For": "10.9.9.9, 203.0.113.7"}
+
+    with capture_events() as events:
+        mine = [(await client.get("/tasks", headers=header)).status_code for _ in range(3)]
+        theirs = (await other.get("/tasks", headers={"X-Forwarded-For": "203.0.113.8"})).status_code
+        await app.state.security.events.drain()
+
+    assert mine == [401, 401, 429]
+    assert theirs == 401  # a quota of its own
+    assert {e.ip_address for e in events} == {"203.0.113.7", "203.0.113.8"}
 
 
 async def test_a_local_client_without_forwarding_headers_keeps_its_address(

@@ -136,3 +136,56 @@ async def test_one_round_trip_a_call(redis_prefix: str, calls: int) -> None:
         await client.aclose()
     assert sent.singles == calls  # a lone call is one EVALSHA, no pipeline around it
     assert sent.pipelines == 0
+
+
+def test_calls_a_closed_loop_left_behind_do_not_stall_the_next(redis_prefix: str) -> None:
+    """A call made in a loop that closed before its batch was sent (a test's loop, a
+    worker shutting down) must not keep later calls, in another loop, from being sent."""
+    limiter = RedisLimiter.from_url(REDIS_URL, prefix=f"{redis_prefix}{secrets.token_hex(4)}:")
+    policy = Policy("writes", 100, 60)
+
+    left: list[asyncio.Future[object]] = []
+
+    async def fire_and_forget() -> None:
+        call = limiter.acquire([Check(policy, "user:a")], offender=None)
+        left.append(asyncio.ensure_future(call))
+
+    async def later() -> object:
+        try:
+            return await asyncio.wait_for(
+                limiter.acquire([Check(policy, "user:a")], offender=None), 3
+            )
+        finally:
+            await limiter.aclose()
+
+    first = asyncio.new_event_loop()
+    first.run_until_complete(fire_and_forget())  # asked; the loop stops before sending
+    first.close()
+    second = asyncio.new_event_loop()
+    try:
+        verdict = second.run_until_complete(later())
+    finally:
+        second.close()
+    assert verdict.allowed  # type: ignore[attr-defined]
+
+
+async def test_a_batch_cancelled_before_it_answers_fails_its_callers_closed(
+    redis_prefix: str,
+) -> None:
+    """At shutdown the batch's own task may be cancelled before it sends: its callers
+    get the store's failure (refused or degraded as configured), not a hang."""
+    limiter = RedisLimiter.from_url(REDIS_URL, prefix=f"{redis_prefix}{secrets.token_hex(4)}:")
+    policy = Policy("writes", 100, 60)
+    try:
+        calls = [
+            asyncio.ensure_future(limiter.acquire([Check(policy, f"user:{i}")], offender=None))
+            for i in range(3)
+        ]
+        await asyncio.sleep(0)  # every call has asked
+        await asyncio.sleep(0)  # the batch's task exists, and has not started
+        for task in list(limiter._acquire._sending):
+            task.cancel()
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 3)
+    finally:
+        await limiter.aclose()
+    assert all(isinstance(o, StoreUnavailableError) for o in outcomes), outcomes

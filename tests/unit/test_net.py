@@ -68,3 +68,36 @@ def test_an_unknown_forwarding_header_is_refused() -> None:
 )
 def test_rate_partitions(ip: str | None, partition: str) -> None:
     assert rate_partition(ip) == partition
+
+
+@pytest.mark.parametrize(
+    "hop",
+    [
+        "198.51.100.1",
+        " 198.51.100.1 ",
+        "198.51.100.1:80",
+        "198.51.100.1:+80",
+        "198.51.100.1:-1",
+        "198.51.100.1: 80",
+        "198.51.100.1:\u0668\u0660",  # Arabic-Indic digits: int() reads them
+        "198.51.100.1:",
+        "a:x",
+        "[::1]",
+        "[::1]:443",
+        "[::1]x",
+        "[::1",
+        "::1",
+        "[::1]:",
+        "[::1]:x",
+        "",
+        "198.51.100.1:80:90",
+    ],
+)
+def test_a_hop_is_read_as_uvicorn_reads_it(hop: str) -> None:
+    """The check for an address uvicorn took from X-Forwarded-For must read each hop as
+    uvicorn does: a hop read otherwise is an address a client could still choose."""
+    from uvicorn.middleware.proxy_headers import _parse_host_port
+
+    from bastion.net import _host_port
+
+    assert _host_port(hop) == _parse_host_port(hop.strip())

@@ -14,8 +14,9 @@ the body cap, the media-type check and deny-by-default all read its one match.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from re import Pattern
 from typing import Any
 
@@ -105,13 +106,13 @@ class RouteEntry:
     # Starlette route, a route class of its own): matched by its own ``matches``.
     opaque: Any = field(default=None, compare=False, repr=False)
 
-    def reaches(self, scope: Any) -> bool:
-        """Whether the router would dispatch ``scope`` to this opaque route (fails
-        closed: a route whose matching raises counts as reached, and is refused)."""
+    def reaches(self, scope: Any) -> bool | None:
+        """Whether the router would dispatch ``scope`` to this opaque route; None when
+        its matching raises (then it counts as reached, and is refused)."""
         try:
             found, _ = self.opaque.matches(dict(scope))
         except Exception:
-            return True
+            return None
         return found is Match.FULL
 
     def params(self, path: str) -> dict[str, Any] | None:
@@ -153,7 +154,9 @@ def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
         regex, _, convertors = compile_path(path)
         dependant = getattr(context, "dependant", None)  # with the including routers'
         requirements = requirements_of(dependant)
-        own = type(route).matches is not APIRoute.matches  # a route class of its own
+        # A route class of the app's own (its matching, its regex or its path may differ
+        # from FastAPI's), or a route whose ``matches`` was replaced: asked itself.
+        own = type(route) is not APIRoute or "matches" in vars(route)
         entries.append(
             RouteEntry(
                 path=path,
@@ -172,9 +175,9 @@ def route_table(routes: Iterable[BaseRoute]) -> list[RouteEntry]:
 
 
 class _OwnMatching:
-    """Asks a route of its own class (one that overrides ``matches``, e.g. to match in
-    any letter case) whether it matches, as FastAPI's router asks it: with the route's
-    place in its included router (prefix, methods) in the scope."""
+    """Asks a route of its own class (e.g. one that matches in any letter case) whether
+    it matches, as FastAPI's router asks it: with the route's place in its included
+    router (prefix, methods) in the scope."""
 
     def __init__(self, route: APIRoute, context: Any) -> None:
         self._route = route
@@ -213,7 +216,10 @@ def match_route(
     path_only = False
     for entry in table:
         if entry.opaque is not None:
-            if entry.reaches(scope if scope is not None else _scope_of(method, path)):
+            reached = entry.reaches(scope if scope is not None else _scope_of(method, path))
+            if reached is None:  # its matching raised: whatever it declares, refuse
+                return replace(entry, requirement=None, requirements=()), {}, 200
+            if reached:
                 return entry, {}, 200
             continue
         params = entry.params(path)
@@ -285,17 +291,22 @@ class RouteTable:
         return self._index.match(method, path, scope)
 
     def _changed(self) -> bool:
-        # Lists of the same routes compare equal at C speed (identity first); a route
-        # added, removed or replaced makes them differ, as does FastAPI's count of
-        # changes (which its own copies of included routes follow).
+        # The same route objects, compared by identity in C (routes compare equal by
+        # path, endpoint and methods: an equal one may match otherwise); a route added,
+        # removed or replaced makes them differ, as does FastAPI's count of changes
+        # (which its own copies of included routes follow).
         for owner, routes, low, version in self._snapshot:
             if (
-                owner.routes != routes
-                or getattr(owner, "_low_priority_routes", low) != low
-                or getattr(owner, "_routes_version", 0) != version
+                getattr(owner, "_routes_version", 0) != version
+                or not _same(owner.routes, routes)
+                or not _same(getattr(owner, "_low_priority_routes", low), low)
             ):
                 return True
         return False
+
+
+def _same(live: list[Any], kept: list[Any]) -> bool:
+    return len(live) == len(kept) and all(map(operator.is_, live, kept))
 
 
 def _snapshot(router: Any) -> tuple[tuple[Any, list[Any], list[Any], int], ...]:

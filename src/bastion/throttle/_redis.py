@@ -127,30 +127,43 @@ class _Batched:
         self._client = client
         self._script = script
         self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+        # The calls of this turn, and the loop they wait in: a call from another loop
+        # (a closed one's calls never sent) starts a batch of its own.
         self._waiting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
+        if self._loop is not loop or not self._waiting:
+            self._loop, self._waiting = loop, []
+            loop.call_soon(self._send, self._waiting)  # after every call of this turn
         self._waiting.append((keys, args, reply))
-        if len(self._waiting) == 1:
-            loop.call_soon(self._send)  # after every task of this turn has asked
         return await reply
 
-    def _send(self) -> None:
-        batch, self._waiting = self._waiting, []
+    def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        if batch is self._waiting:
+            self._waiting = []
         task = asyncio.ensure_future(self._run(batch))
         self._sending.add(task)  # a reference until it is done
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(lambda done: self._settle(done, batch))
+
+    def _settle(
+        self,
+        task: asyncio.Task[None],
+        batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]],
+    ) -> None:
+        """No caller waits forever: a batch cancelled before it answered (at shutdown,
+        before it even started) fails its callers as a Redis that does not answer."""
+        self._sending.discard(task)
+        for _, _, reply in batch:
+            if not reply.done():
+                reply.set_exception(ConnectionError("the limiter's call was not sent"))
 
     async def _run(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
         try:
             replies = await self._replies([(keys, args) for keys, args, _ in batch])
-        except asyncio.CancelledError:
-            for _, _, reply in batch:
-                reply.cancel()
-            raise
         except Exception as exc:  # every caller in the batch gets the failure
             replies = [exc] * len(batch)
         for (_, _, reply), value in zip(batch, replies, strict=True):

@@ -57,7 +57,7 @@ def client_ip_of(scope: Scope, proxies: TrustedProxies) -> str | None:
     if "client_ip" in state:
         return state["client_ip"]  # type: ignore[no-any-return]
     client = scope.get("client")
-    peer = client[0] if client else None
+    peer, port = (client[0], client[1]) if client else (None, None)
     name = proxies.header_key  # only the header the operator says the proxy sets
     values: list[str] = []
     forwarded_for: list[str] = []
@@ -68,7 +68,7 @@ def client_ip_of(scope: Scope, proxies: TrustedProxies) -> str | None:
             forwarded_for.append(value.decode("latin-1"))
     # An address the server took from a header nobody trusts is nobody's (None: these
     # requests share the "unknown" quota).
-    taken = proxies.server_took_it(peer, forwarded_for)
+    taken = proxies.server_took_it(peer, port, forwarded_for)
     ip = None if taken else proxies.client_ip(peer, values)
     state["client_ip"] = ip
     return ip
