@@ -38,7 +38,7 @@ from starlette.routing import Host, Mount, Route
 
 from bastion.accounts import Principal
 from bastion.authz import Permission
-from bastion.fastapi import install
+from bastion.fastapi import Bastion, install
 from tests.conftest import make_settings
 from tests.helpers import user
 
@@ -57,12 +57,16 @@ async def _plain(request: Any) -> PlainTextResponse:
     return PlainTextResponse(SERVED)
 
 
+def _install(app: FastAPI, tmp_path: Path, prefix: str = "") -> Bastion:
+    """Bastion on ``app``, on a SQLite file of this test's own, migrated on start."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
+    settings = make_settings(tmp_path, database_url=database_url)
+    return install(app, settings, migrate=True, prefix=prefix)
+
+
 def _own_app(tmp_path: Path, prefix: str = "") -> tuple[FastAPI, APIRouter]:
     app = FastAPI()
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
-    bastion = install(
-        app, make_settings(tmp_path, database_url=database_url), migrate=True, prefix=prefix
-    )
+    bastion = _install(app, tmp_path, prefix)
     admin = Annotated[Principal, bastion.require(Permission.ADMIN)]
     signed_in = Annotated[Principal, bastion.authenticated()]
 
@@ -236,8 +240,7 @@ class _CaseInsensitiveRoute(APIRoute):
 
 def _app_with_own_route_class(tmp_path: Path) -> FastAPI:
     app = FastAPI()
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
-    bastion = install(app, make_settings(tmp_path, database_url=database_url), migrate=True)
+    bastion = _install(app, tmp_path)
     insensitive = APIRouter(route_class=_CaseInsensitiveRoute)
 
     @insensitive.get("/secret")  # declares nothing
@@ -294,8 +297,7 @@ async def test_a_route_class_with_a_regex_of_its_own_is_decided_on_its_route(
     tmp_path: Path,
 ) -> None:
     app = FastAPI()
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
-    bastion = install(app, make_settings(tmp_path, database_url=database_url), migrate=True)
+    bastion = _install(app, tmp_path)
     app.router.route_class = _CaseInsensitiveRegexRoute
 
     @app.get("/secret")  # declares nothing
@@ -320,8 +322,7 @@ async def test_a_route_whose_matching_raises_is_refused_whatever_it_declares(
     tmp_path: Path,
 ) -> None:
     app = FastAPI()
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
-    bastion = install(app, make_settings(tmp_path, database_url=database_url), migrate=True)
+    bastion = _install(app, tmp_path)
     raising = APIRouter(route_class=_RaisingRoute)
 
     @raising.get("/boom/{rest}", dependencies=[bastion.public("declared public")])
@@ -456,8 +457,7 @@ def _shadowing_app(tmp_path: Path) -> FastAPI:
     app = FastAPI()
     # A host route before install(): ahead of Bastion's own routes, on every path.
     app.host("internal.example.com", Starlette(routes=[Route("/{rest:path}", _plain)]))
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'own.db'}"
-    bastion = install(app, make_settings(tmp_path, database_url=database_url), migrate=True)
+    bastion = _install(app, tmp_path)
     v1 = APIRouter()
     v1.add_route("/ops/purge", _Endpoint)  # an HTTPEndpoint inside an included router
     v1.routes.append(Mount("/files", app=Starlette(routes=[Route("/{name}", _plain)])))

@@ -120,7 +120,8 @@ class _Batched:
     one socket write and one wake-up per call (docs/performance.md). A lone call is one
     ``EVALSHA`` as before; each caller gets its own reply or error, and a batch that
     fails (Redis down, a timeout) fails every caller in it. ``EVALSHA`` on a Redis that
-    lost its scripts loads it once and sends the refused calls again.
+    lost its scripts loads it once and sends the refused calls again (redis-py's
+    ``Script`` in a pipeline sends ``SCRIPT EXISTS`` first: a second round trip a batch).
     """
 
     def __init__(self, client: Redis, script: str) -> None:
