@@ -35,11 +35,16 @@ def create_app(settings: TaskSettings | None = None, *, clock: Clock | None = No
     tasks = TaskService(engine, clock=clock)
     # A share with an address that had no account waits until the address is verified.
     bastion.security.lifecycle.on_email_verified(tasks.activate_pending_shares)
+    bastions_routes = len(app.router.routes)
     app.include_router(tasks_router(guard, tasks))
     attachments = attachment_service(settings, engine, clock=clock)
     tasks.on_delete(attachments.on_task_delete)  # a deleted task's files go with it
     app.state.attachments = attachments
     app.include_router(attachments_router(guard, tasks, attachments))
+    # The task routes carry the service's traffic and FastAPI tries routes in order, so
+    # they go first (no path of theirs is one of Bastion's: the order decides nothing else).
+    routes = app.router.routes
+    routes[:] = routes[bastions_routes:] + routes[:bastions_routes]
     return app
 
 

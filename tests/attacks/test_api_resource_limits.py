@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 from fastapi import APIRouter
@@ -94,6 +95,27 @@ async def test_a_streamed_body_over_the_cap_is_cut_off(make: AppMaker) -> None:
     assert response.status_code == 413
     assert response.json()["type"] == "/problems/payload-too-large"
     await _ok(client)
+
+
+async def test_an_http2_body_without_a_length_is_counted_too(make: AppMaker) -> None:
+    # HTTP/1.x reads a request without Content-Length or Transfer-Encoding as bodiless,
+    # so the cap need not count one; HTTP/2 may stream a body without either.
+    app = await make.app(max_body_bytes=4096)
+    alice = await user(await make.client(app), app, "alice@example.com")
+
+    async def as_http2_unframed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        framing = {b"content-length", b"transfer-encoding"}
+        headers = [(n, v) for n, v in scope["headers"] if n.lower() not in framing]
+        await app({**scope, "http_version": "2", "headers": headers}, receive, send)
+
+    client = await make.client(as_http2_unframed)
+    big = json.dumps({"title": "a" * 8192}).encode()
+    response = await client.post(
+        "/tasks", content=big, headers={**alice["auth"], "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert (await client.get("/tasks", headers=alice["auth"])).json()["items"] == []
 
 
 async def test_a_huge_page_size_is_refused(make: AppMaker) -> None:

@@ -27,6 +27,11 @@ from bastion.fastapi.problems import mark_input_refused, send_problem
 __all__ = ["BodyLimitMiddleware"]
 
 
+# RFC 9112 §6.3: an HTTP/1.x request with neither header has no body (the server reads
+# what follows as the next request). HTTP/2 and 3 may send one without either.
+_UNFRAMED_IS_EMPTY = frozenset({"1.0", "1.1"})
+
+
 class _TooLarge(HTTPException):
     """An HTTPException so the framework's body parsing passes it on as a 413."""
 
@@ -57,8 +62,10 @@ class BodyLimitMiddleware:
         max_bytes = self.max_bytes
         if entry is not None:
             max_bytes = self._overrides.get((scope["method"], entry.path), max_bytes)
+        framed = False  # a Content-Length or Transfer-Encoding announces a body
         for name, value in scope["headers"]:
             if name == b"content-length":
+                framed = True
                 try:
                     declared = int(value)
                 except ValueError:
@@ -66,6 +73,8 @@ class BodyLimitMiddleware:
                 if declared > max_bytes:
                     await self._refuse(scope, send, max_bytes)
                     return
+            elif name == b"transfer-encoding":
+                framed = True
         if entry is not None and entry.media_types:
             refusal = media_type_refusal(Headers(scope=scope), entry.media_types)
             if refusal is not None:
@@ -80,6 +89,9 @@ class BodyLimitMiddleware:
                     request_id,
                 )
                 return
+        if not framed and scope.get("http_version") in _UNFRAMED_IS_EMPTY:
+            await self.app(scope, receive, send)  # no body to count
+            return
         received = 0
         response_started = False
 
