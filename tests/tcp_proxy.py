@@ -40,6 +40,10 @@ class TCPProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def point_at(self, target_host: str, target_port: int) -> None:
+        """Forward new connections to another target (one known only after the port)."""
+        self._target = (target_host, target_port)
+
     async def restore(self) -> None:
         await self.start()
 

@@ -1,0 +1,23 @@
+"""OpenID Connect: accepting external issuers' access tokens (resource-server mode), and
+the parts of signing in with an external provider."""
+
+from bastion.oidc._config import ASYMMETRIC_ALGORITHMS, ExternalIssuer
+from bastion.oidc._external import ExternalClaims, ExternalTokens, map_role
+from bastion.oidc._http import ProviderUnavailableError
+from bastion.oidc._id_token import IDClaims, validate_id_token
+from bastion.oidc._keys import RemoteKeySet
+from bastion.oidc._metadata import ProviderMetadata, discover
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "ExternalClaims",
+    "ExternalIssuer",
+    "ExternalTokens",
+    "IDClaims",
+    "ProviderMetadata",
+    "ProviderUnavailableError",
+    "RemoteKeySet",
+    "discover",
+    "map_role",
+    "validate_id_token",
+]

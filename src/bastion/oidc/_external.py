@@ -1,0 +1,241 @@
+"""Resource-server mode: access tokens of external issuers (Keycloak, Auth0, Entra ID,
+Okta, Google, any OpenID provider), verified as RFC 9068 and RFC 8725 require.
+
+For each configured issuer: its metadata by discovery (at start, and again at most once a
+minute while it fails: the service starts while an issuer is down and refuses its tokens
+until it answers), its keys from its JWKS (:class:`RemoteKeySet`), its algorithms pinned,
+``iss`` exact, ``aud`` one of the configured audiences, ``exp``/``nbf``/``iat`` against the
+injected clock with Bastion's own leeway, and ``typ: at+jwt`` unless the issuer is
+configured not to send it. A token of an issuer not configured is refused like any
+invalid token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import jwt
+
+from bastion.authz import ROLE_ORDER
+from bastion.clock import Clock
+from bastion.errors import InvalidTokenError
+from bastion.oidc._config import ExternalIssuer
+from bastion.oidc._http import ProviderUnavailableError
+from bastion.oidc._jwt import header, number_claim, peek_issuer, text_claim
+from bastion.oidc._keys import RemoteKeySet
+from bastion.oidc._metadata import ProviderMetadata, check_url, discover
+
+__all__ = ["ExternalClaims", "ExternalTokens"]
+
+log = logging.getLogger("bastion.oidc")
+
+_ACCEPTED_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+_REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
+# Times are checked against the injected clock (as for Bastion's own tokens).
+_OPTIONS: Any = {
+    "require": _REQUIRED,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+}
+_RETRY_DISCOVERY = timedelta(minutes=1)
+_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class ExternalClaims:
+    """What the guard keeps of a verified external token."""
+
+    issuer: str
+    sub: str
+    jti: str | None
+    role: str | None  # the local role its role claim maps to; None: no mapped role
+    exp: int
+    iat: int
+    email: str | None = None
+
+
+@dataclass
+class _Issuer:
+    config: ExternalIssuer
+    metadata: ProviderMetadata | None = None
+    keys: RemoteKeySet | None = None
+    tried_at: Any = None  # when discovery was last tried (the clock's datetime)
+
+
+class ExternalTokens:
+    """The verifier of the configured issuers' access tokens."""
+
+    def __init__(
+        self,
+        issuers: Sequence[ExternalIssuer],
+        *,
+        clock: Clock,
+        leeway: timedelta,
+        allow_http: bool = False,
+        timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        for config in issuers:
+            check_url(config.issuer, allow_http=allow_http, what=f"issuer {config.issuer!r}")
+        self._issuers = {config.issuer: _Issuer(config) for config in issuers}
+        self._clock = clock
+        self._leeway = leeway.total_seconds()
+        self._allow_http = allow_http
+        self._timeout = timeout
+        self._client = httpx.AsyncClient(
+            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False
+        )
+        self._verified: dict[str, ExternalClaims] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._issuers)
+
+    @property
+    def issuers(self) -> list[str]:
+        return list(self._issuers)
+
+    def key_fetches(self, issuer: str) -> int:
+        keys = self._issuers[issuer].keys
+        return keys.fetches if keys is not None else 0
+
+    async def start(self) -> None:
+        """Discover every issuer; one that does not answer is logged and tried again
+        when its first token arrives (at most once a minute)."""
+        for issuer in self._issuers.values():
+            await self._discover(issuer)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def claims_issuer(self, token: str) -> str | None:
+        """The ``iss`` of ``token`` if it names a configured issuer (unverified: it only
+        chooses which issuer's keys check the token)."""
+        issuer = peek_issuer(token)
+        return issuer if issuer in self._issuers else None
+
+    async def verify(self, token: str) -> ExternalClaims:
+        """The claims of a valid access token of a configured issuer.
+
+        Raises:
+            InvalidTokenError: anything wrong with the token, an issuer not configured,
+                or an issuer whose metadata or keys cannot be read.
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            self._check_times(cached.exp, None, cached.iat)
+            return cached
+        jose = header(token)
+        issuer = self._issuers.get(peek_issuer(token) or "")
+        if issuer is None:
+            raise InvalidTokenError("unknown issuer")
+        config = issuer.config
+        alg = jose.get("alg")
+        if not isinstance(alg, str) or alg not in config.algorithms:
+            # RFC 8725 §3.1: the issuer's pinned algorithms decide, never the header alone.
+            raise InvalidTokenError("algorithm not allowed")
+        if config.require_typ:
+            typ = jose.get("typ")
+            if not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYPES:
+                raise InvalidTokenError("wrong token type")  # RFC 9068 §4, RFC 8725 §3.11
+        kid = jose.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidTokenError("unknown kid")
+        keys = await self._keys(issuer)
+        try:
+            key = await keys.key(kid, alg)
+        except ProviderUnavailableError as exc:
+            log.warning("external issuer %s: keys unavailable: %s", config.issuer, exc)
+            raise InvalidTokenError("issuer unavailable") from None
+        payload = self._decode(token, key, alg, config)
+        claims = ExternalClaims(
+            issuer=config.issuer,
+            sub=text_claim(payload, "sub"),
+            jti=payload["jti"] if isinstance(payload.get("jti"), str) else None,
+            role=map_role(payload, config),
+            exp=number_claim(payload, "exp"),
+            iat=number_claim(payload, "iat"),
+            email=payload["email"] if isinstance(payload.get("email"), str) else None,
+        )
+        nbf = payload.get("nbf")
+        self._check_times(claims.exp, nbf if isinstance(nbf, int) else None, claims.iat)
+        if len(self._verified) >= _CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = claims
+        return claims
+
+    async def _keys(self, issuer: _Issuer) -> RemoteKeySet:
+        if issuer.keys is None:
+            tried = issuer.tried_at
+            if tried is None or self._clock.now() - tried >= _RETRY_DISCOVERY:
+                await self._discover(issuer)
+        if issuer.keys is None:
+            raise InvalidTokenError("issuer unavailable")
+        return issuer.keys
+
+    async def _discover(self, issuer: _Issuer) -> None:
+        issuer.tried_at = self._clock.now()
+        try:
+            metadata = await discover(
+                self._client,
+                issuer.config.issuer,
+                time_limit=self._timeout,
+                allow_http=self._allow_http,
+            )
+        except ProviderUnavailableError as exc:
+            log.warning("external issuer %s: discovery failed: %s", issuer.config.issuer, exc)
+            return
+        issuer.metadata = metadata
+        issuer.keys = RemoteKeySet(
+            self._client, metadata.jwks_uri, clock=self._clock, timeout=self._timeout
+        )
+
+    def _decode(
+        self, token: str, key: jwt.PyJWK, alg: str, config: ExternalIssuer
+    ) -> dict[str, Any]:
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=config.audiences,
+                issuer=config.issuer,
+                options=_OPTIONS,
+            )
+        except jwt.InvalidSignatureError:
+            raise InvalidTokenError("bad signature") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidTokenError("wrong audience") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidTokenError("wrong issuer") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidTokenError(f"missing claim {exc.claim}") from None
+        except jwt.PyJWTError:
+            raise InvalidTokenError("invalid token") from None
+        return payload
+
+    def _check_times(self, exp: int, nbf: int | None, iat: int) -> None:
+        now = self._clock.now().timestamp()
+        if exp <= now - self._leeway:
+            raise InvalidTokenError("expired")
+        if nbf is not None and nbf > now + self._leeway:
+            raise InvalidTokenError("not yet valid")
+        if iat > now + self._leeway:
+            raise InvalidTokenError("issued in the future")
+
+
+def map_role(payload: dict[str, Any], config: ExternalIssuer) -> str | None:
+    """The highest local role that the token's role claim maps to (None: none maps)."""
+    if config.role_claim is None:
+        return None
+    value: Any = payload
+    for part in config.role_claim.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    mapped = {config.role_map[n] for n in names if isinstance(n, str) and n in config.role_map}
+    return max(mapped, key=ROLE_ORDER.index) if mapped else None

@@ -1,0 +1,76 @@
+"""Fetching a provider's JSON documents (discovery, JWKS, token and userinfo answers):
+bounded in time and size, no redirects, TLS verified, and every failure one error type
+that names the host but never a query, a code or a secret."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from bastion.errors import ServiceUnavailableError
+
+__all__ = ["MAX_DOCUMENT_BYTES", "ProviderUnavailableError", "fetch_json", "read_json"]
+
+MAX_DOCUMENT_BYTES = 512 * 1024  # a discovery document or a JWKS is a few KiB
+
+
+class ProviderUnavailableError(ServiceUnavailableError):
+    """A provider or issuer did not answer usefully (down, slow, too large, not JSON)."""
+
+
+async def fetch_json(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    time_limit: float,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+    expect_ok: bool = True,
+    **request: Any,
+) -> tuple[int, dict[str, Any]]:
+    """``(status, object)`` of a JSON object answer; raises ProviderUnavailableError.
+
+    httpx's timeout bounds each step; ``asyncio.timeout`` bounds the whole call, so a
+    server dripping one byte at a time cannot stretch it. With ``expect_ok`` anything but
+    200 is a failure; without it, a 4xx JSON error object is returned to the caller.
+    """
+    host = httpx.URL(url).host
+    try:
+        async with asyncio.timeout(time_limit):
+            async with client.stream(method, url, **request) as response:
+                status = response.status_code
+                if response.is_redirect:
+                    raise ProviderUnavailableError(f"{host}: refused a redirect ({status})")
+                if (expect_ok and status != 200) or status >= 500 or status < 200:
+                    raise ProviderUnavailableError(f"{host}: HTTP {status}")
+                body = await _bounded(response, max_bytes, host)
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise ProviderUnavailableError(f"{host}: no answer within {time_limit:g} s") from exc
+    except httpx.HTTPError as exc:
+        raise ProviderUnavailableError(f"{host}: {type(exc).__name__}") from exc
+    return status, read_json(body, host)
+
+
+async def _bounded(response: httpx.Response, max_bytes: int, host: str) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ProviderUnavailableError(f"{host}: answer larger than {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ProviderUnavailableError(f"{host}: answer larger than {max_bytes} bytes")
+    return bytes(body)
+
+
+def read_json(body: bytes, host: str) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ProviderUnavailableError(f"{host}: the answer is not JSON") from None
+    if not isinstance(value, dict):
+        raise ProviderUnavailableError(f"{host}: the answer is not a JSON object")
+    return value
