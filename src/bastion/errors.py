@@ -52,6 +52,7 @@ __all__ = [
     "InvalidCredentialsError",
     "InvalidLinkError",
     "InvalidTokenError",
+    "OAuthFailedError",
     "LastAdminError",
     "NotFoundError",
     "PasswordPolicyError",
@@ -123,6 +124,16 @@ class TokenReuseError(InvalidTokenError):
         super().__init__(reason)
         self.session_id = session_id
         self.user_id = user_id
+
+
+class OAuthFailedError(BastionError):
+    """A sign-in with an external provider failed: a state missing, foreign or replayed,
+    the provider's error, a code or ID token refused. One answer for every reason (the
+    browser learns nothing that tells them apart); the precise one is for the event."""
+
+    code = "oauth-failed"
+    title = "Sign-in with the provider failed"
+    status = 400
 
 
 class InvalidLinkError(BastionError):

@@ -1,6 +1,7 @@
 """OpenID Connect: accepting external issuers' access tokens (resource-server mode), and
 the parts of signing in with an external provider."""
 
+from bastion.oidc._binding import SignInBinding, SignInRequest, pkce_challenge, safe_next
 from bastion.oidc._config import ASYMMETRIC_ALGORITHMS, ExternalIssuer
 from bastion.oidc._external import ExternalClaims, ExternalTokens, map_role
 from bastion.oidc._http import ProviderUnavailableError
@@ -17,7 +18,11 @@ __all__ = [
     "ProviderMetadata",
     "ProviderUnavailableError",
     "RemoteKeySet",
+    "SignInBinding",
+    "SignInRequest",
     "discover",
     "map_role",
+    "pkce_challenge",
+    "safe_next",
     "validate_id_token",
 ]
