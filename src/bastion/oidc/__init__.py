@@ -8,13 +8,24 @@ from bastion.oidc._http import ProviderUnavailableError
 from bastion.oidc._id_token import IDClaims, validate_id_token
 from bastion.oidc._keys import RemoteKeySet
 from bastion.oidc._metadata import ProviderMetadata, discover
+from bastion.oidc._providers import (
+    GITHUB,
+    GOOGLE_ISSUER,
+    PROVIDER_NAME,
+    OAuthProvider,
+    microsoft_issuer_matches,
+)
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
+    "GITHUB",
+    "GOOGLE_ISSUER",
+    "PROVIDER_NAME",
     "ExternalClaims",
     "ExternalIssuer",
     "ExternalTokens",
     "IDClaims",
+    "OAuthProvider",
     "ProviderMetadata",
     "ProviderUnavailableError",
     "RemoteKeySet",
@@ -22,6 +33,7 @@ __all__ = [
     "SignInRequest",
     "discover",
     "map_role",
+    "microsoft_issuer_matches",
     "pkce_challenge",
     "safe_next",
     "validate_id_token",

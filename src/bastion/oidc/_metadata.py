@@ -41,11 +41,17 @@ def check_url(url: str, *, allow_http: bool, what: str) -> str:
 
 
 async def discover(
-    client: httpx.AsyncClient, issuer: str, *, time_limit: float, allow_http: bool
+    client: httpx.AsyncClient,
+    issuer: str,
+    *,
+    time_limit: float,
+    allow_http: bool,
+    expected_issuer: str | None = None,
 ) -> ProviderMetadata:
-    """Read ``issuer``'s discovery document; its ``issuer`` must be ``issuer`` exactly
-    (§4.3: what stops one provider's document from speaking for another) and its
-    endpoints must be https outside development.
+    """Read ``issuer``'s discovery document; the issuer it names must be ``issuer``
+    exactly (§4.3: what stops one provider's document from speaking for another), or
+    ``expected_issuer`` (Microsoft's tenant-independent endpoints name a template), and
+    its endpoints must be https outside development.
 
     Raises:
         ProviderUnavailableError: the document cannot be read or does not hold.
@@ -53,7 +59,7 @@ async def discover(
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     _, document = await fetch_json(client, "GET", url, time_limit=time_limit)
     host = httpx.URL(url).host
-    if document.get("issuer") != issuer:
+    if document.get("issuer") != (expected_issuer or issuer):
         raise ProviderUnavailableError(f"{host}: the discovery document names another issuer")
     try:
         jwks_uri = check_url(_text(document, "jwks_uri"), allow_http=allow_http, what="jwks_uri")
@@ -67,7 +73,7 @@ async def discover(
         raise ProviderUnavailableError(f"{host}: {exc}") from None
     methods = document.get("code_challenge_methods_supported")
     return ProviderMetadata(
-        issuer=issuer,
+        issuer=expected_issuer or issuer,
         jwks_uri=jwks_uri,
         code_challenge_methods=tuple(m for m in methods if isinstance(m, str))
         if isinstance(methods, list)
