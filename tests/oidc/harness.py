@@ -40,6 +40,7 @@ __all__ = [
     "CLIENT_ID",
     "CLIENT_SECRET",
     "POST_CLIENT_ID",
+    "POST_REDIRECT_URI",
     "REDIRECT_URI",
     "Provider",
     "ProviderFlowError",
@@ -61,7 +62,10 @@ INSTALL_TIMEOUT = 600.0  # seconds for npm ci
 CLIENT_ID = "bastion-app"
 CLIENT_SECRET = "bastion-app-secret-0123456789abcdef"
 POST_CLIENT_ID = "bastion-post-app"  # the same secret, sent in the form body
-REDIRECT_URI = "http://testserver/auth/oidc/callback"
+# The redirect URIs Bastion builds for providers named "corp" and "corp-post" on
+# http://testserver (``<public url>/auth/oauth/<name>/callback``).
+REDIRECT_URI = "http://testserver/auth/oauth/corp/callback"
+POST_REDIRECT_URI = "http://testserver/auth/oauth/corp-post/callback"
 API_RESOURCE = "https://api.test/"  # JWT access tokens signed RS256
 API_ES256_RESOURCE = "https://es256.api.test/"  # the same, signed ES256
 API_SCOPES = "api:read api:write"
@@ -91,14 +95,14 @@ def default_config() -> dict[str, Any]:
             {
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
-                "redirect_uris": [REDIRECT_URI],
+                "redirect_uris": [REDIRECT_URI, POST_REDIRECT_URI],
                 "grant_types": grants,
                 "token_endpoint_auth_method": "client_secret_basic",
             },
             {
                 "client_id": POST_CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
-                "redirect_uris": [REDIRECT_URI],
+                "redirect_uris": [REDIRECT_URI, POST_REDIRECT_URI],
                 "grant_types": grants,
                 "token_endpoint_auth_method": "client_secret_post",
             },

@@ -36,7 +36,8 @@ def test_each_preset_takes_what_it_needs() -> None:
     assert (single.multi_tenant, single.expected_issuer) == (False, single.issuer)
     assert common.multi_tenant
     assert common.expected_issuer == "https://login.microsoftonline.com/{tenantid}/v2.0"
-    assert SECRET not in repr(google) and SECRET not in str(google.model_dump())
+    assert SECRET not in repr(google)
+    assert SECRET not in str(google.model_dump())
 
 
 @pytest.mark.parametrize(

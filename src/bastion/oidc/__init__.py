@@ -15,6 +15,7 @@ from bastion.oidc._providers import (
     OAuthProvider,
     microsoft_issuer_matches,
 )
+from bastion.oidc._signin import ExternalIdentity, OAuthSignIn
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -22,10 +23,12 @@ __all__ = [
     "GOOGLE_ISSUER",
     "PROVIDER_NAME",
     "ExternalClaims",
+    "ExternalIdentity",
     "ExternalIssuer",
     "ExternalTokens",
     "IDClaims",
     "OAuthProvider",
+    "OAuthSignIn",
     "ProviderMetadata",
     "ProviderUnavailableError",
     "RemoteKeySet",

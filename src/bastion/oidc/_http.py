@@ -29,6 +29,7 @@ async def fetch_json(
     time_limit: float,
     max_bytes: int = MAX_DOCUMENT_BYTES,
     expect_ok: bool = True,
+    allow_list: bool = False,
     **request: Any,
 ) -> tuple[int, dict[str, Any]]:
     """``(status, object)`` of a JSON object answer; raises ProviderUnavailableError.
@@ -36,6 +37,7 @@ async def fetch_json(
     httpx's timeout bounds each step; ``asyncio.timeout`` bounds the whole call, so a
     server dripping one byte at a time cannot stretch it. With ``expect_ok`` anything but
     200 is a failure; without it, a 4xx JSON error object is returned to the caller.
+    With ``allow_list`` a JSON array answer comes as ``{"items": [...]}``.
     """
     host = httpx.URL(url).host
     try:
@@ -51,7 +53,7 @@ async def fetch_json(
         raise ProviderUnavailableError(f"{host}: no answer within {time_limit:g} s") from exc
     except httpx.HTTPError as exc:
         raise ProviderUnavailableError(f"{host}: {type(exc).__name__}") from exc
-    return status, read_json(body, host)
+    return status, read_json(body, host, allow_list=allow_list)
 
 
 async def _bounded(response: httpx.Response, max_bytes: int, host: str) -> bytes:
@@ -66,11 +68,13 @@ async def _bounded(response: httpx.Response, max_bytes: int, host: str) -> bytes
     return bytes(body)
 
 
-def read_json(body: bytes, host: str) -> dict[str, Any]:
+def read_json(body: bytes, host: str, *, allow_list: bool = False) -> dict[str, Any]:
     try:
         value = json.loads(body)
     except (ValueError, RecursionError):
         raise ProviderUnavailableError(f"{host}: the answer is not JSON") from None
+    if allow_list and isinstance(value, list):
+        return {"items": value}
     if not isinstance(value, dict):
         raise ProviderUnavailableError(f"{host}: the answer is not a JSON object")
     return value
