@@ -54,9 +54,19 @@ def safe_next(value: str | None) -> str:
         or not value.startswith("/")
         or value.startswith(("//", "/\\"))
         or any(ord(c) < 0x20 or c in "\\\x7f" for c in value)
+        or not _is_text(value)
     ):
         return "/"
     return value
+
+
+def _is_text(value: str) -> bool:
+    """Unicode text: no lone surrogate, which has no UTF-8 form to put in a URL."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class SignInBinding:
@@ -120,7 +130,11 @@ class SignInBinding:
             raise OAuthFailedError("sign-in cookie not ours") from None
         if request.provider != provider:
             raise OAuthFailedError("sign-in cookie of another provider")
-        if not state or not hmac.compare_digest(state.encode(), request.state.encode()):
+        if (
+            not state
+            or not state.isascii()
+            or not hmac.compare_digest(state.encode(), request.state.encode())
+        ):
             raise OAuthFailedError("state missing or foreign")
         age = self._clock.now().timestamp() - request.issued_at
         if not 0 <= age <= self._max_age:

@@ -12,9 +12,10 @@ invalid token.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +27,7 @@ from bastion.clock import Clock
 from bastion.errors import InvalidTokenError
 from bastion.oidc._config import ExternalIssuer
 from bastion.oidc._http import ProviderUnavailableError
-from bastion.oidc._jwt import header, number_claim, peek_issuer, text_claim
+from bastion.oidc._jwt import header, media_type, number_claim, peek_issuer, text_claim
 from bastion.oidc._keys import RemoteKeySet
 from bastion.oidc._metadata import ProviderMetadata, check_url, discover
 
@@ -66,6 +67,8 @@ class _Issuer:
     metadata: ProviderMetadata | None = None
     keys: RemoteKeySet | None = None
     tried_at: Any = None  # when discovery was last tried (the clock's datetime)
+    # One discovery at a time: the requests that wait for it use its result.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class ExternalTokens:
@@ -108,7 +111,8 @@ class ExternalTokens:
         """Discover every issuer; one that does not answer is logged and tried again
         when its first token arrives (at most once a minute)."""
         for issuer in self._issuers.values():
-            await self._discover(issuer)
+            async with issuer.lock:
+                await self._discover(issuer)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -141,7 +145,7 @@ class ExternalTokens:
             raise InvalidTokenError("algorithm not allowed")
         if config.require_typ:
             typ = jose.get("typ")
-            if not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYPES:
+            if not isinstance(typ, str) or media_type(typ) not in _ACCEPTED_TYPES:
                 raise InvalidTokenError("wrong token type")  # RFC 9068 §4, RFC 8725 §3.11
         kid = jose.get("kid")
         if not isinstance(kid, str) or not kid:
@@ -162,8 +166,8 @@ class ExternalTokens:
             iat=number_claim(payload, "iat"),
             email=payload["email"] if isinstance(payload.get("email"), str) else None,
         )
-        nbf = payload.get("nbf")
-        self._check_times(claims.exp, nbf if isinstance(nbf, int) else None, claims.iat)
+        nbf = None if payload.get("nbf") is None else number_claim(payload, "nbf")
+        self._check_times(claims.exp, nbf, claims.iat)
         if len(self._verified) >= _CACHE_SIZE:
             del self._verified[next(iter(self._verified))]
         self._verified[token] = claims
@@ -171,9 +175,12 @@ class ExternalTokens:
 
     async def _keys(self, issuer: _Issuer) -> RemoteKeySet:
         if issuer.keys is None:
-            tried = issuer.tried_at
-            if tried is None or self._clock.now() - tried >= _RETRY_DISCOVERY:
-                await self._discover(issuer)
+            async with issuer.lock:
+                tried = issuer.tried_at
+                if issuer.keys is None and (
+                    tried is None or self._clock.now() - tried >= _RETRY_DISCOVERY
+                ):
+                    await self._discover(issuer)
         if issuer.keys is None:
             raise InvalidTokenError("issuer unavailable")
         return issuer.keys

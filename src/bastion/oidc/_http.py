@@ -40,6 +40,9 @@ async def fetch_json(
     With ``allow_list`` a JSON array answer comes as ``{"items": [...]}``.
     """
     host = httpx.URL(url).host
+    # Uncompressed only: the cap counts the bytes as they arrive, and a compressed answer
+    # would be inflated whole before they are counted.
+    request["headers"] = {**request.get("headers", {}), "Accept-Encoding": "identity"}
     try:
         async with asyncio.timeout(time_limit):
             async with client.stream(method, url, **request) as response:
@@ -48,6 +51,8 @@ async def fetch_json(
                     raise ProviderUnavailableError(f"{host}: refused a redirect ({status})")
                 if (expect_ok and status != 200) or status >= 500 or status < 200:
                     raise ProviderUnavailableError(f"{host}: HTTP {status}")
+                if response.headers.get("content-encoding", "identity").lower() != "identity":
+                    raise ProviderUnavailableError(f"{host}: a compressed answer")
                 body = await _bounded(response, max_bytes, host)
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise ProviderUnavailableError(f"{host}: no answer within {time_limit:g} s") from exc
@@ -61,7 +66,7 @@ async def _bounded(response: httpx.Response, max_bytes: int, host: str) -> bytes
     if declared.isdigit() and int(declared) > max_bytes:
         raise ProviderUnavailableError(f"{host}: answer larger than {max_bytes} bytes")
     body = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_raw():
         body += chunk
         if len(body) > max_bytes:
             raise ProviderUnavailableError(f"{host}: answer larger than {max_bytes} bytes")

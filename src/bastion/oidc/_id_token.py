@@ -17,7 +17,7 @@ import jwt
 from bastion.clock import Clock
 from bastion.errors import InvalidTokenError
 from bastion.oidc._http import ProviderUnavailableError
-from bastion.oidc._jwt import header, number_claim, text_claim
+from bastion.oidc._jwt import header, media_type, number_claim, text_claim
 from bastion.oidc._keys import RemoteKeySet
 
 __all__ = ["IDClaims", "validate_id_token"]
@@ -62,12 +62,14 @@ async def validate_id_token(
     Raises:
         InvalidTokenError: the token is not such an ID token (the reason says why).
     """
+    if not nonce or not nonce.isascii():
+        raise ValueError("the nonce sent must be a non-empty ASCII string")
     jose = header(token)
     alg = jose.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:
         raise InvalidTokenError("algorithm not allowed")
     typ = jose.get("typ")
-    if isinstance(typ, str) and typ.lower() in _REFUSED_TYPES:
+    if isinstance(typ, str) and media_type(typ) in _REFUSED_TYPES:
         raise InvalidTokenError("wrong token type")
     kid = jose.get("kid")
     if not isinstance(kid, str) or not kid:
@@ -102,7 +104,12 @@ async def validate_id_token(
     _check_audience(claims, client_id)
     _check_times(claims, clock, leeway)
     sent = claims.get("nonce")
-    if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
+    # The nonces Bastion sends are ASCII; anything else (a lone surrogate too) is not one.
+    if (
+        not isinstance(sent, str)
+        or not sent.isascii()
+        or not hmac.compare_digest(sent.encode(), nonce.encode())
+    ):
         raise InvalidTokenError("wrong nonce")
     amr = claims.get("amr")
     auth_time = claims.get("auth_time")
@@ -114,7 +121,7 @@ async def validate_id_token(
         email_verified=claims.get("email_verified") is True,
         name=claims["name"] if isinstance(claims.get("name"), str) else None,
         amr=tuple(m for m in amr if isinstance(m, str)) if isinstance(amr, list) else (),
-        auth_time=auth_time if isinstance(auth_time, int) else None,
+        auth_time=number_claim(claims, "auth_time") if auth_time is not None else None,
         claims=claims,
     )
 

@@ -5,11 +5,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 from bastion.errors import InvalidTokenError
 
-__all__ = ["MAX_TOKEN_LENGTH", "header", "number_claim", "peek_issuer", "segment", "text_claim"]
+__all__ = [
+    "MAX_TOKEN_LENGTH",
+    "header",
+    "media_type",
+    "number_claim",
+    "peek_issuer",
+    "segment",
+    "text_claim",
+]
 
 MAX_TOKEN_LENGTH = 16 * 1024  # external tokens carry more claims than Bastion's own
 
@@ -47,7 +56,16 @@ def text_claim(payload: dict[str, Any], name: str) -> str:
 
 
 def number_claim(payload: dict[str, Any], name: str) -> int:
+    """A NumericDate (RFC 7519 §2): an integer or a finite float (Python's parser reads
+    ``Infinity`` and ``NaN``, which are no numbers of JSON's), rounded down."""
     value = payload.get(name)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise InvalidTokenError("invalid claim")
-    return int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidTokenError("invalid claim")
+    return math.floor(value)
+
+
+def media_type(value: str) -> str:
+    """A ``typ`` header's media type, without parameters, in lower case."""
+    return value.split(";", 1)[0].strip().lower()

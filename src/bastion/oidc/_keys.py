@@ -56,6 +56,8 @@ class RemoteKeySet:
             ProviderUnavailableError: the keys were never fetched and cannot be.
         """
         if self._age() >= self._max_age:
+            # One request refreshes old keys; the fetch time is set as it starts, so the
+            # others use the keys held meanwhile.
             await self._refresh(self._max_age)
         if kid not in self._jwks:
             await self._refresh(self._interval)
@@ -105,6 +107,13 @@ class RemoteKeySet:
                 if isinstance(key, dict)
                 and isinstance(key.get("kid"), str)
                 and key.get("use", "sig") == "sig"
+                and _for_signatures(key.get("key_ops", ["verify"]))
                 and "d" not in key  # a private key published by mistake is not used
             }
             self._built = {}
+
+
+def _for_signatures(key_ops: object) -> bool:
+    """RFC 7517 §4.3: a key for verifying; publishers also mark the public half of their
+    signing key ``sign`` (as PyJWT and oidc-provider do). Encryption keys are not used."""
+    return isinstance(key_ops, list) and bool({"verify", "sign"} & set(map(str, key_ops)))
