@@ -24,6 +24,8 @@ from bastion.errors import InvalidTokenError, OAuthFailedError
 from bastion.oidc import (
     ExternalIssuer,
     ExternalTokens,
+    OAuthProvider,
+    OAuthSignIn,
     ProviderUnavailableError,
     RemoteKeySet,
     SignInBinding,
@@ -186,6 +188,32 @@ async def test_valid_tokens_are_not_refused_while_the_issuer_is_discovered(
         assert issuer.requests.count("/.well-known/openid-configuration") == 1
     finally:
         await tokens.aclose()
+
+
+async def test_browsers_are_not_refused_while_the_provider_is_discovered(
+    issuer: JSONServer, clock: FrozenClock
+) -> None:
+    discovery = issuer.answers["/.well-known/openid-configuration"]
+    discovery.body |= {"authorization_endpoint": f"{issuer.url}/authorize"}
+    discovery.delay = 0.3
+    config = OAuthProvider(
+        preset="oidc", issuer=issuer.url, client_id="app", client_secret="s" * 32
+    )
+    binding = SignInBinding(b"s" * 32, clock=clock, claim=MemoryAttemptStore().claim)
+    oauth = OAuthSignIn(
+        {"corp": config},
+        redirect_base="http://testserver",
+        binding=binding,
+        clock=clock,
+        leeway=LEEWAY,
+        allow_http=True,
+    )
+    try:  # start() not called: the first browsers discover
+        urls = await asyncio.gather(*(oauth.authorize("corp", None) for _ in range(20)))
+        assert all(url.startswith(f"{issuer.url}/authorize?") for url, _ in urls)
+        assert issuer.requests.count("/.well-known/openid-configuration") == 1
+    finally:
+        await oauth.aclose()
 
 
 async def test_a_slow_refresh_of_the_keys_holds_up_one_request_at_most(

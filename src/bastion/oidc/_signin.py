@@ -16,11 +16,12 @@ favour of another HTTP package, and reads answers whole); each is one request.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -65,6 +66,7 @@ class _Provider:
     metadata: ProviderMetadata | None = None
     keys: RemoteKeySet | None = None
     tried_at: Any = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one discovery at a time
 
 
 class OAuthSignIn:
@@ -117,7 +119,8 @@ class OAuthSignIn:
         again when a browser asks for it (at most once a minute)."""
         for provider in self._providers.values():
             if provider.config.is_oidc:
-                await self._discover(provider)
+                async with provider.lock:
+                    await self._discover(provider)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -192,9 +195,12 @@ class OAuthSignIn:
                 token_endpoint=self._github["token_endpoint"],
             )
         if provider.metadata is None:
-            tried = provider.tried_at
-            if tried is None or self._clock.now() - tried >= _RETRY_DISCOVERY:
-                await self._discover(provider)
+            async with provider.lock:
+                tried = provider.tried_at
+                if provider.metadata is None and (
+                    tried is None or self._clock.now() - tried >= _RETRY_DISCOVERY
+                ):
+                    await self._discover(provider)
         if provider.metadata is None:
             raise OAuthFailedError("the provider's metadata cannot be read")
         return provider.metadata
