@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bastion.oidc import GOOGLE_ISSUER, PROVIDER_NAME, OAuthProvider, microsoft_issuer_matches
+from bastion.oidc import (
+    GOOGLE_ISSUER,
+    PROVIDER_NAME,
+    OAuthProvider,
+    google_issuer_matches,
+    microsoft_issuer_matches,
+)
 
 TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 OTHER_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -69,6 +75,18 @@ def test_microsoft_multi_tenant_tokens_name_their_own_tenants_issuer() -> None:
         "https://login.microsoftonline.com/{tenantid}/v2.0", {"tid": "{tenantid}"}
     )
     assert not microsoft_issuer_matches("https://login.microsoftonline.com/../v2.0", {"tid": "../"})
+
+
+def test_google_id_tokens_name_google_with_or_without_the_scheme() -> None:
+    google = OAuthProvider(preset="google", client_id="app", client_secret=SECRET)
+    matches = google.issuer_matches()
+
+    assert matches is google_issuer_matches
+    assert matches("https://accounts.google.com", {})
+    assert matches("accounts.google.com", {})
+    assert not matches("https://accounts.google.com.evil.example", {})
+    assert not matches("http://accounts.google.com", {})
+    assert provider(preset="oidc", issuer="https://id.example.com").issuer_matches() is None
 
 
 @pytest.mark.parametrize("name", ["google", "corp-sso", "a1"])

@@ -13,6 +13,7 @@ from bastion.oidc._providers import (
     GOOGLE_ISSUER,
     PROVIDER_NAME,
     OAuthProvider,
+    google_issuer_matches,
     microsoft_issuer_matches,
 )
 from bastion.oidc._signin import ExternalIdentity, OAuthSignIn
@@ -35,6 +36,7 @@ __all__ = [
     "SignInBinding",
     "SignInRequest",
     "discover",
+    "google_issuer_matches",
     "map_role",
     "microsoft_issuer_matches",
     "pkce_challenge",

@@ -4,6 +4,7 @@ discovery, and presets for Google, Microsoft and GitHub."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -13,6 +14,7 @@ __all__ = [
     "GOOGLE_ISSUER",
     "PROVIDER_NAME",
     "OAuthProvider",
+    "google_issuer_matches",
     "microsoft_issuer_matches",
 ]
 
@@ -83,6 +85,14 @@ class OAuthProvider(BaseModel):
         match = _MICROSOFT.fullmatch(self.issuer or "") if self.preset == "microsoft" else None
         return match is not None and match["tenant"] in _MICROSOFT_MULTI
 
+    def issuer_matches(self) -> Callable[[str, dict[str, Any]], bool] | None:
+        """The check of an ID token's ``iss`` where it is not plain equality."""
+        if self.preset == "google":
+            return google_issuer_matches
+        if self.multi_tenant:
+            return microsoft_issuer_matches
+        return None
+
     @property
     def requested_scopes(self) -> list[str]:
         if self.scopes is not None:
@@ -100,6 +110,12 @@ class OAuthProvider(BaseModel):
     def label(self, name: str) -> str:
         default = {"google": "Google", "microsoft": "Microsoft", "github": "GitHub"}
         return self.display_name or default.get(self.preset, name)
+
+
+def google_issuer_matches(iss: str, claims: dict[str, Any]) -> bool:
+    """Google's ID tokens name their issuer with or without the scheme (its OpenID
+    Connect documentation: ``accounts.google.com`` or ``https://accounts.google.com``)."""
+    return iss in (GOOGLE_ISSUER, "accounts.google.com")
 
 
 def microsoft_issuer_matches(iss: str, claims: dict[str, Any]) -> bool:

@@ -36,7 +36,7 @@ from bastion.oidc._http import ProviderUnavailableError, fetch_json
 from bastion.oidc._id_token import validate_id_token
 from bastion.oidc._keys import RemoteKeySet
 from bastion.oidc._metadata import ProviderMetadata, check_url, discover
-from bastion.oidc._providers import GITHUB, OAuthProvider, microsoft_issuer_matches
+from bastion.oidc._providers import GITHUB, OAuthProvider
 
 __all__ = ["ExternalIdentity", "OAuthSignIn"]
 
@@ -307,7 +307,7 @@ class OAuthSignIn:
                 algorithms=ASYMMETRIC_ALGORITHMS,
                 clock=self._clock,
                 leeway=self._leeway,
-                issuer_matches=microsoft_issuer_matches if provider.config.multi_tenant else None,
+                issuer_matches=provider.config.issuer_matches(),
             )
         except InvalidTokenError as exc:
             raise OAuthFailedError(f"ID token refused: {exc.reason}") from None
