@@ -95,6 +95,7 @@ _TABLES = [
     "security_event_checkpoints",
     "security_alerts",
     "account_reservations",
+    "external_identities",
     "accounts",
 ]
 

@@ -35,6 +35,7 @@ from bastion.stores.sql import tables as _tables
 __all__ = [
     "BASE",
     "BRANCH",
+    "HEAD",
     "LEGACY_REVISIONS",
     "TABLES",
     "VERSION_LOCATION",
@@ -55,6 +56,9 @@ BRANCH: Final = "bastion"
 
 BASE: Final = "bastion_0001"
 """The core's first revision: every core table, as the former history's 0010 left them."""
+
+HEAD: Final = "bastion_0002"
+"""The core's newest revision (``bastion@head``)."""
 
 LEGACY_REVISIONS: Final = frozenset(f"{n:04d}" for n in range(1, 11))
 """The revisions of the task service's former single history (0001 to 0010), which

@@ -30,6 +30,8 @@ from bastion.stores.base import (
     EventPosition,
     EventQuery,
     EventStore,
+    ExternalLink,
+    ExternalLinkStore,
     OneTimeToken,
     OneTimeTokenStore,
     RevocationStore,
@@ -44,6 +46,7 @@ from bastion.stores.memory import (
     MemoryAccountStore,
     MemoryDenialStore,
     MemoryEventStore,
+    MemoryExternalLinkStore,
     MemoryOneTimeTokenStore,
     MemoryRevocationStore,
     MemorySessionStore,
@@ -62,6 +65,8 @@ __all__ = [
     "EventPosition",
     "EventQuery",
     "EventStore",
+    "ExternalLink",
+    "ExternalLinkStore",
     "OneTimeToken",
     "OneTimeTokenStore",
     "RevocationStore",
@@ -86,6 +91,7 @@ class Stores:
     denials: DenialStore  # the durable record ``revocation`` caches
     engine: AsyncEngine | None = None
     alerts: AlertStore = field(default_factory=MemoryAlertStore)
+    links: ExternalLinkStore = field(default_factory=MemoryExternalLinkStore)
 
     async def aclose(self) -> None:
         await self.revocation.aclose()
@@ -138,6 +144,7 @@ def open_stores(
         SQLAlertStore,
         SQLDenialStore,
         SQLEventStore,
+        SQLExternalLinkStore,
         SQLOneTimeTokenStore,
         SQLSessionStore,
         create_engine,
@@ -159,4 +166,5 @@ def open_stores(
         SQLDenialStore(engine),
         engine=engine,
         alerts=SQLAlertStore(engine),
+        links=SQLExternalLinkStore(engine),
     )

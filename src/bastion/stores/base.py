@@ -27,6 +27,8 @@ __all__ = [
     "EventQuery",
     "EventStore",
     "EventsFor",
+    "ExternalLink",
+    "ExternalLinkStore",
     "OneTimeToken",
     "OneTimeTokenStore",
     "RevocationStore",
@@ -59,6 +61,18 @@ class Account:
     mfa_enabled: bool = False
     token_version: int = 0
     locked_at: datetime | None = None  # locked by failed logins until unlocked
+
+
+@dataclass(frozen=True)
+class ExternalLink:
+    """An identity at an external sign-in provider (its ``subject`` there), linked to
+    the account ``user_id``: each identity once, each account once per provider."""
+
+    provider: str
+    subject: str
+    user_id: UUID
+    email: str | None  # the provider's address when it was linked
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -299,6 +313,23 @@ class AccountStore(Protocol):
 
     async def bump_token_version(self, account_id: UUID) -> int:
         """Atomically increment and return the token version (revokes every access token)."""
+        ...
+
+
+class ExternalLinkStore(Protocol):
+    async def find(self, provider: str, subject: str) -> ExternalLink | None: ...
+
+    async def of_user(self, user_id: UUID) -> list[ExternalLink]:
+        """The account's links, oldest first."""
+        ...
+
+    async def add(self, link: ExternalLink) -> None:
+        """Store ``link``; raise ConflictError when the identity is linked already (to
+        any account) or the account has an identity of that provider."""
+        ...
+
+    async def remove(self, user_id: UUID, provider: str) -> bool:
+        """Unlink the account's identity at ``provider``; False when it had none."""
         ...
 
 

@@ -31,6 +31,7 @@ from bastion.stores.base import (
     EventPosition,
     EventQuery,
     EventsFor,
+    ExternalLink,
     OneTimeToken,
     RotateOutcome,
     SecurityEvent,
@@ -43,6 +44,7 @@ __all__ = [
     "MemoryAccountStore",
     "MemoryDenialStore",
     "MemoryEventStore",
+    "MemoryExternalLinkStore",
     "MemoryOneTimeTokenStore",
     "MemoryRevocationStore",
     "MemorySessionStore",
@@ -402,6 +404,33 @@ class MemoryDenialStore:
         for token_id in expired[:limit]:
             del self._denied[token_id]
         return min(len(expired), limit)
+
+
+class MemoryExternalLinkStore:
+    def __init__(self) -> None:
+        self._links: dict[tuple[str, str], ExternalLink] = {}
+
+    async def find(self, provider: str, subject: str) -> ExternalLink | None:
+        return self._links.get((provider, subject))
+
+    async def of_user(self, user_id: UUID) -> list[ExternalLink]:
+        mine = [link for link in self._links.values() if link.user_id == user_id]
+        return sorted(mine, key=lambda link: link.created_at)
+
+    async def add(self, link: ExternalLink) -> None:
+        if (link.provider, link.subject) in self._links or any(
+            other.user_id == link.user_id and other.provider == link.provider
+            for other in self._links.values()
+        ):
+            raise ConflictError("identity already linked")
+        self._links[(link.provider, link.subject)] = link
+
+    async def remove(self, user_id: UUID, provider: str) -> bool:
+        for key, link in list(self._links.items()):
+            if link.user_id == user_id and link.provider == provider:
+                del self._links[key]
+                return True
+        return False
 
 
 class MemoryEventStore:

@@ -4,6 +4,7 @@ from bastion.stores.sql.alerts import SQLAlertStore
 from bastion.stores.sql.chain import EventChain
 from bastion.stores.sql.denials import SQLDenialStore
 from bastion.stores.sql.engine import create_engine, ping
+from bastion.stores.sql.links import SQLExternalLinkStore
 from bastion.stores.sql.outage import DatabaseOutage, unavailable
 from bastion.stores.sql.stores import (
     SQLAccountStore,
@@ -20,6 +21,7 @@ __all__ = [
     "SQLAlertStore",
     "SQLDenialStore",
     "SQLEventStore",
+    "SQLExternalLinkStore",
     "SQLOneTimeTokenStore",
     "SQLSessionStore",
     "UTCDateTime",

@@ -19,6 +19,7 @@ __all__ = [
     "AccountReservationRow",
     "AccountRow",
     "AuthSessionRow",
+    "ExternalIdentityRow",
     "OneTimeTokenRow",
     "RefreshTokenRow",
     "SecurityAlertRow",
@@ -121,6 +122,20 @@ class TokenDenialRow(SQLModel, table=True):
 
     token_id: str = Field(primary_key=True, max_length=128)
     expires_at: datetime = _utc(index=True)
+
+
+class ExternalIdentityRow(SQLModel, table=True):
+    """An identity at an external sign-in provider, linked to an account (migration
+    bastion_0002)."""
+
+    __tablename__ = "external_identities"
+    __table_args__ = (sa.UniqueConstraint("user_id", "provider"),)
+
+    provider: str = Field(primary_key=True, max_length=32)
+    subject: str = Field(primary_key=True, max_length=255)
+    user_id: UUID = Field(foreign_key="accounts.id", ondelete="CASCADE")
+    email: str | None = Field(default=None, max_length=320)
+    created_at: datetime = _utc()
 
 
 class OneTimeTokenRow(SQLModel, table=True):

@@ -1,0 +1,59 @@
+"""Identities at external sign-in providers, in SQL
+(:class:`bastion.stores.base.ExternalLinkStore`)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.exc import IntegrityError
+
+from bastion.errors import ConflictError
+from bastion.stores.base import ExternalLink
+from bastion.stores.sql.stores import _SQLStore
+from bastion.stores.sql.tables import ExternalIdentityRow
+
+__all__ = ["SQLExternalLinkStore"]
+
+_links = ExternalIdentityRow.__table__  # type: ignore[attr-defined]
+
+
+def _link(row: Any) -> ExternalLink:
+    return ExternalLink(row.provider, row.subject, row.user_id, row.email, row.created_at)
+
+
+class SQLExternalLinkStore(_SQLStore):
+    async def find(self, provider: str, subject: str) -> ExternalLink | None:
+        query = _links.select().where(_links.c.provider == provider, _links.c.subject == subject)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _link(row) if row else None
+
+    async def of_user(self, user_id: UUID) -> list[ExternalLink]:
+        query = (
+            _links.select()
+            .where(_links.c.user_id == user_id)
+            .order_by(_links.c.created_at, _links.c.provider)
+        )
+        async with self._engine.connect() as conn:
+            return [_link(row) for row in await conn.execute(query)]
+
+    async def add(self, link: ExternalLink) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    _links.insert().values(
+                        provider=link.provider,
+                        subject=link.subject,
+                        user_id=link.user_id,
+                        email=link.email,
+                        created_at=link.created_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise ConflictError("identity already linked") from exc
+
+    async def remove(self, user_id: UUID, provider: str) -> bool:
+        query = _links.delete().where(_links.c.user_id == user_id, _links.c.provider == provider)
+        async with self._engine.begin() as conn:
+            return bool((await conn.execute(query)).rowcount)
