@@ -11,6 +11,7 @@ hooks have one shape, ``async def hook(event) -> None``, registered with
 from bastion.accounts._admin import AccountAdmin
 from bastion.accounts._authenticator import Authenticator
 from bastion.accounts._emails import InvalidEmailError, normalize_email
+from bastion.accounts._external import ExternalSignIns, LastSignInMethodError
 from bastion.accounts._hooks import Hook
 from bastion.accounts._letters import Letters
 from bastion.accounts._lifecycle import AccountLifecycle, SessionView
@@ -37,8 +38,10 @@ __all__ = [
     "AccountService",
     "Authenticator",
     "EmailVerified",
+    "ExternalSignIns",
     "Hook",
     "InvalidEmailError",
+    "LastSignInMethodError",
     "Letters",
     "LockedSignIn",
     "PasswordLogin",

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from bastion.accounts._admin import AccountAdmin
 from bastion.accounts._authenticator import Authenticator
+from bastion.accounts._external import ExternalSignIns
 from bastion.accounts._password import PasswordLogin
 from bastion.accounts._sessions import Sessions
 from bastion.accounts._types import BREACHED_REASON, ROLES, Principal, TokenPair
@@ -27,7 +28,7 @@ __all__ = ["BREACHED_REASON", "ROLES", "AccountService", "Principal", "TokenPair
 
 
 class AccountService:
-    """The four account parts over one set of stores, events and clock."""
+    """The account parts over one set of stores, events and clock."""
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class AccountService:
             breached=breached,
             require_verified_email=require_verified_email,
         )
+        self.external = ExternalSignIns(stores, self.sessions, events, self._clock)
 
     @property
     def stores(self) -> Stores:

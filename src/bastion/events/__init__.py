@@ -92,6 +92,8 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "key_revoked": "high",
     "input_validation_failed": "low",
     "registration_conflict": "info",
+    "account_linked": "medium",
+    "account_unlinked": "medium",
 }
 
 # Hooks that tests install through bastion.testing.capture_events().
