@@ -29,6 +29,7 @@ from bastion.alerts import configure_rules
 from bastion.authz import DEFAULT_GRANTS, Permission, RolePermissions
 from bastion.errors import ConfigurationError
 from bastion.net import ForwardingHeader
+from bastion.oidc import PROVIDER_NAME, OAuthProvider
 from bastion.passwords import PROFILES, Argon2Profile, is_below_owasp_floor
 from bastion.throttle import Policy
 
@@ -189,6 +190,9 @@ class BastionSettings(BaseSettings):
     breached_passwords_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     breached_passwords_file: Path | None = None
 
+    # Sign-in with external providers (docs/oidc.md): JSON, one entry per provider name.
+    oauth_providers: dict[str, OAuthProvider] = Field(default_factory=dict)
+
     # Security alerts (docs/errors-and-events.md, "Alerts"): per-rule overrides as JSON,
     # {"auth_failures_from_ip": {"threshold": 20}, "token_reuse": {"enabled": false}}, and
     # a webhook that receives each alert as JSON signed with HMAC-SHA256 of the secret.
@@ -198,6 +202,17 @@ class BastionSettings(BaseSettings):
     alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     # Each alert is also emailed to these addresses (comma-separated), by the mail backend.
     alert_email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("oauth_providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, OAuthProvider]) -> dict[str, OAuthProvider]:
+        bad = [name for name in value if not PROVIDER_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(
+                f"provider name {bad[0]!r}: lower-case letters, digits and '-', "
+                "at most 32, as it is a path segment"
+            )
+        return value
 
     @field_validator("trusted_proxies", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
@@ -401,6 +416,27 @@ def _alert_findings(settings: BastionSettings) -> list[Finding]:
     return findings
 
 
+def _oauth_findings(settings: BastionSettings) -> list[Finding]:
+    """A provider's client secret authenticates this service to it: never weak; and
+    outside development its issuer is reached over https only."""
+    findings: list[Finding] = []
+    for name, provider in settings.oauth_providers.items():
+        weak = secret_weakness(
+            provider.client_secret.get_secret_value(), what=f"the client secret of {name!r}"
+        )
+        if weak:
+            findings.append(Finding("BASTION_OAUTH_PROVIDERS", weak))
+        if provider.issuer and not provider.issuer.startswith("https://"):
+            findings.append(
+                Finding(
+                    "BASTION_OAUTH_PROVIDERS",
+                    f"the issuer of {name!r} must use https:// outside development",
+                    fatal=settings.is_production,
+                )
+            )
+    return findings
+
+
 def check_settings(settings: BastionSettings, *, keys_exist: bool) -> list[Finding]:
     """List what is insecure about ``settings``; raise in production on the first fatal one.
 
@@ -477,6 +513,7 @@ def check_settings(settings: BastionSettings, *, keys_exist: bool) -> list[Findi
     # team sees what production will refuse.
     findings.extend(Finding(setting, why) for setting, why in production_bounds(settings))
     findings.extend(_alert_findings(settings))
+    findings.extend(_oauth_findings(settings))
     if settings.database_url.startswith("sqlite"):
         findings.append(
             Finding(

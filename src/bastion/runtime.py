@@ -22,6 +22,7 @@ from bastion.errors import ConfigurationError
 from bastion.events import EventLog, EventSink, JSONLinesSink, StoreSink
 from bastion.events.chain import HEAD_FILE, ChainHead
 from bastion.mail import Mailer, OutboxMailer, Postman, SMTPMailer
+from bastion.oidc import OAuthSignIn, SignInBinding
 from bastion.passwords import (
     BreachCheck,
     BreachChecks,
@@ -89,6 +90,8 @@ class Security:
     # process only), and its claim once held.
     single_process_folder: Path | None = None
     process_lock: SingleProcessLock | None = None
+    # Sign-in with external providers (BASTION_OAUTH_PROVIDERS); None when none is set.
+    oauth: OAuthSignIn | None = None
 
     async def start(self) -> None:
         """Claim the data folder where in-process stores serve production (raising
@@ -106,6 +109,8 @@ class Security:
             await self.accounts.authenticator.restore_revocations()
         except Exception as exc:  # logged: requests retry the rebuild, failing closed
             _logger.warning("revocation cache not rebuilt at start-up: %r", exc)
+        if self.oauth is not None:
+            await self.oauth.start()  # a provider that does not answer is asked again later
 
     async def drain(self) -> None:
         """Wait for the background work: alerts (which may post mail), emails, events."""
@@ -121,6 +126,8 @@ class Security:
         await self.postman.aclose()
         await self.events.aclose()
         await self.breached.aclose()
+        if self.oauth is not None:
+            await self.oauth.aclose()
         self.hasher.close()
         await self.limiter.aclose()
         if self.login_defence is not None:
@@ -306,6 +313,31 @@ def open_security(
         single_process_folder=(
             settings.data_dir if settings.is_production and settings.redis_url is None else None
         ),
+        oauth=_open_oauth(settings, keys, attempts, clock, path_prefix),
+    )
+
+
+def _open_oauth(
+    settings: BastionSettings,
+    keys: KeyRing,
+    attempts: AttemptStore,
+    clock: Clock,
+    path_prefix: str,
+) -> OAuthSignIn | None:
+    """The sign-in providers: their sign-ins' state is claimed once in the store the
+    login defence shares between instances (Redis, or this process)."""
+    if not settings.oauth_providers:
+        return None
+    binding = SignInBinding(
+        keys.derive_secret(purposes.OAUTH_SIGN_IN), clock=clock, claim=attempts.claim
+    )
+    return OAuthSignIn(
+        settings.oauth_providers,
+        redirect_base=settings.public_url.rstrip("/") + path_prefix,
+        binding=binding,
+        clock=clock,
+        leeway=_TOKEN_LEEWAY,
+        allow_http=not settings.is_production,
     )
 
 

@@ -71,14 +71,14 @@ API_ES256_RESOURCE = "https://es256.api.test/"  # the same, signed ES256
 API_SCOPES = "api:read api:write"
 ALICE: dict[str, Any] = {
     "sub": "alice",
-    "email": "alice@example.test",
+    "email": "alice@example.com",
     "email_verified": True,
     "name": "Alice Example",
     "role": "admin",
 }
 BOB: dict[str, Any] = {
     "sub": "bob",
-    "email": "bob@example.test",
+    "email": "bob@example.com",
     "email_verified": False,
     "name": "Bob Example",
 }

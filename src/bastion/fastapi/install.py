@@ -55,6 +55,7 @@ from bastion.fastapi.routers import (
     docs_router,
     jwks_router,
     metrics_router,
+    oauth_router,
     operations_router,
     users_router,
 )
@@ -200,6 +201,9 @@ def _include_routers(
     if "auth" in wanted:
         router = auth_router(guard, security.lifecycle, secure_cookies=settings.cookie_secure)
         app.include_router(router, prefix=prefix)
+        if security.oauth is not None:  # BASTION_OAUTH_PROVIDERS
+            oauth = oauth_router(guard, security, secure_cookies=settings.cookie_secure)
+            app.include_router(oauth, prefix=prefix)
     if "account" in wanted:
         app.include_router(account_router(guard, security.lifecycle, prefix=prefix), prefix=prefix)
     if "jwks" in wanted:

@@ -33,6 +33,8 @@ class SignInRequest:
     verifier: str  # the PKCE code verifier: 43 characters, 256 bits
     next: str  # a path of this site to return to
     issued_at: int
+    cookie_mode: bool = False  # answer with a cookie session (a browser's navigation)
+    link_to: str | None = None  # the signed-in account to link to, instead of a sign-in
 
     @property
     def code_challenge(self) -> str:
@@ -94,7 +96,14 @@ class SignInBinding:
     def max_age(self) -> int:
         return self._max_age
 
-    def begin(self, provider: str, next_path: str | None = None) -> tuple[SignInRequest, str]:
+    def begin(
+        self,
+        provider: str,
+        next_path: str | None = None,
+        *,
+        cookie_mode: bool = False,
+        link_to: str | None = None,
+    ) -> tuple[SignInRequest, str]:
         """A new sign-in for ``provider``: its parameters, and the cookie's value."""
         request = SignInRequest(
             provider=provider,
@@ -103,6 +112,8 @@ class SignInBinding:
             verifier=secrets.token_urlsafe(32),
             next=safe_next(next_path),
             issued_at=int(self._clock.now().timestamp()),
+            cookie_mode=cookie_mode,
+            link_to=link_to,
         )
         body = _b64(json.dumps(asdict(request), separators=(",", ":")).encode())
         return request, f"{body}.{self._sign(body)}"

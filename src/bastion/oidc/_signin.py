@@ -107,6 +107,9 @@ class OAuthSignIn:
     def binding(self) -> SignInBinding:
         return self._binding
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._providers
+
     def names(self) -> list[tuple[str, str]]:
         """``(name, display name)`` of every provider, in the settings' order."""
         return [(name, p.config.label(name)) for name, p in self._providers.items()]
@@ -125,7 +128,14 @@ class OAuthSignIn:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def authorize(self, name: str, next_path: str | None) -> tuple[str, str]:
+    async def authorize(
+        self,
+        name: str,
+        next_path: str | None,
+        *,
+        cookie_mode: bool = False,
+        link_to: str | None = None,
+    ) -> tuple[str, str]:
         """The provider's authorization URL for a new sign-in, and the cookie that binds
         it to this browser.
 
@@ -136,7 +146,9 @@ class OAuthSignIn:
         endpoint = (await self._metadata(provider)).authorization_endpoint
         if endpoint is None:
             raise OAuthFailedError("the provider has no authorization endpoint")
-        request, cookie = self._binding.begin(name, next_path)
+        request, cookie = self._binding.begin(
+            name, next_path, cookie_mode=cookie_mode, link_to=link_to
+        )
         params = {
             "response_type": "code",
             "client_id": provider.config.client_id,

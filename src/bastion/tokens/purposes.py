@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ACCOUNT_MAIL", "CSRF", "EVENT_CHAIN", "LOGIN_DEFENCE"]
+__all__ = ["ACCOUNT_MAIL", "CSRF", "EVENT_CHAIN", "LOGIN_DEFENCE", "OAUTH_SIGN_IN"]
 
 EVENT_CHAIN: Final = "bastion event chain"
 """The HMAC key of the tamper-evident event chain (:mod:`bastion.events.chain`)."""
@@ -24,3 +24,6 @@ ACCOUNT_MAIL: Final = "bastion account mail"
 
 CSRF: Final = "bastion csrf"
 """The HMAC key of the session-bound CSRF tokens."""
+
+OAUTH_SIGN_IN: Final = "bastion oauth sign-in"
+"""The HMAC key of the cookie that binds a sign-in with a provider to its browser."""

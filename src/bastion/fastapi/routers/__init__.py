@@ -5,6 +5,7 @@ from bastion.fastapi.routers.admin import admin_router
 from bastion.fastapi.routers.auth import auth_router, jwks_router
 from bastion.fastapi.routers.docs import docs_router
 from bastion.fastapi.routers.metrics import metrics_router
+from bastion.fastapi.routers.oauth import oauth_router
 from bastion.fastapi.routers.operations import operations_router
 from bastion.fastapi.routers.users import users_router
 
@@ -16,6 +17,7 @@ __all__ = [
     "docs_router",
     "jwks_router",
     "metrics_router",
+    "oauth_router",
     "operations_router",
     "users_router",
 ]

@@ -1,0 +1,194 @@
+"""Sign in with an external provider through the service's routes, against a real
+OpenID provider, on both backends; and the attacks on it over HTTP (RFC 9700): an answer
+brought to another browser or replayed, a provider identity whose unverified address is
+an existing account's, the last way to sign in unlinked. Every refusal is the same 400
+``oauth-failed``, and an ``auth_failure`` event says why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from bastion.testing import capture_events
+from tests.conftest import AppMaker
+from tests.helpers import add_user, login
+from tests.oidc.harness import (
+    ALICE,
+    BOB,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    Provider,
+    running_provider,
+    sign_in,
+)
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    with running_provider() as running:
+        yield running
+
+
+def providers_setting(provider: Provider) -> dict[str, Any]:
+    return {
+        "corp": {
+            "preset": "oidc",
+            "issuer": provider.issuer,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "display_name": "Corp SSO",
+        }
+    }
+
+
+async def service(make: AppMaker, provider: Provider, **overrides: Any) -> Any:
+    return await make.app(
+        oauth_providers=providers_setting(provider),
+        public_url="http://testserver",
+        cookie_secure=False,
+        **overrides,
+    )
+
+
+def at_provider(location: str, login_as: str) -> str:
+    """The provider's answer (path and query on this service) once ``login_as`` signs in."""
+    with httpx.Client() as browser:
+        back = urlsplit(sign_in(browser, location, login=login_as))
+    return f"{back.path}?{back.query}"
+
+
+async def signed_in(client: httpx.AsyncClient, login_as: str, **headers: str) -> httpx.Response:
+    start = await client.get(
+        "/auth/oauth/corp/authorize", params={"next": "/tasks"}, headers=headers
+    )
+    assert start.status_code == 302, start.text
+    return await client.get(at_provider(start.headers["location"], login_as), headers=headers)
+
+
+async def test_a_sign_in_with_the_provider_opens_a_session(
+    make: AppMaker, provider: Provider
+) -> None:
+    app = await service(make, provider)
+    client = await make.client(app)
+
+    listed = await client.get("/auth/oauth/providers")
+    answer = await signed_in(client, "alice")
+
+    assert listed.json() == [{"name": "corp", "display_name": "Corp SSO"}]
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["cache-control"] == "no-store"
+    me = await client.get(
+        "/users/me", headers={"Authorization": f"Bearer {answer.json()['access_token']}"}
+    )
+    assert me.status_code == 200
+    assert me.json()["email"] == ALICE["email"]
+    assert "bastion-oauth=" in answer.headers["set-cookie"]  # the sign-in's cookie goes
+    assert "max-age=0" in answer.headers["set-cookie"].lower()
+
+
+async def test_a_browsers_sign_in_ends_in_a_cookie_session(
+    make: AppMaker, provider: Provider
+) -> None:
+    app = await service(make, provider)
+    client = await make.client(app)
+
+    answer = await signed_in(client, "alice", **{"Sec-Fetch-Mode": "navigate"})
+
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/tasks"
+    assert "access_token" not in answer.text  # never in a URL or a body the page shows
+    me = await client.get("/users/me")  # the session cookies
+    assert me.status_code == 200
+    assert me.json()["email"] == ALICE["email"]
+
+
+async def test_the_answer_in_another_browser_or_twice_is_refused(
+    make: AppMaker, provider: Provider
+) -> None:
+    app = await service(make, provider)
+    victim, attacker = await make.client(app), await make.client(app, ip="198.51.100.9")
+    start = await victim.get("/auth/oauth/corp/authorize")
+    answer = at_provider(start.headers["location"], "alice")
+
+    with capture_events() as events:
+        elsewhere = await attacker.get(answer)  # no sign-in cookie of it
+        first = await victim.get(answer)
+        again = await victim.get(answer)  # replayed (the cookie is gone: set it back)
+        victim.cookies.set("bastion-oauth", start.cookies["bastion-oauth"])
+        replayed = await victim.get(answer)
+
+    assert first.status_code == 200
+    for refused in (elsewhere, again, replayed):
+        assert refused.status_code == 400
+        assert refused.json()["type"] == "/problems/oauth-failed"
+        assert refused.json()["detail"] == "Sign-in with the provider failed"  # no reason
+    reasons = [e.details for e in events if e.event_type == "auth_failure"]
+    assert any("no sign-in cookie" in reason for reason in reasons)
+    assert any("state replayed" in reason for reason in reasons)
+
+
+async def test_the_providers_refusal_and_a_made_up_answer_are_refused(
+    make: AppMaker, provider: Provider
+) -> None:
+    app = await service(make, provider)
+    client = await make.client(app)
+    start = await client.get("/auth/oauth/corp/authorize")
+    state = dict(httpx.URL(start.headers["location"]).params)["state"]
+
+    denied = await client.get(
+        "/auth/oauth/corp/callback", params={"state": state, "error": "access_denied"}
+    )
+    twice = await client.get(f"/auth/oauth/corp/callback?state={state}&state={state}&code=x")
+    unknown = await client.get("/auth/oauth/nobody/authorize")
+
+    assert denied.status_code == twice.status_code == 400
+    assert unknown.status_code == 404
+
+
+async def test_an_unverified_provider_address_of_an_account_links_nothing(
+    make: AppMaker, provider: Provider
+) -> None:
+    app = await service(make, provider)
+    client = await make.client(app)
+    await add_user(app, BOB["email"])  # a local account; bob's provider did not verify it
+
+    answer = await signed_in(client, "bob")
+
+    assert answer.status_code == 400
+    assert answer.json()["type"] == "/problems/oauth-failed"
+    local = await login(client, BOB["email"])  # the account is the owner's still
+    links = await client.delete(
+        "/auth/oauth/corp", headers={"Authorization": f"Bearer {local['access_token']}"}
+    )
+    assert links.status_code == 404  # nothing was linked to it
+
+
+async def test_the_last_way_to_sign_in_is_not_unlinked(make: AppMaker, provider: Provider) -> None:
+    app = await service(make, provider)
+    client = await make.client(app)
+    pair = (await signed_in(client, "alice")).json()
+    auth = {"Authorization": f"Bearer {pair['access_token']}"}
+
+    unlinked = await client.delete("/auth/oauth/corp", headers=auth)
+
+    assert unlinked.status_code == 409
+
+
+async def test_the_sign_in_cookie_is_host_bound_and_short_lived(
+    make: AppMaker, provider: Provider
+) -> None:
+    app = await make.app(
+        oauth_providers=providers_setting(provider), public_url="http://testserver"
+    )
+    client = await make.client(app)
+
+    start = await client.get("/auth/oauth/corp/authorize")
+
+    cookie = start.headers["set-cookie"].lower()
+    assert cookie.startswith("__host-bastion-oauth=")
+    for part in ("secure", "httponly", "samesite=lax", "path=/", "max-age=600"):
+        assert part in cookie
