@@ -192,3 +192,28 @@ async def test_the_sign_in_cookie_is_host_bound_and_short_lived(
     assert cookie.startswith("__host-bastion-oauth=")
     for part in ("secure", "httponly", "samesite=lax", "path=/", "max-age=600"):
         assert part in cookie
+
+
+async def test_a_signed_in_owner_links_an_identity_and_signs_in_with_it(
+    make: AppMaker, provider: Provider
+) -> None:
+    app = await service(make, provider)
+    client = await make.client(app)
+    owner = await add_user(app, "owner@example.com")
+    local = await login(client, "owner@example.com")
+    auth = {"Authorization": f"Bearer {local['access_token']}"}
+
+    start = await client.post("/auth/oauth/corp/link", headers=auth)
+    linked = await client.get(at_provider(start.headers["location"], "alice"))
+    anonymous = await make.client(app, ip="198.51.100.20")
+    answer = await signed_in(anonymous, "alice")
+
+    assert start.status_code == 302
+    assert linked.status_code == 204
+    assert answer.status_code == 200
+    me = await anonymous.get(
+        "/users/me", headers={"Authorization": f"Bearer {answer.json()['access_token']}"}
+    )
+    assert me.json()["id"] == str(owner.id)  # the owner's account, not a new one
+    assert (await client.delete("/auth/oauth/corp", headers=auth)).status_code == 204
+    assert (await anonymous.post("/auth/oauth/corp/link")).status_code == 401
