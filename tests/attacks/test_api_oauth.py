@@ -76,9 +76,12 @@ async def test_a_sign_in_with_the_provider_opens_a_session(
     client = await make.client(app)
 
     listed = await client.get("/auth/oauth/providers")
+    schema = (await client.get("/openapi.json")).json()
     answer = await signed_in(client, "alice")
 
     assert listed.json() == [{"name": "corp", "display_name": "Corp SSO"}]
+    authorize = schema["paths"]["/auth/oauth/{provider}/authorize"]["get"]
+    assert authorize["parameters"][0]["schema"]["enum"] == ["corp"]  # the docs list them
     assert answer.status_code == 200, answer.text
     assert answer.headers["cache-control"] == "no-store"
     me = await client.get(

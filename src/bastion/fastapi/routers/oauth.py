@@ -15,7 +15,7 @@ nothing that tells the reasons apart, and an ``auth_failure`` event that does.
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel
 
@@ -55,6 +55,15 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
     router = APIRouter(prefix="/auth/oauth", tags=["auth"])
     cookie_name = _COOKIE if secure_cookies else _COOKIE_PLAIN
     Authenticated = Annotated[Principal, guard.authenticated()]
+    # The OpenAPI document lists the providers; an unknown one still answers 404.
+    names = [name for name, _ in oauth.names()]
+    Name = Annotated[
+        str,
+        Path(
+            description="A sign-in provider: " + ", ".join(names),
+            json_schema_extra={"enum": names},
+        ),
+    ]
     start = [guard.public("starts a sign-in with a provider", rate="login-ip")]
     finish = [guard.public("finishes a sign-in with a provider", rate="login-ip")]
 
@@ -114,7 +123,7 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         summary="Sign in with a provider: to the provider, with PKCE, state and nonce",
     )
     async def authorize(
-        provider: str,
+        provider: Name,
         request: Request,
         next: Annotated[str | None, Query(max_length=512)] = None,
     ) -> Response:
@@ -138,7 +147,7 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         summary="Link an identity at a provider to the signed-in account",
     )
     async def link(
-        provider: str,
+        provider: Name,
         principal: Authenticated,
         request: Request,
         next: Annotated[str | None, Query(max_length=512)] = None,
@@ -162,7 +171,7 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         responses=_FAILED | {303: {"description": "Cookie mode: the session, and to `next`"}},
         summary="The provider's answer: a session, as POST /auth/login opens one",
     )
-    async def callback(provider: str, request: Request) -> Response:
+    async def callback(provider: Name, request: Request) -> Response:
         cookie = _single_cookie(request, cookie_name, _COOKIE_MAX_CHARS)
         context = guard.context(request)
         try:
@@ -199,7 +208,7 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         },
         summary="Unlink the account's identity at a provider",
     )
-    async def unlink(provider: str, principal: Authenticated, request: Request) -> Response:
+    async def unlink(provider: Name, principal: Authenticated, request: Request) -> Response:
         try:
             removed = await external.unlink(
                 principal.user_id, provider, context=guard.context(request)
