@@ -123,3 +123,40 @@ async def test_a_user_api_that_names_nobody_fails_the_sign_in(
 
     with pytest.raises(OAuthFailedError, match="GitHub named no user"):
         await oauth.callback("github", query, cookie)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        Answer(None, raw=b"<html>not JSON</html>"),
+        Answer(["a", "list"]),
+        Answer({"access_token": "x"}, status=502),
+        Answer({"access_token": "x"}, delay=2.0),  # past the exchange's time limit
+        Answer({"token_type": "bearer"}),  # no access token
+    ],
+)
+async def test_a_broken_or_slow_token_endpoint_fails_the_sign_in(
+    github: JSONServer, broken: Answer
+) -> None:
+    github.answers["/login/oauth/access_token"] = broken
+    clock = FrozenClock(datetime.now(UTC))
+    oauth = OAuthSignIn(
+        {"github": OAuthProvider(preset="github", client_id="Iv1.abc", client_secret=SECRET)},
+        redirect_base="http://testserver",
+        binding=SignInBinding(b"g" * 32, clock=clock, claim=MemoryAttemptStore().claim),
+        clock=clock,
+        leeway=timedelta(seconds=30),
+        timeout=0.5,
+        github_endpoints={
+            "authorization_endpoint": f"{github.url}/login/oauth/authorize",
+            "token_endpoint": f"{github.url}/login/oauth/access_token",
+            "user": f"{github.url}/user",
+            "emails": f"{github.url}/user/emails",
+        },
+    )
+    try:
+        query, cookie, _ = await answer(oauth)
+        with pytest.raises(OAuthFailedError, match=r"code exchange failed|no access token"):
+            await oauth.callback("github", query, cookie)
+    finally:
+        await oauth.aclose()
