@@ -56,7 +56,9 @@ class ExternalIdentity:
     email: str | None
     email_verified: bool
     name: str | None
-    amr: tuple[str, ...]  # RFC 8176 values; ``ext:<provider>`` first
+    amr: tuple[str, ...]  # what Bastion's tokens and events say: ``("ext:<provider>",)``
+    # The methods the provider says it used (its ID token's ``amr``), for step-up rules.
+    provider_amr: tuple[str, ...] = ()
 
 
 @dataclass
@@ -340,7 +342,8 @@ class OAuthSignIn:
             email=email,
             email_verified=verified,
             name=name,
-            amr=(f"ext:{provider.name}", *claims.amr),
+            amr=(f"ext:{provider.name}",),
+            provider_amr=claims.amr,
         )
 
     async def _github_identity(
