@@ -15,7 +15,7 @@ import pytest
 
 from bastion.testing import capture_events
 from tests.conftest import AppMaker
-from tests.helpers import add_user, login
+from tests.helpers import STRONG_PASSWORD, add_user, link_in, login, mail_to
 from tests.oidc.harness import (
     ALICE,
     BOB,
@@ -25,6 +25,8 @@ from tests.oidc.harness import (
     running_provider,
     sign_in,
 )
+from tests.smtp import SMTPTestServer
+from tests.smtp import mail_settings as smtp_settings
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +222,27 @@ async def test_a_signed_in_owner_links_an_identity_and_signs_in_with_it(
     assert me.json()["id"] == str(owner.id)  # the owner's account, not a new one
     assert (await client.delete("/auth/oauth/corp", headers=auth)).status_code == 204
     assert (await anonymous.post("/auth/oauth/corp/link")).status_code == 401
+
+
+async def test_an_account_a_provider_created_has_no_password_until_a_reset(
+    make: AppMaker, provider: Provider, smtp: SMTPTestServer
+) -> None:
+    app = await service(make, provider, **smtp_settings(smtp))
+    client = await make.client(app)
+    assert (await signed_in(client, "alice")).status_code == 200
+    email = ALICE["email"]
+
+    guessed = [
+        await client.post("/auth/login", json={"email": email, "password": password})
+        for password in ("", "a long passphrase of mine", STRONG_PASSWORD)
+    ]
+    await client.post("/auth/password/forgot", json={"email": email})
+    await app.state.security.drain()
+    token = link_in(mail_to(smtp.messages, email)[-1], "/auth/password/reset")
+    reset = await client.post(
+        "/auth/password/reset", json={"token": token, "new_password": STRONG_PASSWORD}
+    )
+
+    assert [r.status_code for r in guessed] == [422, 401, 401]
+    assert reset.status_code == 204
+    assert (await login(client, email))["access_token"]
