@@ -246,3 +246,30 @@ async def test_an_account_a_provider_created_has_no_password_until_a_reset(
     assert [r.status_code for r in guessed] == [422, 401, 401]
     assert reset.status_code == 204
     assert (await login(client, email))["access_token"]
+
+
+async def test_a_link_started_with_a_token_ends_with_its_session(
+    make: AppMaker, provider: Provider
+) -> None:
+    # A stolen token starts a link; the owner logs out before the thief finishes it.
+    app = await service(make, provider)
+    thief = await make.client(app)
+    owner = await add_user(app, "owner@example.com")
+    stolen = await login(thief, "owner@example.com")
+    auth = {"Authorization": f"Bearer {stolen['access_token']}"}
+    start = await thief.post("/auth/oauth/corp/link", headers=auth)
+    logout = await thief.post(
+        "/auth/logout", json={"refresh_token": stolen["refresh_token"]}, headers=auth
+    )
+
+    finished = await thief.get(at_provider(start.headers["location"], "alice"))
+
+    assert logout.status_code == 204
+    assert finished.status_code == 400
+    assert finished.json()["type"] == "/problems/oauth-failed"
+    anonymous = await make.client(app, ip="198.51.100.30")
+    pair = (await signed_in(anonymous, "alice")).json()
+    me = await anonymous.get(
+        "/users/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+    )
+    assert me.json()["id"] != str(owner.id)  # the identity was not linked to the owner

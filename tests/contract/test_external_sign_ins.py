@@ -8,13 +8,14 @@ way to sign in cannot be unlinked. On memory, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from bastion.accounts import AccountService, LastSignInMethodError
+from bastion.accounts import AccountService, LastSignInMethodError, Proof, normalize_email
 from bastion.clock import FrozenClock
 from bastion.errors import OAuthFailedError
 from bastion.events import EventLog, RequestContext
@@ -65,6 +66,12 @@ async def stored(stores: Stores, **overrides: Any) -> Account:
     account = make_account(**{"email": "alice@example.com", "email_verified": True, **overrides})
     await stores.accounts.add(account)
     return account
+
+
+async def live_session(service: AccountService, account: Account) -> uuid.UUID:
+    """A session of ``account``'s owner, as one that asks for a link."""
+    pair = await service.sessions.open(account, Proof(("pwd",)), context=CONTEXT, user_agent=None)
+    return uuid.UUID(pair.session_id)
 
 
 async def signed_in_as(service: AccountService, who: ExternalIdentity) -> str:
@@ -137,11 +144,16 @@ async def test_an_identity_of_another_account_cannot_be_linked(
     await signed_in_as(service, identity())
     other = await stored(stores, email="bob@example.com")
 
+    session = await live_session(service, other)
     with pytest.raises(OAuthFailedError, match="linked already"):  # alice's identity
-        await service.external.link(other.id, identity(), context=CONTEXT)
-    await service.external.link(other.id, identity(subject="bob-2"), context=CONTEXT)
+        await service.external.link(other.id, identity(), session_id=session, context=CONTEXT)
+    await service.external.link(
+        other.id, identity(subject="bob-2"), session_id=session, context=CONTEXT
+    )
     with pytest.raises(OAuthFailedError, match="linked already"):  # one per provider
-        await service.external.link(other.id, identity(subject="bob-3"), context=CONTEXT)
+        await service.external.link(
+            other.id, identity(subject="bob-3"), session_id=session, context=CONTEXT
+        )
     assert await service.external.providers_of(other.id) == ["corp"]
     assert (await stores.links.find("corp", "bob-2")) is not None
 
@@ -165,7 +177,12 @@ async def test_the_last_way_to_sign_in_cannot_be_unlinked(
 
     with pytest.raises(LastSignInMethodError):
         await service.external.unlink(account.id, "corp", context=CONTEXT)
-    await service.external.link(account.id, identity(provider="gh", subject="9"), context=CONTEXT)
+    await service.external.link(
+        account.id,
+        identity(provider="gh", subject="9"),
+        session_id=await live_session(service, account),
+        context=CONTEXT,
+    )
     assert await service.external.unlink(account.id, "corp", context=CONTEXT) is True
     assert await service.external.unlink(account.id, "corp", context=CONTEXT) is False
     assert await service.external.providers_of(account.id) == ["gh"]
@@ -178,3 +195,70 @@ async def test_a_disabled_account_is_not_signed_in(service: AccountService, stor
 
     with pytest.raises(OAuthFailedError, match="may not sign in"):
         await service.external.sign_in(identity(), context=CONTEXT, user_agent=None)
+
+
+async def test_an_address_the_provider_has_not_verified_creates_no_account(
+    service: AccountService, stores: Stores
+) -> None:
+    # Whoever claims an address first at a careless provider must not hold its account
+    # when the owner later recovers it by email.
+    with pytest.raises(OAuthFailedError, match="not verified the address"):
+        await service.external.sign_in(
+            identity(email_verified=False), context=CONTEXT, user_agent=None
+        )
+
+    assert await stores.accounts.get_by_email("alice@example.com") is None
+    assert await stores.links.find("corp", "alice-at-corp") is None
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("alice@straße.de", "alice@strasse.de"),  # another domain, the same key
+        ("strauß@example.com", "strauss@example.com"),
+        ("\u212aate@example.com", "kate@example.com"),  # a Kelvin sign
+        ("\uff41lice@example.com", "alice@example.com"),  # a full-width letter
+    ],
+)
+async def test_an_address_spelled_otherwise_links_to_no_account(
+    service: AccountService, stores: Stores, given: str, stored: str
+) -> None:
+    victim = await stored_account(stores, stored)
+
+    with pytest.raises(OAuthFailedError, match="another spelling"):
+        await service.external.sign_in(identity(email=given), context=CONTEXT, user_agent=None)
+
+    assert await stores.links.of_user(victim.id) == []
+
+
+async def test_the_same_address_in_other_ascii_case_links(
+    service: AccountService, stores: Stores
+) -> None:
+    owner = await stored_account(stores, "alice@example.com")
+
+    assert await signed_in_as(service, identity(email="ALICE@Example.COM")) == str(owner.id)
+
+
+async def test_a_link_is_not_completed_after_its_session_ended(
+    service: AccountService, stores: Stores
+) -> None:
+    owner = await stored(stores, email="owner@example.com")
+    session = await live_session(service, owner)
+    await stores.sessions.revoke(session, now=service.clock.now(), reason="logout")
+
+    with pytest.raises(OAuthFailedError, match="session that asked"):
+        await service.external.link(owner.id, identity(), session_id=session, context=CONTEXT)
+    other = await stored(stores, email="other@example.com")
+    with pytest.raises(OAuthFailedError, match="session that asked"):  # another's session
+        await service.external.link(
+            owner.id, identity(), session_id=await live_session(service, other), context=CONTEXT
+        )
+
+    assert await stores.links.of_user(owner.id) == []
+
+
+async def stored_account(stores: Stores, email: str) -> Account:
+    email, key = normalize_email(email)
+    account = make_account(email, email_key=key, email_verified=True)
+    await stores.accounts.add(account)
+    return account

@@ -7,15 +7,24 @@ it):
 
 - an identity linked before signs in to its account, whatever its email says now;
 - an identity seen for the first time links to the account of its email only when the
-  provider asserts the address verified *and* the account verified it too;
+  provider asserts the address verified *and* the account verified it too, *and* the
+  two are the same address character for character but for ASCII case (the accounts'
+  uniqueness key case-folds and NFKC-normalizes, so ``alice@straße.de``, a Kelvin sign or
+  full-width letters would otherwise reach another mailbox's account);
 - otherwise, when the address has an account, nothing is linked and the sign-in is
   refused: the owner signs in locally and links from their account;
-- otherwise a new account is created, with no password (the owner sets one through a
-  reset) and the address as verified as the provider said.
+- otherwise a new account is created only for an address the provider verified (an
+  unverified one would let whoever claims it first at a provider hold the account the
+  owner later recovers by email), with no password (the owner sets one by a reset).
+
+A link the owner asks for is completed only while the session that asked is live: a
+stolen token cannot finish a link after the owner logged out or reset the password.
 """
 
 from __future__ import annotations
 
+import string
+import unicodedata
 import uuid
 from typing import TYPE_CHECKING
 
@@ -30,14 +39,24 @@ from bastion.stores import Account, ExternalLink, Stores
 if TYPE_CHECKING:
     from bastion.oidc import ExternalIdentity
 
-__all__ = ["ExternalSignIns", "LastSignInMethodError"]
+__all__ = ["ExternalSignIns", "LastSignInMethodError", "same_address"]
 
 _MAX_NAME = 100  # the accounts' display_name column
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 class LastSignInMethodError(ConflictError):
     """Unlinking would leave the account with no way to sign in (no password, no other
     provider)."""
+
+
+def same_address(given: str, stored: str) -> bool:
+    """Whether ``given`` (a provider's) is the stored address ``stored``: equal but for
+    ASCII case, and already in NFKC form (a compatibility character, such as a Kelvin
+    sign or full-width letters, is normalized into another address)."""
+    if unicodedata.normalize("NFKC", given) != given:
+        return False
+    return given.translate(_ASCII_LOWER) == stored.translate(_ASCII_LOWER)
 
 
 class ExternalSignIns:
@@ -63,14 +82,32 @@ class ExternalSignIns:
             raise OAuthFailedError(f"the account may not sign in ({exc.reason})") from None
 
     async def link(
-        self, user_id: uuid.UUID, identity: ExternalIdentity, *, context: RequestContext
+        self,
+        user_id: uuid.UUID,
+        identity: ExternalIdentity,
+        *,
+        session_id: uuid.UUID,
+        context: RequestContext,
     ) -> None:
-        """Link ``identity`` to the signed-in account ``user_id`` (its owner asked).
+        """Link ``identity`` to the account ``user_id``, whose owner asked for it in the
+        session ``session_id``.
 
         Raises:
-            OAuthFailedError: the identity is another account's, or the account has an
-                identity of that provider already.
+            OAuthFailedError: that session is no longer live, the account is disabled,
+                the identity is another account's, or the account has an identity of
+                that provider already.
         """
+        session = await self._stores.sessions.get(session_id)
+        now = self._clock.now()
+        if (
+            session is None
+            or session.user_id != user_id
+            or not session.is_live(now, self._sessions.idle_ttl_seconds)
+        ):
+            raise OAuthFailedError("the session that asked for the link has ended")
+        account = await self._stores.accounts.get(user_id)
+        if account is None or not account.is_active:
+            raise OAuthFailedError("the account may not link")
         await self._add(user_id, identity)
         await self._events.emit(
             "account_linked",
@@ -126,6 +163,8 @@ class ExternalSignIns:
                 raise OAuthFailedError(
                     "the address has an account, and it or the provider has not verified it"
                 )
+            if not same_address(identity.email, existing.email):
+                raise OAuthFailedError("the address has an account under another spelling")
             await self._add(existing.id, identity)
             await self._events.emit(
                 "account_linked",
@@ -134,6 +173,8 @@ class ExternalSignIns:
                 details=f"{identity.provider} linked by a verified address",
             )
             return existing
+        if not identity.email_verified:
+            raise OAuthFailedError("the provider has not verified the address")
         return await self._create(identity, email, key, context)
 
     async def _create(

@@ -20,6 +20,7 @@ core's tables migrated on start.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -175,7 +176,29 @@ def install(
     app.state.guard = guard
     _add_middleware(app, bastion, prefix, body_limits or {})
     _wrap_lifespan(app, security, migrate if migrate is not None else not settings.is_production)
+    if security.oauth is not None:
+        _keep_callback_queries_out_of_access_logs()
     return bastion
+
+
+class _NoCallbackQueries(logging.Filter):
+    """uvicorn's access log writes each request line with its query string; a sign-in's
+    callback carries the provider's code and state there, which are not to be logged."""
+
+    _CALLBACK = re.compile(r"(/auth/oauth/[^/?]+/callback)\?\S*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path = self._CALLBACK.sub(r"\1?[query not logged]", args[2])
+            record.args = (*args[:2], path, *args[3:])
+        return True
+
+
+def _keep_callback_queries_out_of_access_logs() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _NoCallbackQueries) for f in access.filters):
+        access.addFilter(_NoCallbackQueries())
 
 
 def _remove_fastapi_docs(app: FastAPI) -> None:

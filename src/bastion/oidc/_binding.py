@@ -35,6 +35,7 @@ class SignInRequest:
     issued_at: int
     cookie_mode: bool = False  # answer with a cookie session (a browser's navigation)
     link_to: str | None = None  # the signed-in account to link to, instead of a sign-in
+    link_session: str | None = None  # the session that asked for the link
 
     @property
     def code_challenge(self) -> str:
@@ -103,6 +104,7 @@ class SignInBinding:
         *,
         cookie_mode: bool = False,
         link_to: str | None = None,
+        link_session: str | None = None,
     ) -> tuple[SignInRequest, str]:
         """A new sign-in for ``provider``: its parameters, and the cookie's value."""
         request = SignInRequest(
@@ -114,6 +116,7 @@ class SignInBinding:
             issued_at=int(self._clock.now().timestamp()),
             cookie_mode=cookie_mode,
             link_to=link_to,
+            link_session=link_session,
         )
         body = _b64(json.dumps(asdict(request), separators=(",", ":")).encode())
         return request, f"{body}.{self._sign(body)}"

@@ -137,6 +137,7 @@ class OAuthSignIn:
         *,
         cookie_mode: bool = False,
         link_to: str | None = None,
+        link_session: str | None = None,
     ) -> tuple[str, str]:
         """The provider's authorization URL for a new sign-in, and the cookie that binds
         it to this browser.
@@ -149,7 +150,7 @@ class OAuthSignIn:
         if endpoint is None:
             raise OAuthFailedError("the provider has no authorization endpoint")
         request, cookie = self._binding.begin(
-            name, next_path, cookie_mode=cookie_mode, link_to=link_to
+            name, next_path, cookie_mode=cookie_mode, link_to=link_to, link_session=link_session
         )
         params = {
             "response_type": "code",

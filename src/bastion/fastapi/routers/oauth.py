@@ -159,6 +159,7 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
                 next,
                 cookie_mode=navigation and guard.cookies is not None,
                 link_to=str(principal.user_id),
+                link_session=principal.session_id,
             )
         except OAuthFailedError as exc:
             return await failed(request, provider, exc)
@@ -177,7 +178,14 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         try:
             identity, started = await oauth.callback(known(provider), answer_query(request), cookie)
             if started.link_to is not None:
-                await external.link(uuid.UUID(started.link_to), identity, context=context)
+                if started.link_session is None:
+                    raise OAuthFailedError("a link without the session that asked for it")
+                await external.link(
+                    uuid.UUID(started.link_to),
+                    identity,
+                    session_id=uuid.UUID(started.link_session),
+                    context=context,
+                )
                 done: Response = (
                     RedirectResponse(started.next, status_code=status.HTTP_303_SEE_OTHER)
                     if started.cookie_mode
