@@ -238,3 +238,42 @@ async def test_a_slow_refresh_of_the_keys_holds_up_one_request_at_most(
         assert sorted(waited)[-2] < 0.5  # only the request that refreshes waits
     finally:
         await tokens.aclose()
+
+
+async def test_a_provider_that_does_not_answer_delays_no_start(
+    issuer: JSONServer, clock: FrozenClock
+) -> None:
+    discovery = issuer.answers["/.well-known/openid-configuration"]
+    discovery.body |= {"authorization_endpoint": f"{issuer.url}/authorize"}
+    async with JSONServer() as silent:
+        silent.answers["/.well-known/openid-configuration"] = Answer({}, delay=30.0)
+        configs = {
+            "corp": OAuthProvider(
+                preset="oidc", issuer=issuer.url, client_id="app", client_secret="s" * 32
+            ),
+            "down": OAuthProvider(
+                preset="oidc", issuer=silent.url, client_id="app", client_secret="s" * 32
+            ),
+        }
+        binding = SignInBinding(b"s" * 32, clock=clock, claim=MemoryAttemptStore().claim)
+        oauth = OAuthSignIn(
+            configs,
+            redirect_base="http://testserver",
+            binding=binding,
+            clock=clock,
+            leeway=LEEWAY,
+            allow_http=True,
+        )
+        try:
+            started = asyncio.get_running_loop().time()
+            await oauth.start(within=1.0)
+            elapsed = asyncio.get_running_loop().time() - started
+
+            assert elapsed < 3.0
+            url, _ = await oauth.authorize("corp", None)  # discovered at start
+            assert url.startswith(f"{issuer.url}/authorize?")
+            assert issuer.requests.count("/.well-known/openid-configuration") == 1
+            with pytest.raises(OAuthFailedError, match="metadata cannot be read"):
+                await oauth.authorize("down", None)  # asked again a minute later
+        finally:
+            await oauth.aclose()

@@ -119,13 +119,26 @@ class OAuthSignIn:
     def redirect_uri(self, name: str) -> str:
         return f"{self._base}/auth/oauth/{name}/callback"
 
-    async def start(self) -> None:
-        """Discover every OpenID provider; one that does not answer is logged and tried
-        again when a browser asks for it (at most once a minute)."""
-        for provider in self._providers.values():
-            if provider.config.is_oidc:
-                async with provider.lock:
-                    await self._discover(provider)
+    async def start(self, *, within: float = 3.0) -> None:
+        """Discover the OpenID providers, together, waiting ``within`` seconds at most:
+        one that does not answer by then is logged and tried again when a browser asks
+        for it (at most once a minute), so a provider that is down delays no start."""
+
+        async def one(provider: _Provider) -> None:
+            async with provider.lock:
+                await self._discover(provider)
+
+        providers = [p for p in self._providers.values() if p.config.is_oidc]
+        tasks = [asyncio.ensure_future(one(p)) for p in providers]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
+            task.cancel()
+        for provider, task in zip(providers, tasks, strict=True):
+            if task in pending:
+                log.warning("sign-in provider %s: no discovery within %g s", provider.name, within)
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def aclose(self) -> None:
         await self._client.aclose()
