@@ -15,6 +15,7 @@ __all__ = [
     "PROVIDER_NAME",
     "OAuthProvider",
     "google_issuer_matches",
+    "is_microsoft_issuer",
     "microsoft_issuer_matches",
 ]
 
@@ -110,6 +111,11 @@ class OAuthProvider(BaseModel):
     def label(self, name: str) -> str:
         default = {"google": "Google", "microsoft": "Microsoft", "github": "GitHub"}
         return self.display_name or default.get(self.preset, name)
+
+
+def is_microsoft_issuer(iss: str) -> bool:
+    """Whether ``iss`` names a Microsoft tenant's v2.0 issuer (any tenant's)."""
+    return _MICROSOFT.fullmatch(iss) is not None
 
 
 def google_issuer_matches(iss: str, claims: dict[str, Any]) -> bool:

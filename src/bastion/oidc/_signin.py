@@ -36,7 +36,7 @@ from bastion.oidc._http import ProviderUnavailableError, fetch_json
 from bastion.oidc._id_token import validate_id_token
 from bastion.oidc._keys import RemoteKeySet
 from bastion.oidc._metadata import ProviderMetadata, check_url, discover
-from bastion.oidc._providers import GITHUB, OAuthProvider
+from bastion.oidc._providers import GITHUB, OAuthProvider, is_microsoft_issuer
 
 __all__ = ["ExternalIdentity", "OAuthSignIn"]
 
@@ -264,8 +264,7 @@ class OAuthSignIn:
                 raise OAuthFailedError("iss missing from the answer")
             return
         if provider.config.multi_tenant:
-            tenant_issuer = re.fullmatch(r"https://login\.microsoftonline\.com/[^/]+/v2\.0", iss)
-            if tenant_issuer is None:
+            if not is_microsoft_issuer(iss):
                 raise OAuthFailedError("iss is another provider's")
         elif iss != metadata.issuer:
             raise OAuthFailedError("iss is another provider's")
@@ -367,7 +366,9 @@ class OAuthSignIn:
         subject = user.get("id")
         if not isinstance(subject, int) or isinstance(subject, bool):
             raise OAuthFailedError("GitHub named no user")
-        emails = await self._get_list(self._github["emails"], tokens["access_token"])
+        listed = await self._get(self._github["emails"], tokens["access_token"], allow_list=True)
+        emails = listed.get("items")
+        emails = emails if isinstance(emails, list) else []
         primary = next(
             (
                 e
@@ -389,7 +390,11 @@ class OAuthSignIn:
             amr=(f"ext:{provider.name}",),
         )
 
-    async def _get(self, url: str, access_token: str) -> dict[str, Any]:
+    async def _get(
+        self, url: str, access_token: str, *, allow_list: bool = False
+    ) -> dict[str, Any]:
+        """A provider API's JSON answer; with ``allow_list`` a JSON array (GitHub's
+        emails) comes as ``{"items": [...]}``."""
         try:
             _, answer = await fetch_json(
                 self._client,
@@ -397,23 +402,8 @@ class OAuthSignIn:
                 url,
                 time_limit=self._timeout,
                 headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+                allow_list=allow_list,
             )
         except ProviderUnavailableError as exc:
             raise OAuthFailedError(f"the provider's API failed: {exc}") from None
         return answer
-
-    async def _get_list(self, url: str, access_token: str) -> list[Any]:
-        # GitHub's emails API answers a JSON array: wrapped so fetch_json's object check holds.
-        try:
-            _, answer = await fetch_json(
-                self._client,
-                "GET",
-                url,
-                time_limit=self._timeout,
-                headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-                allow_list=True,
-            )
-        except ProviderUnavailableError as exc:
-            raise OAuthFailedError(f"the provider's API failed: {exc}") from None
-        items = answer.get("items")
-        return items if isinstance(items, list) else []

@@ -85,6 +85,25 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         )
         return response
 
+    async def to_provider(
+        request: Request, provider: str, next_path: str | None, linking: Principal | None = None
+    ) -> Response:
+        """To the provider, with the sign-in's cookie; a browser's navigation is
+        answered with a cookie session on the way back. ``linking``: the signed-in
+        caller whose account the identity is to be linked to."""
+        navigation = request.headers.get("sec-fetch-mode", "").lower() == "navigate"
+        try:
+            url, cookie = await oauth.authorize(
+                known(provider),
+                next_path,
+                cookie_mode=navigation and guard.cookies is not None,
+                link_to=str(linking.user_id) if linking else None,
+                link_session=linking.session_id if linking else None,
+            )
+        except OAuthFailedError as exc:
+            return await failed(request, provider, exc)
+        return redirect(url, cookie)
+
     def forget(response: Response) -> Response:
         response.delete_cookie(
             cookie_name, path="/", secure=secure_cookies, httponly=True, samesite="lax"
@@ -116,10 +135,7 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         dependencies=start,
         status_code=status.HTTP_302_FOUND,
         response_class=Response,
-        responses={
-            302: {"description": "To the provider"},
-            404: {"description": "No such provider"},
-        },
+        responses=_TO_PROVIDER,
         summary="Sign in with a provider: to the provider, with PKCE, state and nonce",
     )
     async def authorize(
@@ -127,23 +143,13 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         request: Request,
         next: Annotated[str | None, Query(max_length=512)] = None,
     ) -> Response:
-        navigation = request.headers.get("sec-fetch-mode", "").lower() == "navigate"
-        try:
-            url, cookie = await oauth.authorize(
-                known(provider), next, cookie_mode=navigation and guard.cookies is not None
-            )
-        except OAuthFailedError as exc:
-            return await failed(request, provider, exc)
-        return redirect(url, cookie)
+        return await to_provider(request, provider, next)
 
     @router.post(
         "/{provider}/link",
         status_code=status.HTTP_302_FOUND,
         response_class=Response,
-        responses={
-            302: {"description": "To the provider"},
-            404: {"description": "No such provider"},
-        },
+        responses=_TO_PROVIDER,
         summary="Link an identity at a provider to the signed-in account",
     )
     async def link(
@@ -152,18 +158,7 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         request: Request,
         next: Annotated[str | None, Query(max_length=512)] = None,
     ) -> Response:
-        navigation = request.headers.get("sec-fetch-mode", "").lower() == "navigate"
-        try:
-            url, cookie = await oauth.authorize(
-                known(provider),
-                next,
-                cookie_mode=navigation and guard.cookies is not None,
-                link_to=str(principal.user_id),
-                link_session=principal.session_id,
-            )
-        except OAuthFailedError as exc:
-            return await failed(request, provider, exc)
-        return redirect(url, cookie)
+        return await to_provider(request, provider, next, principal)
 
     @router.get(
         "/{provider}/callback",
