@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,13 +18,11 @@ import pytest
 from bastion.accounts import AccountService, LastSignInMethodError, Proof, normalize_email
 from bastion.clock import FrozenClock
 from bastion.errors import OAuthFailedError
-from bastion.events import EventLog, RequestContext
+from bastion.events import RequestContext
 from bastion.oidc import ExternalIdentity
-from bastion.passwords import TEST_ONLY_INSECURE, PasswordHasher, PasswordPolicy
 from bastion.stores import Account, ExternalLink, Stores
 from bastion.testing import capture_events
-from bastion.tokens import AccessTokens, KeySet
-from tests.contract.support import make_account
+from tests.contract.support import account_service, make_account
 
 CONTEXT = RequestContext(ip_address="203.0.113.7", endpoint="/auth/oauth/corp/callback")
 
@@ -32,22 +30,8 @@ CONTEXT = RequestContext(ip_address="203.0.113.7", endpoint="/auth/oauth/corp/ca
 @pytest.fixture
 async def service(stores: Stores) -> AsyncIterator[AccountService]:
     clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
-    events = EventLog(clock=clock)
-    yield AccountService(
-        stores,
-        hasher=PasswordHasher(TEST_ONLY_INSECURE),
-        policy=PasswordPolicy(),
-        access_tokens=AccessTokens(
-            KeySet.generate(clock=clock),
-            issuer="https://bastion.test",
-            audience="bastion-api",
-            ttl=timedelta(minutes=15),
-            clock=clock,
-        ),
-        events=events,
-        clock=clock,
-    )
-    await events.drain()
+    async with account_service(stores, clock) as service:
+        yield service
 
 
 def identity(**changes: Any) -> ExternalIdentity:

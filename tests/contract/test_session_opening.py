@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,12 +16,10 @@ import pytest
 from bastion.accounts import AccountService, LockedSignIn, Proof, TokenPair
 from bastion.clock import FrozenClock
 from bastion.errors import InvalidCredentialsError, InvalidTokenError
-from bastion.events import EventLog, RequestContext
-from bastion.passwords import TEST_ONLY_INSECURE, PasswordHasher, PasswordPolicy
+from bastion.events import RequestContext
 from bastion.stores import Account, AccountChange, SecurityEvent, Stores
 from bastion.testing import capture_events
-from bastion.tokens import AccessTokens, KeySet
-from tests.contract.support import make_account
+from tests.contract.support import account_service, make_account
 
 CONTEXT = RequestContext(ip_address="203.0.113.7", endpoint="/auth/oidc/callback", method="GET")
 SECOND_FACTOR = Proof(("otp",))
@@ -34,23 +32,8 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 async def service(stores: Stores, clock: FrozenClock) -> AsyncIterator[AccountService]:
-    events = EventLog(clock=clock)
-    yield AccountService(
-        stores,
-        hasher=PasswordHasher(TEST_ONLY_INSECURE),
-        policy=PasswordPolicy(),
-        access_tokens=AccessTokens(
-            KeySet.generate(clock=clock),
-            issuer="https://bastion.test",
-            audience="bastion-api",
-            ttl=timedelta(minutes=15),
-            clock=clock,
-        ),
-        events=events,
-        clock=clock,
-        require_verified_email=True,
-    )
-    await events.drain()
+    async with account_service(stores, clock, require_verified_email=True) as service:
+        yield service
 
 
 async def stored(stores: Stores, **overrides: Any) -> Account:
