@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from bastion.stores.sql import create_engine
 from bastion_tasks import create_app
 from bastion_tasks.migrate import upgrade_connection
 from bastion_tasks.settings import TaskSettings
+from tests.oidc.harness import Provider, running_provider
 from tests.redis_server import RedisServer
 from tests.smtp import SMTPTestServer
 
@@ -192,6 +193,13 @@ class AppMaker:
 async def make(settings: TaskSettings) -> AsyncIterator[AppMaker]:
     async with AsyncExitStack() as stack:
         yield AppMaker(settings, stack)
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    """A real OpenID provider (``tests/oidc``: oidc-provider from npm), one per module."""
+    with running_provider() as running:
+        yield running
 
 
 @pytest.fixture

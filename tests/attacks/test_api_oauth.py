@@ -6,12 +6,10 @@ an existing account's, the last way to sign in unlinked. Every refusal is the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
 from bastion.testing import capture_events
 from tests.conftest import AppMaker
@@ -22,17 +20,10 @@ from tests.oidc.harness import (
     CLIENT_ID,
     CLIENT_SECRET,
     Provider,
-    running_provider,
     sign_in,
 )
 from tests.smtp import SMTPTestServer
 from tests.smtp import mail_settings as smtp_settings
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    with running_provider() as running:
-        yield running
 
 
 def providers_setting(provider: Provider) -> dict[str, Any]:

@@ -7,7 +7,7 @@ provider names, with its email only as verified as the provider says."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -32,12 +32,6 @@ from tests.oidc.harness import (
 from tests.tcp_proxy import TCPProxy
 
 BASE = "http://testserver"
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    with running_provider() as running:
-        yield running
 
 
 @pytest.fixture

@@ -30,12 +30,6 @@ from tests.oidc.harness import (
 )
 
 
-@pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    with running_provider() as running:
-        yield running
-
-
 @pytest.fixture
 def browser() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=10) as client:
