@@ -29,7 +29,7 @@ from bastion.alerts import configure_rules
 from bastion.authz import DEFAULT_GRANTS, Permission, RolePermissions
 from bastion.errors import ConfigurationError
 from bastion.net import ForwardingHeader
-from bastion.oidc import PROVIDER_NAME, OAuthProvider
+from bastion.oidc import PROVIDER_NAME, ExternalIssuer, OAuthProvider
 from bastion.passwords import PROFILES, Argon2Profile, is_below_owasp_floor
 from bastion.throttle import Policy
 
@@ -192,6 +192,9 @@ class BastionSettings(BaseSettings):
 
     # Sign-in with external providers (docs/oidc.md): JSON, one entry per provider name.
     oauth_providers: dict[str, OAuthProvider] = Field(default_factory=dict)
+    # Resource-server mode (docs/oidc.md): the external issuers whose access tokens the
+    # guard accepts, as JSON, one entry per issuer.
+    external_issuers: list[ExternalIssuer] = Field(default_factory=list)
 
     # Security alerts (docs/errors-and-events.md, "Alerts"): per-rule overrides as JSON,
     # {"auth_failures_from_ip": {"threshold": 20}, "token_reuse": {"enabled": false}}, and
@@ -202,6 +205,15 @@ class BastionSettings(BaseSettings):
     alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     # Each alert is also emailed to these addresses (comma-separated), by the mail backend.
     alert_email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("external_issuers")
+    @classmethod
+    def _one_entry_per_issuer(cls, value: list[ExternalIssuer]) -> list[ExternalIssuer]:
+        issuers = [entry.issuer for entry in value]
+        twice = sorted({issuer for issuer in issuers if issuers.count(issuer) > 1})
+        if twice:
+            raise ValueError(f"issuer {twice[0]!r} is listed more than once")
+        return value
 
     @field_validator("oauth_providers")
     @classmethod
@@ -437,6 +449,29 @@ def _oauth_findings(settings: BastionSettings) -> list[Finding]:
     return findings
 
 
+def _external_issuer_findings(settings: BastionSettings) -> list[Finding]:
+    """An external issuer's keys are fetched from it: over https only outside
+    development; and its tokens can never pass for Bastion's own."""
+    findings: list[Finding] = []
+    for entry in settings.external_issuers:
+        if not entry.issuer.startswith("https://"):
+            findings.append(
+                Finding(
+                    "BASTION_EXTERNAL_ISSUERS",
+                    f"the issuer {entry.issuer!r} must use https:// outside development",
+                    fatal=settings.is_production,
+                )
+            )
+        if entry.issuer == settings.jwt_issuer:
+            findings.append(
+                Finding(
+                    "BASTION_EXTERNAL_ISSUERS",
+                    f"the issuer {entry.issuer!r} is BASTION_JWT_ISSUER, this service's own",
+                )
+            )
+    return findings
+
+
 def check_settings(settings: BastionSettings, *, keys_exist: bool) -> list[Finding]:
     """List what is insecure about ``settings``; raise in production on the first fatal one.
 
@@ -514,6 +549,7 @@ def check_settings(settings: BastionSettings, *, keys_exist: bool) -> list[Findi
     findings.extend(Finding(setting, why) for setting, why in production_bounds(settings))
     findings.extend(_alert_findings(settings))
     findings.extend(_oauth_findings(settings))
+    findings.extend(_external_issuer_findings(settings))
     if settings.database_url.startswith("sqlite"):
         findings.append(
             Finding(

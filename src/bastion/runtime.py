@@ -6,6 +6,7 @@ settings (STYLE principle 13).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from bastion.accounts import AccountLifecycle, AccountService, Letters
+from bastion.accounts import AccountLifecycle, AccountService, ExternalPrincipals, Letters
 from bastion.alerts import AlertEngine, AlertMail, AlertWebhook, configure_rules
 from bastion.clock import Clock, SystemClock
 from bastion.config import BastionSettings, Finding, check_settings
@@ -22,7 +23,7 @@ from bastion.errors import ConfigurationError
 from bastion.events import EventLog, EventSink, JSONLinesSink, StoreSink
 from bastion.events.chain import HEAD_FILE, ChainHead
 from bastion.mail import Mailer, OutboxMailer, Postman, SMTPMailer
-from bastion.oidc import OAuthSignIn, SignInBinding
+from bastion.oidc import ExternalTokens, OAuthSignIn, SignInBinding
 from bastion.passwords import (
     BreachCheck,
     BreachChecks,
@@ -92,6 +93,8 @@ class Security:
     process_lock: SingleProcessLock | None = None
     # Sign-in with external providers (BASTION_OAUTH_PROVIDERS); None when none is set.
     oauth: OAuthSignIn | None = None
+    # Resource-server mode (BASTION_EXTERNAL_ISSUERS); None when no issuer is set.
+    external: ExternalPrincipals | None = None
 
     async def start(self) -> None:
         """Claim the data folder where in-process stores serve production (raising
@@ -109,8 +112,13 @@ class Security:
             await self.accounts.authenticator.restore_revocations()
         except Exception as exc:  # logged: requests retry the rebuild, failing closed
             _logger.warning("revocation cache not rebuilt at start-up: %r", exc)
+        # Providers and issuers that do not answer within 3 s are asked again later.
+        starts = []
         if self.oauth is not None:
-            await self.oauth.start()  # a provider that does not answer is asked again later
+            starts.append(self.oauth.start())
+        if self.external is not None:
+            starts.append(self.external.tokens.start())
+        await asyncio.gather(*starts)
 
     async def drain(self) -> None:
         """Wait for the background work: alerts (which may post mail), emails, events."""
@@ -128,6 +136,8 @@ class Security:
         await self.breached.aclose()
         if self.oauth is not None:
             await self.oauth.aclose()
+        if self.external is not None:
+            await self.external.tokens.aclose()
         self.hasher.close()
         await self.limiter.aclose()
         if self.login_defence is not None:
@@ -314,7 +324,24 @@ def open_security(
             settings.data_dir if settings.is_production and settings.redis_url is None else None
         ),
         oauth=_open_oauth(settings, keys, attempts, clock, path_prefix),
+        external=_open_external(settings, accounts, clock),
     )
+
+
+def _open_external(
+    settings: BastionSettings, accounts: AccountService, clock: Clock
+) -> ExternalPrincipals | None:
+    """The external issuers whose access tokens the guard accepts (resource-server mode),
+    their times checked with the leeway of Bastion's own tokens."""
+    if not settings.external_issuers:
+        return None
+    tokens = ExternalTokens(
+        settings.external_issuers,
+        clock=clock,
+        leeway=_TOKEN_LEEWAY,
+        allow_http=not settings.is_production,
+    )
+    return accounts.accept_external_tokens(tokens)
 
 
 def _open_oauth(

@@ -139,6 +139,29 @@ async def test_change_with_revoke_sessions_ends_sessions_and_bumps_the_version(
     assert revoked.revoked_reason == "test"
 
 
+@pytest.mark.parametrize(
+    ("change", "revokes"),
+    [
+        (AccountChange(revoke_sessions=True), True),
+        (AccountChange(role="viewer"), True),
+        (AccountChange(is_active=False), True),
+        (AccountChange(locked=True, bump_token_version=False), False),
+        (AccountChange(role="viewer", bump_token_version=False), False),
+    ],
+    ids=["revoke-sessions", "role", "disable", "lock", "no-bump"],
+)
+async def test_a_token_version_change_records_when_tokens_were_revoked(
+    stores: Stores, change: AccountChange, revokes: bool
+) -> None:
+    account = await _add(stores.accounts, "m@example.com")
+
+    changed = await stores.accounts.change(account.id, change, now=NOW, events=_no_events)
+
+    # What revokes the tokens that carry no version (an external issuer's), by iat.
+    assert changed.tokens_revoked_at == (NOW if revokes else None)
+    assert (await stores.accounts.get(account.id)) == changed
+
+
 async def test_change_of_a_missing_account_raises_not_found(stores: Stores) -> None:
     with pytest.raises(NotFoundError):
         await stores.accounts.change(uuid4(), AccountChange(role="admin"), now=NOW, events=_event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -12,6 +12,8 @@ import pytest
 from bastion.errors import ConflictError
 from bastion.stores import AccountStore
 from tests.contract.support import make_account
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
 async def test_get_returns_every_field_as_added(account_store: AccountStore) -> None:
@@ -172,13 +174,14 @@ async def test_bump_token_version_increments_and_returns_it(
     account = make_account(token_version=3)
     await account_store.add(account)
 
-    first = await account_store.bump_token_version(account.id)
-    second = await account_store.bump_token_version(account.id)
+    first = await account_store.bump_token_version(account.id, now=NOW)
+    second = await account_store.bump_token_version(account.id, now=NOW)
 
     assert (first, second) == (4, 5)
     stored = await account_store.get(account.id)
     assert stored is not None
     assert stored.token_version == 5
+    assert stored.tokens_revoked_at == NOW
 
 
 async def test_concurrent_token_version_bumps_are_all_counted(
@@ -188,7 +191,7 @@ async def test_concurrent_token_version_bumps_are_all_counted(
     await account_store.add(account)
 
     versions = await asyncio.gather(
-        *(account_store.bump_token_version(account.id) for _ in range(20))
+        *(account_store.bump_token_version(account.id, now=NOW) for _ in range(20))
     )
 
     assert sorted(versions) == list(range(1, 21))
@@ -205,7 +208,7 @@ async def test_bump_token_version_touches_only_that_account(
     await account_store.add(bumped)
     await account_store.add(other)
 
-    await account_store.bump_token_version(bumped.id)
+    await account_store.bump_token_version(bumped.id, now=NOW)
 
     assert await account_store.get(other.id) == other
 

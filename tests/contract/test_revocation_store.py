@@ -17,7 +17,7 @@ from bastion.stores.redis import RedisRevocationStore
 from tests.conftest import REDIS_URL
 from tests.contract.support import no_denials
 
-MEMBER = UserState(token_version=3, role="member", is_active=True)
+MEMBER = UserState(token_version=3, role="member", is_active=True, revoked_before=1_795_000_000)
 DISABLED_ADMIN = UserState(token_version=0, role="admin", is_active=False)
 
 
@@ -170,6 +170,24 @@ async def test_redis_user_state_is_kept_for_a_bounded_time(
 
     assert len(keys) == 1
     assert ttl_ms > 0
+
+
+async def test_a_redis_user_state_without_revoked_before_is_a_miss(
+    redis_revocation_store: RedisRevocationStore,
+    redis_client: aioredis.Redis,
+    redis_key_prefix: str,
+) -> None:
+    """A state an older release cached has no revocation time for the tokens without a
+    version: the database answers instead of a revocation time of zero."""
+    await redis_revocation_store.rebuild(no_denials)
+    user = str(uuid4())
+    await redis_revocation_store.put_user_state(user, MEMBER)
+    [key] = [key async for key in redis_client.scan_iter(match=f"{redis_key_prefix}*{user}")]
+    await redis_client.set(key, "3|member|1")
+
+    state, _ = await redis_revocation_store.check(user, [])
+
+    assert state is None
 
 
 async def test_check_with_no_token_ids_reads_only_the_user_state(

@@ -16,6 +16,7 @@ from bastion.accounts._hooks import Hook
 from bastion.accounts._letters import Letters
 from bastion.accounts._lifecycle import AccountLifecycle, SessionView
 from bastion.accounts._password import PasswordLogin
+from bastion.accounts._principals import ExternalPrincipals
 from bastion.accounts._service import AccountService
 from bastion.accounts._sessions import Sessions
 from bastion.accounts._types import (
@@ -38,6 +39,7 @@ __all__ = [
     "AccountService",
     "Authenticator",
     "EmailVerified",
+    "ExternalPrincipals",
     "ExternalSignIns",
     "Hook",
     "InvalidEmailError",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from bastion.accounts._types import Principal
@@ -14,7 +14,7 @@ from bastion.clock import Clock
 from bastion.errors import InvalidTokenError, RevocationCacheColdError
 from bastion.stores import Account, Stores, UserState
 from bastion.stores.redis import RedisRevocationStore
-from bastion.tokens import AccessClaims, AccessTokens
+from bastion.tokens import AccessClaims, AccessTokens, ExternalAccessClaims
 
 __all__ = ["Authenticator"]
 
@@ -37,6 +37,9 @@ class Authenticator:
         self._restoring = asyncio.Lock()
         self._restores = 0
         self._cache_unsure = False
+        # Resource-server mode: the account of an external principal seen for the first
+        # time (ExternalPrincipals sets it).
+        self.first_sight: Callable[[ExternalAccessClaims], Awaitable[Account | None]] | None = None
 
     @property
     def access_ttl(self) -> timedelta:
@@ -91,16 +94,30 @@ class Authenticator:
             state, revoked = await store.check(claims.sub, ids)
         if revoked:
             raise InvalidTokenError("token revoked")
+        external = isinstance(claims, ExternalAccessClaims)
         if state is None:
             try:
                 account = await self._stores.accounts.get(uuid.UUID(claims.sub))
             except ValueError:
                 account = None
+            if (
+                account is None
+                and isinstance(claims, ExternalAccessClaims)
+                and self.first_sight is not None
+            ):
+                account = await self.first_sight(claims)
             if account is None:
                 raise InvalidTokenError("unknown subject")
             state = await self.remember(account)
         if not state.is_active:
             raise InvalidTokenError("account disabled")
+        if external:
+            # No token version: revoked when issued at or before the account's tokens
+            # were (logout-all, an admin's revocation, a change of standing). The role is
+            # the token's, mapped by the issuer's role_map.
+            if claims.iat <= state.revoked_before:
+                raise InvalidTokenError("token issued before the account's tokens were revoked")
+            return Principal(uuid.UUID(claims.sub), claims.role, claims.sid, claims)
         if claims.tv != state.token_version:
             raise InvalidTokenError("token version revoked")
         return Principal(uuid.UUID(claims.sub), state.role, claims.sid, claims)
@@ -110,7 +127,13 @@ class Authenticator:
     async def remember(self, account: Account) -> UserState:
         """Cache ``account``'s standing (token version, role, active) for the requests;
         a write never replaces a higher token version (the store's rule)."""
-        state = UserState(account.token_version, account.role, account.is_active)
+        revoked = account.tokens_revoked_at
+        state = UserState(
+            account.token_version,
+            account.role,
+            account.is_active,
+            int(revoked.timestamp()) if revoked is not None else 0,
+        )
         await self._stores.revocation.put_user_state(str(account.id), state)
         return state
 

@@ -10,11 +10,13 @@ and ``service.admin`` (:class:`AccountAdmin`: account records and changes).
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from bastion.accounts._admin import AccountAdmin
 from bastion.accounts._authenticator import Authenticator
 from bastion.accounts._external import ExternalSignIns
 from bastion.accounts._password import PasswordLogin
+from bastion.accounts._principals import ExternalPrincipals
 from bastion.accounts._sessions import Sessions
 from bastion.accounts._types import BREACHED_REASON, ROLES, Principal, TokenPair
 from bastion.clock import Clock, SystemClock
@@ -23,6 +25,9 @@ from bastion.passwords import BreachChecks, PasswordHasher, PasswordPolicy
 from bastion.stores import Stores
 from bastion.throttle import LoginDefence
 from bastion.tokens import AccessTokens
+
+if TYPE_CHECKING:
+    from bastion.oidc import ExternalTokens
 
 __all__ = ["BREACHED_REASON", "ROLES", "AccountService", "Principal", "TokenPair"]
 
@@ -74,6 +79,16 @@ class AccountService:
             require_verified_email=require_verified_email,
         )
         self.external = ExternalSignIns(stores, self.sessions, events, self._clock)
+        # Resource-server mode, once accept_external_tokens() turned it on.
+        self.external_principals: ExternalPrincipals | None = None
+
+    def accept_external_tokens(self, tokens: ExternalTokens) -> ExternalPrincipals:
+        """Resource-server mode: the guard accepts the access tokens ``tokens`` verifies,
+        as principals whose accounts are created on their first token."""
+        principals = ExternalPrincipals(tokens, self._stores, self._events, self._clock)
+        self.authenticator.first_sight = principals.first_sight
+        self.external_principals = principals
+        return principals
 
     @property
     def stores(self) -> Stores:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bastion.authz._model import (
+    ROLE_ORDER,
     Decision,
     ObjectRule,
     Requirement,
@@ -49,6 +50,15 @@ def decide_route(
             "deny", "the account is disabled", user_id, role, warnings=warnings, http_status=401
         )
     if requirement.kind == "authenticated":
+        if role not in ROLE_ORDER and not requirement.without_role:
+            return Decision(
+                "deny",
+                f"role {role!r} is none of this service's roles",
+                user_id,
+                role,
+                warnings=warnings,
+                http_status=403,
+            )
         return Decision("allow", "signed-in account", user_id, role, warnings=warnings)
     checked = tuple(str(p) for p in requirement.permissions)
     missing = [p for p in requirement.permissions if not roles.allows(role, p)]

@@ -120,6 +120,9 @@ class Requirement:
     note: str = ""
     # The web layer's loader of the object's relation (kept opaque here).
     resolver: Any = field(default=None, compare=False, repr=False)
+    # ``authenticated`` only: a caller whose role is none of ROLE_ORDER (an external
+    # token whose role claim maps to no role) passes too.
+    without_role: bool = False
 
     @classmethod
     def public(cls, note: str) -> Requirement:
@@ -128,8 +131,8 @@ class Requirement:
         return cls("public", note=note)
 
     @classmethod
-    def authenticated(cls, note: str = "") -> Requirement:
-        return cls("authenticated", note=note)
+    def authenticated(cls, note: str = "", *, without_role: bool = False) -> Requirement:
+        return cls("authenticated", note=note, without_role=without_role)
 
     @classmethod
     def permission(
@@ -144,7 +147,7 @@ class Requirement:
         if self.kind == "public":
             return f"public: {self.note}"
         if self.kind == "authenticated":
-            return "any signed-in account"
+            return "any signed-in account" + (", with a role or none" if self.without_role else "")
         text = " and ".join(self.permissions)
         if self.rule is not None:
             text += f" on the object, as {' or '.join(sorted(self.rule.relations))} (or ADMIN)"

@@ -40,12 +40,17 @@ class Credential:
 
     ``claims`` are set when the token's signature and times verified in this request;
     ``revocation`` holds the token's revocation keys as the rate limiter's script read
-    them along (on Redis), for these very claims only."""
+    them along (on Redis), for these very claims only. An external issuer's token names
+    its ``issuer``."""
 
     token: str = dataclasses.field(repr=False)  # never in a log line
     source: Source
     claims: Any = dataclasses.field(default=None, repr=False)
     revocation: Sequence[bytes | None] | None = dataclasses.field(default=None, repr=False)
+    # Resource-server mode: the external issuer the token names, and why it was refused
+    # when it was (then ``claims`` is None).
+    issuer: str | None = None
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)

@@ -187,9 +187,13 @@ class Guard:
 
         return _declared(requirement, public_route, rate)
 
-    def authenticated(self) -> Any:
-        """Any signed-in, active account; the route acts on the caller's own data only."""
-        return self._signed_in(Requirement.authenticated())
+    def authenticated(self, *, without_role: bool = False) -> Any:
+        """Any signed-in, active account; the route acts on the caller's own data only.
+
+        ``without_role`` lets in a caller whose role is none of the service's too: an
+        external issuer's token whose role claim maps to no role (resource-server mode)
+        is signed in, and may call only such routes (``GET /users/me``)."""
+        return self._signed_in(Requirement.authenticated(without_role=without_role))
 
     def require(self, *permissions: Permission) -> Any:
         """The caller's current role must hold every permission in ``permissions``."""
@@ -292,16 +296,19 @@ class Guard:
         try:
             if credential is None:
                 raise InvalidTokenError("no bearer token")
+            if credential.issuer is not None and credential.claims is None:
+                raise InvalidTokenError(credential.refusal or "not verified")
             # The claims and revocation state were read for this very token, this request.
             principal = await self.service.authenticator.authenticate(
                 credential.token, verified=credential.claims, revocation=credential.revocation
             )
         except InvalidTokenError as exc:
             record_decision(scope, Decision("deny", "no valid access token", http_status=401))
+            of = f" of issuer {credential.issuer}" if credential and credential.issuer else ""
             self.events.emit_soon(
                 "auth_failure",
                 context=self.context(HTTPConnection(scope)),
-                details=f"access token refused ({exc.reason})",
+                details=f"access token{of} refused ({exc.reason})",
             )
             raise
         if result.from_cookie and scope["method"] not in SAFE_METHODS:

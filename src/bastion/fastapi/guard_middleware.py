@@ -6,7 +6,9 @@ In order, each step reading what the one before found:
    app's routes (:class:`~bastion.fastapi.routes.RouteTable`: requirement, rate class,
    accepted media types);
 2. the credential, read once through its transport (the bearer header, or the access
-   cookie in cookie mode), and its signature verified (from the token cache);
+   cookie in cookie mode), and its signature verified (from the token cache); a bearer
+   token of a configured external issuer (resource-server mode) is verified against
+   that issuer's keys and mapped to its local principal;
 3. the rate limits (:class:`~bastion.fastapi.middleware.rate_limit.RateLimits`), keyed by
    the verified user, which on Redis read the token's revocation state along;
 4. the cross-site checks of cookie-mode requests
@@ -33,8 +35,9 @@ from starlette._utils import get_route_path  # the router's own path (root path 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bastion.accounts import ExternalPrincipals
 from bastion.authz import decide_route
-from bastion.errors import BastionError
+from bastion.errors import BastionError, InvalidTokenError
 from bastion.fastapi.auth_result import AUTH_KEY, Credential, GuardResult
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.middleware.csrf import CSRFCheck
@@ -56,15 +59,18 @@ class GuardMiddleware:
         verify_token: Callable[[str], Any],
         rate_limits: RateLimits | None = None,
         csrf: CSRFCheck | None = None,
+        external: ExternalPrincipals | None = None,
     ) -> None:
         """``verify_token(token)`` returns the claims of a validly signed access token
         (with ``sub``) or raises; ``rate_limits`` and ``csrf`` are the steps the settings
-        turn on (None: that step is skipped)."""
+        turn on (None: that step is skipped); ``external`` verifies the bearer tokens of
+        external issuers (None: only Bastion's own tokens are accepted)."""
         self.app = app
         self._guard = guard
         self._verify = verify_token
         self._limits = rate_limits
         self._csrf = csrf
+        self._external = external
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -85,6 +91,8 @@ class GuardMiddleware:
             requirement is not None and requirement.kind != "public"
         )
         credential = self._credential(scope, verify=verify)
+        if credential is not None and credential.claims is None and verify and self._external:
+            credential = await self._external_credential(credential, self._external)
         claims = credential.claims if credential is not None else None
         verdict: Verdict | None = None
         if self._limits is not None:
@@ -95,7 +103,9 @@ class GuardMiddleware:
                 return
             if credential is not None and claims is not None and verdict.reads is not None:
                 # The values belong to this token: its verified claims named the keys.
-                credential = Credential(credential.token, credential.source, claims, verdict.reads)
+                credential = Credential(
+                    credential.token, credential.source, claims, verdict.reads, credential.issuer
+                )
             send = RateLimits.with_headers(send, verdict)
         scope[AUTH_KEY] = GuardResult(entry, credential, verdict)
         if self._csrf is not None and await self._csrf.refuse(scope, send):
@@ -125,6 +135,21 @@ class GuardMiddleware:
             except Exception:
                 claims = None  # refused by the decision if the route needs a caller
         return Credential(token, source, claims)
+
+    @staticmethod
+    async def _external_credential(
+        credential: Credential, external: ExternalPrincipals
+    ) -> Credential:
+        """``credential`` verified as an external issuer's bearer token when it names a
+        configured one (an access cookie is always Bastion's own)."""
+        issuer = external.claims_issuer(credential.token)
+        if issuer is None or credential.source != "bearer":
+            return credential
+        try:
+            claims = await external.verify(credential.token)
+        except InvalidTokenError as exc:
+            return Credential(credential.token, "bearer", issuer=issuer, refusal=exc.reason)
+        return Credential(credential.token, "bearer", claims, issuer=issuer)
 
 
 async def _refuse_websocket(receive: Receive, send: Send) -> None:

@@ -108,9 +108,11 @@ class Bastion:
         class (a policy such as ``login-ip``) when not the one its method implies."""
         return self.guard.public(note, rate=rate)
 
-    def authenticated(self) -> Any:
-        """Any signed-in, active account; the route receives its ``Principal``."""
-        return self.guard.authenticated()
+    def authenticated(self, *, without_role: bool = False) -> Any:
+        """Any signed-in, active account; the route receives its ``Principal``.
+        ``without_role``: an external issuer's principal whose role claim maps to no
+        role may call it too (see ``Guard.authenticated``)."""
+        return self.guard.authenticated(without_role=without_role)
 
     def require(self, *permissions: Permission) -> Any:
         """The caller's role must hold every permission; the route receives its ``Principal``."""
@@ -298,6 +300,7 @@ def _add_middleware(
         verify_token=security.access_tokens.verify,
         rate_limits=rate_limits,
         csrf=csrf,
+        external=security.external,
     )
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, origins=settings.cors_origins)

@@ -107,12 +107,26 @@ class ExternalTokens:
         keys = self._issuers[issuer].keys
         return keys.fetches if keys is not None else 0
 
-    async def start(self) -> None:
-        """Discover every issuer; one that does not answer is logged and tried again
-        when its first token arrives (at most once a minute)."""
-        for issuer in self._issuers.values():
+    async def start(self, *, within: float = 3.0) -> None:
+        """Discover every issuer, together, waiting ``within`` seconds at most: one that
+        does not answer by then is logged and tried again when one of its tokens arrives
+        (at most once a minute), so an issuer that is down delays no start."""
+
+        async def one(issuer: _Issuer) -> None:
             async with issuer.lock:
                 await self._discover(issuer)
+
+        issuers = list(self._issuers.values())
+        tasks = [asyncio.ensure_future(one(issuer)) for issuer in issuers]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        for issuer, task in zip(issuers, tasks, strict=True):
+            if task in pending:
+                task.cancel()
+                name = issuer.config.issuer
+                log.warning("external issuer %s: no discovery within %g s", name, within)
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def aclose(self) -> None:
         await self._client.aclose()

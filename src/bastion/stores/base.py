@@ -61,6 +61,9 @@ class Account:
     mfa_enabled: bool = False
     token_version: int = 0
     locked_at: datetime | None = None  # locked by failed logins until unlocked
+    # When the token version last changed: tokens that carry no version (an external
+    # issuer's) are refused when issued at or before it.
+    tokens_revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class UserState:
     token_version: int
     role: Role
     is_active: bool
+    # Tokens without a token version (an external issuer's) issued at or before this
+    # time (seconds since the epoch) are revoked: the account's tokens_revoked_at.
+    revoked_before: int = 0
 
 
 @dataclass(frozen=True)
@@ -311,8 +317,9 @@ class AccountStore(Protocol):
         """Change the named fields (and ``updated_at``); None when there is no such account."""
         ...
 
-    async def bump_token_version(self, account_id: UUID) -> int:
-        """Atomically increment and return the token version (revokes every access token)."""
+    async def bump_token_version(self, account_id: UUID, *, now: datetime) -> int:
+        """Atomically increment and return the token version (revokes every access
+        token; ``now`` becomes ``tokens_revoked_at``, for tokens without a version)."""
         ...
 
 

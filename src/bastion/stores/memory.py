@@ -137,7 +137,9 @@ class MemoryAccountStore:
         if before.id in admins and not stays_admin and len(admins) <= 1:
             raise LastAdminError("the last active admin cannot be demoted or disabled")
         if change.revoke_sessions or (change.bump_token_version and after != before):
-            after = dataclasses.replace(after, token_version=before.token_version + 1)
+            after = dataclasses.replace(
+                after, token_version=before.token_version + 1, tokens_revoked_at=now
+            )
         if change.locked is not None and change.locked != (before.locked_at is not None):
             after = dataclasses.replace(after, locked_at=now if change.locked else None)
         if change.password_hash is not None:
@@ -166,10 +168,10 @@ class MemoryAccountStore:
         reserved = self._reserved.get(email_key)
         return (reserved, False) if reserved else None
 
-    async def bump_token_version(self, account_id: UUID) -> int:
+    async def bump_token_version(self, account_id: UUID, *, now: datetime) -> int:
         current = self._by_id[account_id]
         self._by_id[account_id] = dataclasses.replace(
-            current, token_version=current.token_version + 1
+            current, token_version=current.token_version + 1, tokens_revoked_at=now
         )
         return current.token_version + 1
 

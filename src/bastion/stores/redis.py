@@ -111,7 +111,9 @@ class RedisRevocationStore:
         return self.read_check(values)
 
     async def put_user_state(self, user_id: str, state: UserState) -> None:
-        encoded = f"{state.token_version}|{state.role}|{int(state.is_active)}"
+        encoded = (
+            f"{state.token_version}|{state.role}|{int(state.is_active)}|{state.revoked_before}"
+        )
         await self._put_if_newer(
             keys=[self._user_key(user_id)],
             args=[encoded, state.token_version, _USER_STATE_TTL_SECONDS],
@@ -191,7 +193,7 @@ class RedisRevocationStore:
 def _decode(raw: bytes | str) -> UserState | None:
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        version, role, active = text.split("|")
-        return UserState(token_version=int(version), role=role, is_active=active == "1")
+        version, role, active, revoked_before = text.split("|")
+        return UserState(int(version), role, active == "1", int(revoked_before))
     except ValueError:
         return None  # unreadable entry: treat as a miss, the database decides

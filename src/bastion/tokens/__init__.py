@@ -9,7 +9,7 @@ Failures raise :class:`bastion.errors.InvalidTokenError` (a bad token) or
 
 from __future__ import annotations
 
-from bastion.tokens.access import AccessClaims, AccessTokens
+from bastion.tokens.access import NO_ROLE, AccessClaims, AccessTokens, ExternalAccessClaims
 from bastion.tokens.csrf import PRE_SESSION, CSRFTokens
 from bastion.tokens.keys import (
     KeySet,
@@ -21,10 +21,12 @@ from bastion.tokens.keys import (
 from bastion.tokens.ring import KeyRing
 
 __all__ = [
+    "NO_ROLE",
     "PRE_SESSION",
     "AccessClaims",
     "AccessTokens",
     "CSRFTokens",
+    "ExternalAccessClaims",
     "KeyRing",
     "KeySet",
     "SigningKey",

@@ -99,6 +99,27 @@ class AccessClaims:
     client_id: str
 
 
+@dataclass(frozen=True)
+class ExternalAccessClaims(AccessClaims):
+    """The claims of an external issuer's access token (resource-server mode), on the
+    local principal it maps to.
+
+    ``sub`` is the local account's id, ``role`` the role the token's role claim maps to
+    (``NO_ROLE`` when none does), ``jti`` the token's own id or digest, namespaced by
+    issuer, ``sid`` a session of this token alone. It carries no token version (``tv``
+    is -1): the account's ``revoked_before`` revokes it by ``iat``. ``subject`` is the
+    ``sub`` at the issuer, ``email`` the token's email claim.
+    """
+
+    subject: str = ""
+    email: str | None = None
+
+
+NO_ROLE = "none"
+"""The role of an external token whose role claim maps to no local role: signed in, and
+allowed only the routes that declare ``Guard.authenticated(without_role=True)``."""
+
+
 class AccessTokens:
     """Issue and verify access tokens with the keys of a :class:`KeyRing` (a :class:`KeySet`
     is wrapped in one whose retired keys verify for ``ttl + leeway``, read from no file).

@@ -117,10 +117,15 @@ const configuration = {
       },
     };
   },
-  // The account's role goes into its access tokens (not into ID tokens).
+  // The account's role and address go into its access tokens (not into ID tokens), as
+  // Keycloak puts them there.
   async extraTokenClaims(ctx, token) {
-    const role = token.accountId ? accounts.get(token.accountId)?.role : undefined;
-    return role === undefined ? undefined : { role };
+    const account = token.accountId ? accounts.get(token.accountId) : undefined;
+    if (!account) return undefined;
+    const claims = {};
+    if (account.role !== undefined) claims.role = account.role;
+    if (account.email !== undefined) claims.email = account.email;
+    return claims;
   },
 };
 

@@ -11,6 +11,7 @@ from bastion.accounts import Principal
 from bastion.errors import InvalidTokenError
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.schemas import UserOut, UserPatch
+from bastion.tokens import ExternalAccessClaims
 
 __all__ = ["users_router"]
 
@@ -20,12 +21,22 @@ def users_router(guard: Guard) -> APIRouter:
     Authenticated = Annotated[Principal, guard.authenticated()]
     errors: dict[int | str, dict[str, Any]] = {401: {"description": "Invalid token"}}
 
+    # Any signed-in caller, an external token whose role claim maps to no role included.
+    Identified = Annotated[Principal, guard.authenticated(without_role=True)]
+
     @router.get("/me", response_model=UserOut, summary="The caller's account", responses=errors)
-    async def me(principal: Authenticated) -> UserOut:
+    async def me(principal: Identified) -> UserOut:
+        """An external issuer's principal (resource-server mode) sees its token's role
+        (``none`` when its role claim maps to none) and email claim."""
         account = await guard.service.admin.get_account(principal.user_id)
         if account is None:
             raise InvalidTokenError("unknown subject")
-        return UserOut.model_validate(account)
+        out = UserOut.model_validate(account)
+        claims = principal.claims
+        if isinstance(claims, ExternalAccessClaims):
+            shown = {"role": principal.role, "email": claims.email or out.email}
+            return out.model_copy(update=shown)
+        return out
 
     @router.patch(
         "/me",

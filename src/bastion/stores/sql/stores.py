@@ -269,6 +269,7 @@ class SQLAccountStore(_SQLStore):
                 raise LastAdminError("the last active admin cannot be demoted or disabled")
             if change.revoke_sessions or (change.bump_token_version and values):
                 values["token_version"] = _accounts.c.token_version + 1
+                values["tokens_revoked_at"] = now
             if change.locked is not None and change.locked != (before.locked_at is not None):
                 values["locked_at"] = now if change.locked else None
             if change.password_hash is not None:
@@ -363,11 +364,11 @@ class SQLAccountStore(_SQLStore):
             raise ConflictError("email already registered") from exc
         return _account(row) if row else None
 
-    async def bump_token_version(self, account_id: UUID) -> int:
+    async def bump_token_version(self, account_id: UUID, *, now: datetime) -> int:
         statement = (
             _accounts.update()
             .where(_accounts.c.id == account_id)
-            .values(token_version=_accounts.c.token_version + 1)
+            .values(token_version=_accounts.c.token_version + 1, tokens_revoked_at=now)
             .returning(_accounts.c.token_version)
         )
         async with self._engine.begin() as conn:

@@ -72,6 +72,7 @@ class AccountRow(SQLModel, table=True):
     mfa_enabled: bool = False
     token_version: int = 0
     locked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    tokens_revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
 
