@@ -30,6 +30,7 @@ from tests.oidc.harness import (
     CLIENT_ID,
     Provider,
     client_token,
+    default_config,
     published_keys,
     running_provider,
     user_tokens,
@@ -262,6 +263,43 @@ async def test_an_issuer_down_at_start_is_refused_until_it_answers(clock: Frozen
                 await verifier.verify(token)  # not asked again within the minute
             clock.advance(seconds=61)
             assert (await verifier.verify(token)).issuer == issuer
+        finally:
+            await verifier.aclose()
+            await proxy.cut()
+
+
+async def test_discovery_is_refreshed_daily_and_what_is_held_serves_while_it_fails(
+    clock: FrozenClock,
+) -> None:
+    proxy = TCPProxy("127.0.0.1", 1)
+    await proxy.start()
+    config = default_config() | {"ttl": {"AccessToken": 3 * 86400}}  # valid a day later
+    with running_provider(config, issuer=f"http://127.0.0.1:{proxy.port}") as provider:
+        proxy.point_at("127.0.0.1", provider.port)
+        verifier = ExternalTokens(
+            [issuer_of(provider)], clock=clock, leeway=LEEWAY, allow_http=True
+        )
+        try:
+            await verifier.start()
+            # Tokens not verified before (a verified token is served from the cache).
+            first, *later, last = [user_tokens(provider, "alice")["access_token"] for _ in range(5)]
+            await verifier.verify(first)
+            clock.advance(seconds=3600)
+            await verifier.verify(later.pop())
+            assert verifier.discoveries(provider.issuer) == 1  # not before a day
+
+            await proxy.cut()
+            clock.advance(seconds=86400)
+            for token in later:
+                # The issuer does not answer: its metadata and keys held still serve,
+                # and it is asked once a minute at most.
+                assert (await verifier.verify(token)).sub == "alice"
+            assert verifier.discoveries(provider.issuer) == 2
+
+            await proxy.restore()
+            clock.advance(seconds=61)
+            assert (await verifier.verify(last)).sub == "alice"
+            assert verifier.discoveries(provider.issuer) == 3
         finally:
             await verifier.aclose()
             await proxy.cut()

@@ -3,10 +3,11 @@ Okta, Google, any OpenID provider), verified as RFC 9068 and RFC 8725 require.
 
 For each configured issuer: its metadata by discovery (at start, and again at most once a
 minute while it fails: the service starts while an issuer is down and refuses its tokens
-until it answers), its keys from its JWKS (:class:`RemoteKeySet`), its algorithms pinned,
-``iss`` exact, ``aud`` one of the configured audiences, ``exp``/``nbf``/``iat`` against the
-injected clock with Bastion's own leeway, and ``typ: at+jwt`` unless the issuer is
-configured not to send it. A token of an issuer not configured is refused like any
+until it answers; refreshed once a day, the metadata held kept while that fails), its
+keys from its JWKS (:class:`RemoteKeySet`), its algorithms pinned, ``iss`` exact,
+``aud`` one of the configured audiences, ``exp``/``nbf``/``iat`` against the injected
+clock with Bastion's own leeway, and ``typ: at+jwt`` unless the issuer is configured not
+to send it. A token of an issuer not configured is refused like any
 invalid token.
 """
 
@@ -45,6 +46,7 @@ _OPTIONS: Any = {
     "verify_iat": False,
 }
 _RETRY_DISCOVERY = timedelta(minutes=1)
+_REFRESH_DISCOVERY = timedelta(days=1)
 _CACHE_SIZE = 10_000
 
 
@@ -67,6 +69,8 @@ class _Issuer:
     metadata: ProviderMetadata | None = None
     keys: RemoteKeySet | None = None
     tried_at: Any = None  # when discovery was last tried (the clock's datetime)
+    discovered_at: Any = None  # when it last succeeded
+    discoveries: int = 0  # how many times it was tried (for tests and metrics)
     # One discovery at a time: the requests that wait for it use its result.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -106,6 +110,9 @@ class ExternalTokens:
     def key_fetches(self, issuer: str) -> int:
         keys = self._issuers[issuer].keys
         return keys.fetches if keys is not None else 0
+
+    def discoveries(self, issuer: str) -> int:
+        return self._issuers[issuer].discoveries
 
     async def start(self, *, within: float = 3.0) -> None:
         """Discover every issuer, together, waiting ``within`` seconds at most: one that
@@ -188,19 +195,26 @@ class ExternalTokens:
         return claims
 
     async def _keys(self, issuer: _Issuer) -> RemoteKeySet:
-        if issuer.keys is None:
+        if self._due(issuer):
             async with issuer.lock:
-                tried = issuer.tried_at
-                if issuer.keys is None and (
-                    tried is None or self._clock.now() - tried >= _RETRY_DISCOVERY
-                ):
+                if self._due(issuer):  # not done by the request this one waited for
                     await self._discover(issuer)
         if issuer.keys is None:
             raise InvalidTokenError("issuer unavailable")
         return issuer.keys
 
+    def _due(self, issuer: _Issuer) -> bool:
+        """Whether to discover ``issuer`` now: never discovered, or a day ago; not
+        within a minute of the last try."""
+        now = self._clock.now()
+        if issuer.tried_at is not None and now - issuer.tried_at < _RETRY_DISCOVERY:
+            return False
+        return issuer.keys is None or now - issuer.discovered_at >= _REFRESH_DISCOVERY
+
     async def _discover(self, issuer: _Issuer) -> None:
+        """Read the issuer's metadata; on failure keep what is held (logged)."""
         issuer.tried_at = self._clock.now()
+        issuer.discoveries += 1
         try:
             metadata = await discover(
                 self._client,
@@ -211,10 +225,16 @@ class ExternalTokens:
         except ProviderUnavailableError as exc:
             log.warning("external issuer %s: discovery failed: %s", issuer.config.issuer, exc)
             return
+        issuer.discovered_at = issuer.tried_at
+        if (
+            issuer.keys is None
+            or issuer.metadata is None
+            or (issuer.metadata.jwks_uri != metadata.jwks_uri)
+        ):
+            issuer.keys = RemoteKeySet(
+                self._client, metadata.jwks_uri, clock=self._clock, timeout=self._timeout
+            )
         issuer.metadata = metadata
-        issuer.keys = RemoteKeySet(
-            self._client, metadata.jwks_uri, clock=self._clock, timeout=self._timeout
-        )
 
     def _decode(
         self, token: str, key: jwt.PyJWK, alg: str, config: ExternalIssuer
