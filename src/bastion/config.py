@@ -57,6 +57,8 @@ DEFAULT_POLICIES: dict[str, str] = {
     "links": "30/hour",
     "password-reset-account": "3/hour",
     "password-change": "10/hour",
+    # Second-factor codes tried per account (enrolment, sign-in, turning it off).
+    "mfa": "10 per 5 minutes",
     "mail": "5/hour",
 }
 

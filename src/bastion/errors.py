@@ -8,6 +8,9 @@ Every error carries a stable ``code`` (the slug of its RFC 9457 problem type,
     ├── InvalidLinkError              invalid-link          400
     ├── AuthenticationError           invalid-credentials   401
     │   ├── InvalidCredentialsError   invalid-credentials   401
+    │   ├── MFAFailedError            mfa-failed            401
+    │   ├── MFARequiredError          (answered 200 {mfa_required, mfa_token})
+    │   ├── InsufficientAuthenticationError  insufficient-user-authentication 401
     │   └── InvalidTokenError         invalid-token         401
     │       └── TokenReuseError       invalid-token         401
     ├── PermissionDeniedError         forbidden             403
@@ -49,10 +52,13 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DatabaseUnavailableError",
+    "InsufficientAuthenticationError",
     "InvalidCredentialsError",
     "InvalidLinkError",
     "InvalidTokenError",
     "LastAdminError",
+    "MFAFailedError",
+    "MFARequiredError",
     "NotFoundError",
     "OAuthFailedError",
     "PasswordPolicyError",
@@ -106,6 +112,39 @@ class InvalidCredentialsError(AuthenticationError):
         super().__init__(reason)
         self.retry_after = retry_after
         self.challenge = challenge
+
+
+class MFAFailedError(AuthenticationError):
+    """A second factor refused: a wrong, replayed or used code, an ``mfa_token`` that is
+    invalid, expired, used, of another client or out of attempts. One answer for all."""
+
+    code = "mfa-failed"
+    title = "Second factor refused"
+
+
+class MFARequiredError(AuthenticationError):
+    """The first step of a sign-in succeeded and the account has a second factor: no
+    session yet. The web layer answers ``200 {mfa_required: true, mfa_token}``; a caller
+    that does not handle it refuses (401), never opens the session."""
+
+    code = "mfa-required"
+    title = "A second factor is required"
+
+    def __init__(self, mfa_token: str) -> None:
+        super().__init__("a second factor is required")
+        self.mfa_token = mfa_token
+
+
+class InsufficientAuthenticationError(AuthenticationError):
+    """The route needs a proof of identity fresher than the token's ``auth_time``
+    (step-up, RFC 9470); ``max_age`` is how fresh, in seconds."""
+
+    code = "insufficient-user-authentication"
+    title = "A fresh sign-in is required"
+
+    def __init__(self, reason: str = "", *, max_age: int = 300) -> None:
+        super().__init__(reason)
+        self.max_age = max_age
 
 
 class InvalidTokenError(AuthenticationError):

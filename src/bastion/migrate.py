@@ -57,7 +57,7 @@ BRANCH: Final = "bastion"
 BASE: Final = "bastion_0001"
 """The core's first revision: every core table, as the former history's 0010 left them."""
 
-HEAD: Final = "bastion_0003"
+HEAD: Final = "bastion_0004"
 """The core's newest revision (``bastion@head``)."""
 
 LEGACY_REVISIONS: Final = frozenset(f"{n:04d}" for n in range(1, 11))

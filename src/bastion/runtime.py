@@ -284,6 +284,14 @@ def open_security(
         breached=breached,
         require_verified_email=settings.verified_email_required,
     )
+    accounts.use_second_factor(
+        secrets=keys.derive_secret(purposes.MFA_SECRETS),
+        mfa_tokens=keys.derive_secret(purposes.MFA_TOKENS),
+        recovery_codes=keys.derive_secret(purposes.MFA_RECOVERY_CODES),
+        claim=attempts.claim,
+        limiter=limiter if settings.rate_limit_enabled else None,
+        policies=policies,
+    )
     lifecycle = AccountLifecycle(
         accounts,
         OneTimeTokens(

@@ -15,6 +15,7 @@ from bastion.accounts._external import ExternalSignIns, LastSignInMethodError
 from bastion.accounts._hooks import Hook
 from bastion.accounts._letters import Letters
 from bastion.accounts._lifecycle import AccountLifecycle, SessionView
+from bastion.accounts._mfa import Enrolment, MFAChanged, SecondFactor
 from bastion.accounts._password import PasswordLogin
 from bastion.accounts._principals import ExternalPrincipals
 from bastion.accounts._service import AccountService
@@ -39,6 +40,7 @@ __all__ = [
     "AccountService",
     "Authenticator",
     "EmailVerified",
+    "Enrolment",
     "ExternalPrincipals",
     "ExternalSignIns",
     "Hook",
@@ -46,9 +48,11 @@ __all__ = [
     "LastSignInMethodError",
     "Letters",
     "LockedSignIn",
+    "MFAChanged",
     "PasswordLogin",
     "Principal",
     "Proof",
+    "SecondFactor",
     "SessionView",
     "Sessions",
     "TokenPair",

@@ -108,6 +108,27 @@ class Letters:
             kind="already-registered",
         )
 
+    def mfa_changed(self, to: str, change: str) -> Message:
+        what = {
+            "enabled": ("A second factor was turned on", "was turned on"),
+            "disabled": ("The second factor was turned off", "was turned off"),
+            "reset": ("The second factor was reset", "was reset by an operator"),
+            "recovery-code-used": (
+                "A recovery code was used",
+                "was replaced by one of its recovery codes to sign in",
+            ),
+        }[change]
+        return Message(
+            to=to,
+            subject=f"{what[0]} on your {self.product} account",
+            text=(
+                f"Hello,\n\nthe second factor (authenticator app) of your {self.product} "
+                f"account {what[1]}.\n\nIf this was not you, reset your password with "
+                '"Forgot password" at once and tell your administrator.\n'
+            ),
+            kind=f"mfa-{change}",
+        )
+
     def password_changed(self, to: str, *, by_reset: bool) -> Message:
         how = "with a reset link" if by_reset else "from a signed-in session"
         return Message(

@@ -23,6 +23,7 @@ from typing import Final
 from bastion.accounts._emails import normalize_email
 from bastion.accounts._hooks import Hook, Hooks
 from bastion.accounts._letters import Letters
+from bastion.accounts._mfa import MFAChanged
 from bastion.accounts._service import AccountService
 from bastion.accounts._types import (
     AccountLocked,
@@ -94,6 +95,8 @@ class AccountLifecycle:
         self._on_verified: Hooks[EmailVerified] = Hooks("email verified")
         service.login.on_locked(self._locked)
         service.login.on_locked_sign_in(self._locked_sign_in)
+        if service.mfa is not None:
+            service.mfa.on_changed(self._mfa_changed)
 
     def on_email_verified(self, hook: Hook[EmailVerified]) -> None:
         """Run ``hook(EmailVerified)`` after an address is verified (e.g. activate shares)."""
@@ -437,6 +440,18 @@ class AccountLifecycle:
         await self._forget_failures(changed)
 
     # -- sign-in link of a locked account ------------------------------------------
+
+    async def _mfa_changed(self, event: MFAChanged) -> None:
+        """A second factor turned on or off, or a recovery code used: its owner is told
+        (an attacker who got in that way is seen)."""
+        message = self._letters.mfa_changed(event.account.email, event.change)
+
+        async def ready() -> Message | None:
+            if event.account.email.endswith("@external.invalid"):
+                return None  # an external issuer's principal has no mailbox here
+            return message
+
+        self._postman.post(ready, kind=f"mfa-{event.change}")
 
     async def _locked_sign_in(self, event: LockedSignIn) -> None:
         """The right password reached a locked account from an unknown device: email a

@@ -291,13 +291,46 @@ class PasswordLogin:
             # Upgrade on successful login (STYLE principle 9): new profile, or legacy bcrypt.
             account = await self._rehash(account, await self._hasher.hash(password), context)
         device_token = None
-        if defence is not None and gate is not None:
+        # With a second factor the defence is settled by the second step: a right
+        # password must not clear the failures its code guesses count.
+        if defence is not None and gate is not None and not account.mfa_enabled:
             await self._unavailable_is_closed(defence.succeeded(account_key, ip, gate), context)
             device_token = defence.issue_device(
                 account_key, defence.credential_generation(account.password_hash)
             )
         pair = await self._sessions.open(account, proof, context=context, user_agent=user_agent)
         return dataclasses.replace(pair, device_token=device_token)
+
+    async def second_step_failed(
+        self, account: Account, context: RequestContext, device_cookie: str | None
+    ) -> None:
+        """A wrong second factor counts as a failed login of ``account``: the same
+        counters, delays and lock as a wrong password."""
+        defence = self._defence
+        if defence is None:
+            return
+        account_key = defence.account_key(account.email_key)
+        generation = defence.credential_generation(account.password_hash)
+        device = defence.device_of(device_cookie, account_key, generation)
+        gate = LoginGate("", device is not None, device)
+        ip = rate_partition(context.ip_address)
+        await self._login_failed(defence, account_key, ip, gate, account, context)
+
+    async def second_step_succeeded(
+        self, account: Account, context: RequestContext, device_cookie: str | None
+    ) -> str | None:
+        """The sign-in of ``account`` completed by its second factor: the defence forgets
+        its failures and the device gets its cookie (returned), as after a login."""
+        defence = self._defence
+        if defence is None:
+            return None
+        account_key = defence.account_key(account.email_key)
+        generation = defence.credential_generation(account.password_hash)
+        device = defence.device_of(device_cookie, account_key, generation)
+        gate = LoginGate("", device is not None, device)
+        ip = rate_partition(context.ip_address)
+        await self._unavailable_is_closed(defence.succeeded(account_key, ip, gate), context)
+        return defence.issue_device(account_key, generation)
 
     async def sign_in_confirmed(
         self, account: Account, *, context: RequestContext, user_agent: str | None

@@ -9,21 +9,24 @@ and ``service.admin`` (:class:`AccountAdmin`: account records and changes).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bastion.accounts._admin import AccountAdmin
 from bastion.accounts._authenticator import Authenticator
 from bastion.accounts._external import ExternalSignIns
+from bastion.accounts._mfa import SecondFactor
 from bastion.accounts._password import PasswordLogin
 from bastion.accounts._principals import ExternalPrincipals
 from bastion.accounts._sessions import Sessions
 from bastion.accounts._types import BREACHED_REASON, ROLES, Principal, TokenPair
 from bastion.clock import Clock, SystemClock
 from bastion.events import EventLog
+from bastion.mfa import MFATokens, RecoveryCodes, SecretBox, TOTPCodes
 from bastion.passwords import BreachChecks, PasswordHasher, PasswordPolicy
 from bastion.stores import Stores
-from bastion.throttle import LoginDefence
+from bastion.throttle import Limiter, LoginDefence, Policy
 from bastion.tokens import AccessTokens
 
 if TYPE_CHECKING:
@@ -81,6 +84,40 @@ class AccountService:
         self.external = ExternalSignIns(stores, self.sessions, events, self._clock)
         # Resource-server mode, once accept_external_tokens() turned it on.
         self.external_principals: ExternalPrincipals | None = None
+        # The second factor, once use_second_factor() set it up.
+        self.mfa: SecondFactor | None = None
+
+    def use_second_factor(
+        self,
+        *,
+        secrets: bytes,
+        mfa_tokens: bytes,
+        recovery_codes: bytes,
+        claim: Callable[[str, int], Awaitable[bool]],
+        issuer: str = "Bastion",
+        limiter: Limiter | None = None,
+        policies: Mapping[str, Policy] | None = None,
+    ) -> SecondFactor:
+        """Turn on TOTP second factors: ``secrets`` seals the TOTP secrets, ``mfa_tokens``
+        signs the second step's tokens, ``recovery_codes`` keys the codes' digests (three
+        32-byte keys kept outside the database); ``claim`` is the shared store's
+        claim-once (replayed codes, used tokens); ``issuer`` names the service in
+        authenticator apps; ``limiter`` with ``policies["mfa"]`` limits code guesses."""
+        self.mfa = SecondFactor(
+            self._stores,
+            self._events,
+            self._clock,
+            sessions=self.sessions,
+            login=self.login,
+            totp=TOTPCodes(issuer),
+            box=SecretBox(secrets),
+            recovery=RecoveryCodes(recovery_codes),
+            tokens=MFATokens(mfa_tokens, clock=self._clock),
+            claim=claim,
+            limiter=limiter,
+            policies=policies,
+        )
+        return self.mfa
 
     def accept_external_tokens(self, tokens: ExternalTokens) -> ExternalPrincipals:
         """Resource-server mode: the guard accepts the access tokens ``tokens`` verifies,

@@ -9,6 +9,7 @@ change that commits meanwhile, the same events.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
@@ -16,7 +17,12 @@ from bastion.accounts._admin import AccountAdmin
 from bastion.accounts._authenticator import Authenticator
 from bastion.accounts._types import Principal, Proof, TokenPair
 from bastion.clock import Clock
-from bastion.errors import InvalidCredentialsError, InvalidTokenError, TokenReuseError
+from bastion.errors import (
+    InvalidCredentialsError,
+    InvalidTokenError,
+    MFARequiredError,
+    TokenReuseError,
+)
 from bastion.events import EventLog, RequestContext
 from bastion.stores import Account, AccountChange, AuthSession, Stores
 from bastion.tokens import AccessTokens
@@ -58,6 +64,9 @@ class Sessions:
         self._idle_ttl = idle_ttl
         self._absolute_ttl = absolute_ttl
         self._require_verified = require_verified_email
+        # The second step of a sign-in: makes the mfa_token of an account with MFA on
+        # (SecondFactor sets it).
+        self.challenge: Callable[[Account, Proof, RequestContext, str | None], str] | None = None
 
     @property
     def idle_ttl_seconds(self) -> int:
@@ -97,6 +106,11 @@ class Sessions:
                 while the proof was checked.
         """
         refusal = self.refusal(account, proof)
+        if not refusal and account.mfa_enabled and not proof.second_factor:
+            # The first step passed: the second is asked for (SecondFactor.verify).
+            if self.challenge is None:
+                raise InvalidCredentialsError("a second factor is required and none is set up")
+            raise MFARequiredError(self.challenge(account, proof, context, user_agent))
         if refusal:
             await self._events.emit(
                 "auth_failure",
@@ -116,6 +130,7 @@ class Sessions:
             absolute_expires_at=now + self._absolute_ttl,
             ip_address=context.ip_address,
             user_agent=_clip(user_agent),
+            amr=" ".join(proof.amr)[:64],
         )
         refresh_token = new_refresh_token()
         if not await self._stores.sessions.create(
@@ -259,6 +274,9 @@ class Sessions:
             role=account.role,
             session_id=str(session.id),
             token_version=account.token_version,
+            # The session was opened on its proof: a refresh keeps when and how.
+            auth_time=int(session.created_at.timestamp()),
+            amr=session.amr.split(),
         )
         refresh_left = min(now + self._idle_ttl, session.absolute_expires_at) - now
         return TokenPair(

@@ -67,6 +67,9 @@ class Proof:
     amr: tuple[str, ...]
     passes_lock: bool = False
     details: str = ""
+    # The proof includes the account's second factor: an account with MFA on opens a
+    # session only on such a proof (else Sessions.open asks for the second step).
+    second_factor: bool = False
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,12 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "registration_conflict": "info",
     "account_linked": "medium",
     "account_unlinked": "medium",
+    "mfa_enabled": "medium",
+    "mfa_disabled": "high",
+    "mfa_failed": "medium",
+    "recovery_code_used": "high",
+    "step_up_required": "low",
+    "step_up": "info",
 }
 
 # Hooks that tests install through bastion.testing.capture_events().

@@ -16,7 +16,9 @@ from bastion.accounts import InvalidEmailError
 from bastion.errors import (
     BastionError,
     DatabaseUnavailableError,
+    InsufficientAuthenticationError,
     InvalidCredentialsError,
+    MFARequiredError,
     PasswordPolicyError,
     RateLimitedError,
 )
@@ -207,6 +209,10 @@ _PUBLIC_DETAIL = {
     "service-unavailable": "A store the service depends on does not answer; try again shortly.",
     "invalid-link": "The link is invalid, used or expired; ask for a new one.",
     "wrong-password": "The current password is incorrect.",
+    "mfa-failed": "The code or the mfa_token is invalid, used or expired.",
+    "insufficient-user-authentication": (
+        "This needs a recent sign-in: POST /auth/reauthenticate for a fresh token."
+    ),
     "csrf-failed": CSRF_DETAIL,
     # One answer for a missing object and one the caller may not see (OWASP API1:2023).
     "not-found": "No such resource.",
@@ -215,11 +221,20 @@ _PUBLIC_DETAIL = {
 
 async def _bastion_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BastionError)
+    if isinstance(exc, MFARequiredError):
+        # Not a refusal: the first step passed, the second is asked for (API.md).
+        body = {"mfa_required": True, "mfa_token": exc.mfa_token}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
     detail = _PUBLIC_DETAIL.get(exc.code)
     if exc.status == 401 and exc.code == "invalid-token":
         headers["WWW-Authenticate"] = 'Bearer realm="bastion", error="invalid_token"'
+    if isinstance(exc, InsufficientAuthenticationError):
+        # RFC 9470 §3: the client signs in again, at most max_age seconds before it calls.
+        headers["WWW-Authenticate"] = (
+            f'Bearer error="insufficient_user_authentication", max_age={exc.max_age}'
+        )
     if exc.status == 503:
         headers["Retry-After"] = "1" if exc.code == "service-busy" else "5"
     if isinstance(exc, DatabaseUnavailableError) and exc.outage is not None:

@@ -37,14 +37,20 @@ __all__ = [
     "LinkTokenIn",
     "LoginIn",
     "LogoutIn",
+    "MFACodeIn",
+    "MFADisableIn",
+    "MFARequiredOut",
+    "MFAVerifyIn",
     "PasswordChangeIn",
     "PasswordResetIn",
     "RFC3339Time",
+    "RecoveryCodesOut",
     "RefreshIn",
     "RegisterIn",
     "RegisteredOut",
     "SafeText",
     "SessionOut",
+    "TOTPSetupOut",
     "TokenPairOut",
     "UserOut",
     "UserPatch",
@@ -186,6 +192,46 @@ class LoginIn(_In):
         default=None,
         description="The solved proof-of-work challenge, when a failed login asked for one.",
     )
+
+
+# A TOTP code (6 digits) or a recovery code (12 characters, dashes and spaces allowed).
+MFACode = Annotated[StrictStr, Field(min_length=1, max_length=32)]
+
+
+class MFAVerifyIn(_In):
+    mfa_token: Annotated[StrictStr, Field(min_length=1, max_length=2048)]
+    code: MFACode
+
+
+class MFACodeIn(_In):
+    code: MFACode
+
+
+class MFADisableIn(_In):
+    password: Password
+    code: MFACode
+
+
+class MFARequiredOut(BaseModel):
+    """The first step of a sign-in passed; send ``mfa_token`` and a code to
+    ``POST /auth/mfa/verify`` within five minutes."""
+
+    mfa_required: Literal[True] = True
+    mfa_token: str
+
+
+class TOTPSetupOut(BaseModel):
+    """Shown once: enrol it in an authenticator app, then confirm with a code."""
+
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class RecoveryCodesOut(BaseModel):
+    """Shown once: each code signs in once in place of a TOTP code."""
+
+    recovery_codes: list[str]
 
 
 class RefreshIn(_In):

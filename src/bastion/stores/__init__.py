@@ -32,6 +32,7 @@ from bastion.stores.base import (
     EventStore,
     ExternalLink,
     ExternalLinkStore,
+    MFAStore,
     OneTimeToken,
     OneTimeTokenStore,
     RevocationStore,
@@ -40,6 +41,7 @@ from bastion.stores.base import (
     SessionStore,
     Severity,
     TokenUse,
+    TOTPFactor,
     UserState,
 )
 from bastion.stores.memory import (
@@ -47,6 +49,7 @@ from bastion.stores.memory import (
     MemoryDenialStore,
     MemoryEventStore,
     MemoryExternalLinkStore,
+    MemoryMFAStore,
     MemoryOneTimeTokenStore,
     MemoryRevocationStore,
     MemorySessionStore,
@@ -67,6 +70,7 @@ __all__ = [
     "EventStore",
     "ExternalLink",
     "ExternalLinkStore",
+    "MFAStore",
     "OneTimeToken",
     "OneTimeTokenStore",
     "RevocationStore",
@@ -75,6 +79,7 @@ __all__ = [
     "SessionStore",
     "Severity",
     "Stores",
+    "TOTPFactor",
     "TokenUse",
     "UserState",
     "open_stores",
@@ -92,6 +97,13 @@ class Stores:
     engine: AsyncEngine | None = None
     alerts: AlertStore = field(default_factory=MemoryAlertStore)
     links: ExternalLinkStore = field(default_factory=MemoryExternalLinkStore)
+    mfa: MFAStore = None  # type: ignore[assignment]  # set in __post_init__ when not given
+
+    def __post_init__(self) -> None:
+        if self.mfa is None:
+            if not isinstance(self.accounts, MemoryAccountStore):
+                raise ValueError("the MFA store of SQL accounts must be given")
+            self.mfa = MemoryMFAStore(self.accounts)
 
     async def aclose(self) -> None:
         await self.revocation.aclose()
@@ -145,6 +157,7 @@ def open_stores(
         SQLDenialStore,
         SQLEventStore,
         SQLExternalLinkStore,
+        SQLMFAStore,
         SQLOneTimeTokenStore,
         SQLSessionStore,
         create_engine,
@@ -167,4 +180,5 @@ def open_stores(
         engine=engine,
         alerts=SQLAlertStore(engine),
         links=SQLExternalLinkStore(engine),
+        mfa=SQLMFAStore(engine),
     )

@@ -79,6 +79,16 @@ class ExternalLink:
 
 
 @dataclass(frozen=True)
+class TOTPFactor:
+    """An account's TOTP authenticator: pending until a correct code confirms it."""
+
+    user_id: UUID
+    secret: str  # sealed (bastion.mfa.SecretBox), never the secret itself
+    created_at: datetime
+    confirmed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class UserState:
     """What every request checks against a token: cached in the revocation store."""
 
@@ -103,6 +113,9 @@ class AuthSession:
     user_agent: str | None = None
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    # How the owner proved who they are when the session opened (RFC 8176 values, space
+    # separated); the session's auth_time is its created_at.
+    amr: str = ""
 
     def is_live(self, now: datetime, idle_ttl_seconds: int) -> bool:
         if self.revoked_at is not None or now >= self.absolute_expires_at:
@@ -321,6 +334,39 @@ class AccountStore(Protocol):
         """Atomically increment and return the token version (revokes every access
         token; ``now`` becomes ``tokens_revoked_at``, for tokens without a version)."""
         ...
+
+
+class MFAStore(Protocol):
+    """Second factors: an account's TOTP factor and its recovery codes (as digests)."""
+
+    async def factor(self, user_id: UUID) -> TOTPFactor | None: ...
+
+    async def begin(self, factor: TOTPFactor) -> bool:
+        """Store a pending factor, replacing a pending one; False (nothing stored) when
+        the account has a confirmed factor."""
+        ...
+
+    async def confirm(
+        self, user_id: UUID, *, secret: str, now: datetime, recovery_digests: Sequence[str]
+    ) -> bool:
+        """Confirm the pending factor whose sealed secret is still ``secret`` (not
+        replaced by another setup meanwhile), replace the recovery codes and set the
+        account's ``mfa_enabled``, in one transaction; False when there is no such
+        pending factor."""
+        ...
+
+    async def remove(self, user_id: UUID) -> bool:
+        """Delete the factor and the recovery codes and clear ``mfa_enabled``, in one
+        transaction; False when there was no factor."""
+        ...
+
+    async def use_recovery_code(self, user_id: UUID, digest: str, *, now: datetime) -> bool:
+        """Spend an unused recovery code: True once, whoever else tries it at once."""
+        ...
+
+    async def replace_recovery_codes(self, user_id: UUID, digests: Sequence[str]) -> None: ...
+
+    async def recovery_codes_left(self, user_id: UUID) -> int: ...
 
 
 class ExternalLinkStore(Protocol):

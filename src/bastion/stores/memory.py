@@ -36,6 +36,7 @@ from bastion.stores.base import (
     RotateOutcome,
     SecurityEvent,
     TokenUse,
+    TOTPFactor,
     UserState,
     token_spendable,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "MemoryDenialStore",
     "MemoryEventStore",
     "MemoryExternalLinkStore",
+    "MemoryMFAStore",
     "MemoryOneTimeTokenStore",
     "MemoryRevocationStore",
     "MemorySessionStore",
@@ -464,3 +466,59 @@ class MemoryEventStore:
         ]
         matching.sort(key=lambda found: found[0], reverse=True)
         return [dataclasses.replace(e, id=p[1]) for p, e in matching[: query.limit]]
+
+
+class MemoryMFAStore:
+    """Second factors in dictionaries; ``mfa_enabled`` is set on ``accounts``' records."""
+
+    def __init__(self, accounts: MemoryAccountStore) -> None:
+        self._accounts = accounts
+        self._factors: dict[UUID, TOTPFactor] = {}
+        self._codes: dict[UUID, dict[str, datetime | None]] = {}
+
+    async def factor(self, user_id: UUID) -> TOTPFactor | None:
+        return self._factors.get(user_id)
+
+    async def begin(self, factor: TOTPFactor) -> bool:
+        current = self._factors.get(factor.user_id)
+        if current is not None and current.confirmed_at is not None:
+            return False
+        self._factors[factor.user_id] = factor
+        return True
+
+    async def confirm(
+        self, user_id: UUID, *, secret: str, now: datetime, recovery_digests: Sequence[str]
+    ) -> bool:
+        current = self._factors.get(user_id)
+        account = self._accounts._by_id.get(user_id)
+        if current is None or current.confirmed_at is not None or current.secret != secret:
+            return False
+        if account is None:
+            return False
+        self._factors[user_id] = dataclasses.replace(current, confirmed_at=now)
+        self._codes[user_id] = dict.fromkeys(recovery_digests)
+        self._accounts._by_id[user_id] = dataclasses.replace(
+            account, mfa_enabled=True, updated_at=now
+        )
+        return True
+
+    async def remove(self, user_id: UUID) -> bool:
+        removed = self._factors.pop(user_id, None)
+        self._codes.pop(user_id, None)
+        account = self._accounts._by_id.get(user_id)
+        if account is not None and account.mfa_enabled:
+            self._accounts._by_id[user_id] = dataclasses.replace(account, mfa_enabled=False)
+        return removed is not None
+
+    async def use_recovery_code(self, user_id: UUID, digest: str, *, now: datetime) -> bool:
+        codes = self._codes.get(user_id, {})
+        if digest not in codes or codes[digest] is not None:
+            return False
+        codes[digest] = now
+        return True
+
+    async def replace_recovery_codes(self, user_id: UUID, digests: Sequence[str]) -> None:
+        self._codes[user_id] = dict.fromkeys(digests)
+
+    async def recovery_codes_left(self, user_id: UUID) -> int:
+        return sum(1 for used in self._codes.get(user_id, {}).values() if used is None)

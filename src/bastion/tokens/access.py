@@ -38,6 +38,7 @@ from __future__ import annotations
 import binascii
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -97,6 +98,10 @@ class AccessClaims:
     iss: str
     aud: str
     client_id: str
+    # When the owner last proved who they are (seconds; a refresh keeps it: step-up reads
+    # it) and how (RFC 8176 values: "pwd", "otp", "rec", "ext:<provider>").
+    auth_time: int = 0
+    amr: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -179,12 +184,20 @@ class AccessTokens:
         return self._leeway
 
     def issue(
-        self, *, subject: str, role: str, session_id: str, token_version: int
+        self,
+        *,
+        subject: str,
+        role: str,
+        session_id: str,
+        token_version: int,
+        auth_time: int | None = None,
+        amr: Sequence[str] = (),
     ) -> tuple[str, AccessClaims]:
         """Sign a new access token with the current signing key; return it with its claims.
 
         The header carries ``kid`` and ``typ: at+jwt`` (RFC 9068 §2.1); ``jti`` has 128 random
-        bits from :mod:`secrets`; times come from the injected clock.
+        bits from :mod:`secrets`; times come from the injected clock. ``auth_time`` (default:
+        now) and ``amr`` say when and how the session was proven.
         """
         key = self._ring.signing_key
         now = int(self._clock.now().timestamp())
@@ -200,6 +213,8 @@ class AccessTokens:
             iss=self._issuer,
             aud=self._audience,
             client_id=self._client_id,
+            auth_time=now if auth_time is None else auth_time,
+            amr=tuple(amr),
         )
         token = jwt.encode(
             asdict(claims),
@@ -265,6 +280,9 @@ class AccessTokens:
             iss=payload["iss"],
             aud=payload["aud"],
             client_id=_string_claim(payload, "client_id"),
+            # A token issued before these claims existed counts as proven at time 0.
+            auth_time=_int_claim(payload, "auth_time") if "auth_time" in payload else 0,
+            amr=_amr_claim(payload),
         )
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
@@ -322,6 +340,13 @@ def _read_header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise InvalidTokenError("malformed token")
     return header
+
+
+def _amr_claim(payload: dict[str, Any]) -> tuple[str, ...]:
+    value = payload.get("amr", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidTokenError("invalid claim")
+    return tuple(value)
 
 
 def _string_claim(payload: dict[str, Any], name: str) -> str:

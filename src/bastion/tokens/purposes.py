@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ACCOUNT_MAIL", "CSRF", "EVENT_CHAIN", "LOGIN_DEFENCE", "OAUTH_SIGN_IN"]
+__all__ = [
+    "ACCOUNT_MAIL",
+    "CSRF",
+    "EVENT_CHAIN",
+    "LOGIN_DEFENCE",
+    "MFA_RECOVERY_CODES",
+    "MFA_SECRETS",
+    "MFA_TOKENS",
+    "OAUTH_SIGN_IN",
+]
 
 EVENT_CHAIN: Final = "bastion event chain"
 """The HMAC key of the tamper-evident event chain (:mod:`bastion.events.chain`)."""
@@ -27,3 +36,12 @@ CSRF: Final = "bastion csrf"
 
 OAUTH_SIGN_IN: Final = "bastion oauth sign-in"
 """The HMAC key of the cookie that binds a sign-in with a provider to its browser."""
+
+MFA_SECRETS: Final = "bastion mfa secrets"
+"""The AES-256-GCM key that seals TOTP secrets in the database."""
+
+MFA_TOKENS: Final = "bastion mfa tokens"
+"""The HMAC key of the ``mfa_token`` of a sign-in's second step."""
+
+MFA_RECOVERY_CODES: Final = "bastion mfa recovery codes"
+"""The HMAC key of the recovery codes' stored digests."""

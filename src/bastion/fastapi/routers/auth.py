@@ -16,10 +16,15 @@ from bastion.fastapi.schemas import (
     LinkTokenIn,
     LoginIn,
     LogoutIn,
+    MFACodeIn,
+    MFADisableIn,
+    MFAVerifyIn,
+    RecoveryCodesOut,
     RefreshIn,
     RegisteredOut,
     RegisterIn,
     TokenPairOut,
+    TOTPSetupOut,
 )
 from bastion.fastapi.transports import CookieTransport
 from bastion.tokens import PRE_SESSION, KeyRing, KeySet
@@ -336,6 +341,98 @@ def auth_router(
         if transport is not None:
             transport.end_session(answer)
         return answer
+
+    # -- the second factor (docs/mfa.md) ---------------------------------------------
+
+    second = service.mfa
+    if second is not None:
+        _mfa_errors: dict[int | str, dict[str, Any]] = {
+            401: {"description": "Invalid token, or the code was refused (`mfa-failed`)"},
+            422: {"description": "Validation error"},
+            429: {"description": "Too many codes tried (quota-exceeded problem)"},
+        }
+
+        @router.post(
+            "/mfa/verify",
+            dependencies=public_login,
+            response_model=TokenPairOut | CookieSessionOut,
+            summary="Finish a sign-in with the second factor",
+            description=(
+                "After a login (or a sign-in link, or a provider) answered "
+                "`{mfa_required: true, mfa_token}`: the token and a TOTP or recovery code. "
+                "The token lives five minutes, takes five codes at most, works once and "
+                "only for the client that took the first step. " + _COOKIE_MODE
+            ),
+            responses={
+                401: {"description": "The code or the mfa_token was refused (`mfa-failed`)"},
+                422: {"description": "Validation error"},
+                429: {"description": "Too many codes tried (quota-exceeded problem)"},
+                **_CSRF_ERRORS,
+            },
+        )
+        async def verify_mfa(body: MFAVerifyIn, request: Request, response: Response) -> Any:
+            transport = pre_session(request, "second factor without the pre-session CSRF token")
+            pair = await second.verify(
+                body.mfa_token,
+                body.code,
+                context=guard.context(request),
+                user_agent=request.headers.get("user-agent"),
+                device_cookie=_single_cookie(request, cookie_name, _DEVICE_COOKIE_MAX_CHARS),
+            )
+            set_device_cookie(response, pair)
+            response.headers["Cache-Control"] = "no-store"
+            return answer(transport, response, pair)
+
+        @router.post(
+            "/mfa/totp/setup",
+            response_model=TOTPSetupOut,
+            summary="Start enrolling a TOTP authenticator",
+            description="Not active until confirmed with a code from it.",
+            responses={
+                401: {"description": "Invalid token"},
+                409: {"description": "A second factor is on already"},
+            },
+        )
+        async def totp_setup(principal: Authenticated, response: Response) -> TOTPSetupOut:
+            enrolment = await second.setup(principal)
+            response.headers["Cache-Control"] = "no-store"
+            return TOTPSetupOut(
+                secret=enrolment.secret,
+                otpauth_uri=enrolment.otpauth_uri,
+                qr_svg=enrolment.qr_svg,
+            )
+
+        @router.post(
+            "/mfa/totp/confirm",
+            response_model=RecoveryCodesOut,
+            summary="Turn the TOTP factor on with a code from it",
+            description="Answers the ten recovery codes, shown this once.",
+            responses=_mfa_errors,
+        )
+        async def totp_confirm(
+            body: MFACodeIn, principal: Authenticated, request: Request, response: Response
+        ) -> RecoveryCodesOut:
+            codes = await second.confirm(principal, body.code, context=guard.context(request))
+            response.headers["Cache-Control"] = "no-store"
+            return RecoveryCodesOut(recovery_codes=codes)
+
+        @router.post(
+            "/mfa/totp/disable",
+            status_code=204,
+            summary="Turn the second factor off (the password and a code are required)",
+            responses={
+                **_mfa_errors,
+                403: {"description": "The password is wrong (`wrong-password`)"},
+                409: {"description": "No second factor is on"},
+            },
+        )
+        async def totp_disable(
+            body: MFADisableIn, principal: Authenticated, request: Request
+        ) -> Response:
+            await second.disable(
+                principal, body.password, body.code, context=guard.context(request)
+            )
+            return Response(status_code=204)
 
     return router
 

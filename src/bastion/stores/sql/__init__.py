@@ -5,6 +5,7 @@ from bastion.stores.sql.chain import EventChain
 from bastion.stores.sql.denials import SQLDenialStore
 from bastion.stores.sql.engine import create_engine, ping
 from bastion.stores.sql.links import SQLExternalLinkStore
+from bastion.stores.sql.mfa import SQLMFAStore
 from bastion.stores.sql.outage import DatabaseOutage, unavailable
 from bastion.stores.sql.stores import (
     SQLAccountStore,
@@ -22,6 +23,7 @@ __all__ = [
     "SQLDenialStore",
     "SQLEventStore",
     "SQLExternalLinkStore",
+    "SQLMFAStore",
     "SQLOneTimeTokenStore",
     "SQLSessionStore",
     "UTCDateTime",

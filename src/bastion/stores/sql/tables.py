@@ -21,9 +21,11 @@ __all__ = [
     "AuthSessionRow",
     "ExternalIdentityRow",
     "OneTimeTokenRow",
+    "RecoveryCodeRow",
     "RefreshTokenRow",
     "SecurityAlertRow",
     "SecurityEventRow",
+    "TOTPFactorRow",
     "TokenDenialRow",
     "UTCDateTime",
 ]
@@ -102,6 +104,7 @@ class AuthSessionRow(SQLModel, table=True):
     user_agent: str | None = Field(default=None, max_length=512)
     revoked_at: datetime | None = _utc(default=None)
     revoked_reason: str | None = Field(default=None, max_length=64)
+    amr: str = Field(default="", max_length=64)
 
 
 class RefreshTokenRow(SQLModel, table=True):
@@ -123,6 +126,27 @@ class TokenDenialRow(SQLModel, table=True):
 
     token_id: str = Field(primary_key=True, max_length=128)
     expires_at: datetime = _utc(index=True)
+
+
+class TOTPFactorRow(SQLModel, table=True):
+    """An account's TOTP factor, its secret sealed (migration bastion_0004)."""
+
+    __tablename__ = "mfa_totp"
+
+    user_id: UUID = Field(primary_key=True, foreign_key="accounts.id", ondelete="CASCADE")
+    secret: str = Field(max_length=256)
+    created_at: datetime = _utc()
+    confirmed_at: datetime | None = _utc(default=None)
+
+
+class RecoveryCodeRow(SQLModel, table=True):
+    """A recovery code's keyed digest (migration bastion_0004)."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    user_id: UUID = Field(primary_key=True, foreign_key="accounts.id", ondelete="CASCADE")
+    digest: str = Field(primary_key=True, max_length=64)
+    used_at: datetime | None = _utc(default=None)
 
 
 class ExternalIdentityRow(SQLModel, table=True):

@@ -1,0 +1,362 @@
+"""The second factor: TOTP enrolment, the second step of a sign-in, recovery codes, and
+turning it off (docs/mfa.md).
+
+- Enrolment: ``setup`` makes a secret (sealed at rest) and shows it once, with its
+  ``otpauth://`` URI and QR code; the factor is active only once ``confirm`` gets a
+  right code from it, which answers the ten recovery codes, shown once.
+- A sign-in of an account with the factor on stops after its first step
+  (:meth:`Sessions.open` raises :class:`MFARequiredError` with an ``mfa_token``);
+  ``verify`` takes the token and a code and opens the session.
+- Codes: a TOTP code of the current step or one either side, accepted once on every
+  instance (the step is claimed in the shared store), or an unused recovery code. A
+  wrong code counts toward the account's code-guessing limit and, as a wrong password
+  does, toward the login defence; an ``mfa_token`` takes five codes at most.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, NoReturn
+
+from bastion.accounts._hooks import Hook, Hooks
+from bastion.accounts._password import PasswordLogin
+from bastion.accounts._sessions import Sessions
+from bastion.accounts._types import Principal, Proof, TokenPair
+from bastion.clock import Clock
+from bastion.errors import (
+    ConflictError,
+    MFAFailedError,
+    NotFoundError,
+    RateLimitedError,
+    WrongPasswordError,
+)
+from bastion.events import EventLog, RequestContext
+from bastion.mfa import PERIOD, MFATokens, RecoveryCodes, SecretBox, TOTPCodes
+from bastion.mfa._sealed import SealedSecretError
+from bastion.stores import Account, Stores, TOTPFactor
+from bastion.throttle import Check, Limiter, Policy
+
+__all__ = ["Enrolment", "MFAChanged", "SecondFactor"]
+
+_CODES_PER_TOKEN = 5  # API.md: an mfa_token takes at most five codes
+# A step's code is good from the step before it to the step after: claimed that long.
+_STEP_CLAIM_SECONDS = 3 * PERIOD + 30
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A pending TOTP factor, shown once: the secret, its URI and its QR code (SVG)."""
+
+    secret: str = dataclasses.field(repr=False)
+    otpauth_uri: str = dataclasses.field(repr=False)
+    qr_svg: str = dataclasses.field(repr=False)
+
+
+@dataclass(frozen=True)
+class MFAChanged:
+    """The account's second factor changed: its owner gets a notice."""
+
+    account: Account
+    change: Literal["enabled", "disabled", "reset", "recovery-code-used"]
+    context: RequestContext
+
+
+class SecondFactor:
+    def __init__(
+        self,
+        stores: Stores,
+        events: EventLog,
+        clock: Clock,
+        *,
+        sessions: Sessions,
+        login: PasswordLogin,
+        totp: TOTPCodes,
+        box: SecretBox,
+        recovery: RecoveryCodes,
+        tokens: MFATokens,
+        claim: Callable[[str, int], Awaitable[bool]],
+        limiter: Limiter | None = None,
+        policies: Mapping[str, Policy] | None = None,
+    ) -> None:
+        """``claim(value, ttl)`` is True the first time ``value`` is claimed within
+        ``ttl`` seconds, on every instance (the login defence's shared store);
+        ``limiter`` with ``policies["mfa"]`` limits code guesses per account."""
+        self._stores = stores
+        self._events = events
+        self._clock = clock
+        self._sessions = sessions
+        self._login = login
+        self._totp = totp
+        self._box = box
+        self._recovery = recovery
+        self._tokens = tokens
+        self._claim = claim
+        self._limiter = limiter
+        self._policies = policies or {}
+        self._changed: Hooks[MFAChanged] = Hooks("a second factor change")
+        sessions.challenge = self._challenge
+
+    def on_changed(self, hook: Hook[MFAChanged]) -> None:
+        self._changed.add(hook)
+
+    # -- enrolment ---------------------------------------------------------------------
+
+    async def setup(self, principal: Principal) -> Enrolment:
+        """Start (or start again) enrolling a TOTP factor.
+
+        Raises:
+            ConflictError: the account has an active factor (disable it first).
+        """
+        account = await self._account(principal.user_id)
+        if account.mfa_enabled:
+            raise ConflictError("a second factor is on already")
+        secret = self._totp.new_secret()
+        sealed = self._box.seal(secret, bound_to=str(account.id))
+        if not await self._stores.mfa.begin(TOTPFactor(account.id, sealed, self._clock.now())):
+            raise ConflictError("a second factor is on already")
+        uri = self._totp.uri(secret, account.email)
+        return Enrolment(secret, uri, self._totp.qr_svg(uri))
+
+    async def confirm(
+        self, principal: Principal, code: str, *, context: RequestContext
+    ) -> list[str]:
+        """Turn the pending factor on with a right code from it; the recovery codes,
+        shown this once.
+
+        Raises:
+            MFAFailedError: no pending factor, or a wrong or used code.
+            RateLimitedError: too many codes tried for this account.
+        """
+        account = await self._account(principal.user_id)
+        factor = await self._stores.mfa.factor(account.id)
+        if factor is None or factor.confirmed_at is not None:
+            raise MFAFailedError("no factor to confirm")
+        await self._take_guess(account, context)
+        if not await self._totp_matches(account, factor, code, context):
+            await self._failed(account, context, "wrong code confirming the factor")
+        codes = self._recovery.new()
+        digests = [self._recovery.digest(c, user_id=str(account.id)) for c in codes]
+        now = self._clock.now()
+        if not await self._stores.mfa.confirm(
+            account.id, secret=factor.secret, now=now, recovery_digests=digests
+        ):
+            raise MFAFailedError("the factor was set up again meanwhile")
+        await self._events.emit(
+            "mfa_enabled", context=context, user_id=str(account.id), details="TOTP"
+        )
+        await self._changed.run(MFAChanged(account, "enabled", context))
+        return codes
+
+    async def disable(
+        self, principal: Principal, password: str, code: str, *, context: RequestContext
+    ) -> None:
+        """Turn the factor off, with the password and a code (TOTP or recovery).
+
+        Raises:
+            ConflictError: the factor is not on.
+            WrongPasswordError: the password is wrong.
+            MFAFailedError: the code is wrong or used.
+            RateLimitedError: too many codes tried for this account.
+        """
+        account = await self._account(principal.user_id)
+        if not account.mfa_enabled:
+            raise ConflictError("no second factor is on")
+        await self._take_guess(account, context)
+        if not await self._login.hasher.verify(account.password_hash, password):
+            await self._events.emit(
+                "mfa_failed",
+                context=context,
+                user_id=str(account.id),
+                details="wrong password turning the second factor off",
+            )
+            raise WrongPasswordError("wrong password")
+        await self.check_code(account, code, context=context)
+        await self._stores.mfa.remove(account.id)
+        await self._events.emit(
+            "mfa_disabled",
+            context=context,
+            user_id=str(account.id),
+            details="turned off by the account's owner",
+        )
+        await self._changed.run(MFAChanged(account, "disabled", context))
+
+    async def reset(self, user_id: uuid.UUID, *, context: RequestContext, by: str) -> bool:
+        """Turn the account's factor off for its owner who lost it (an operator, after
+        checking who asks); False when none was on.
+
+        Raises:
+            NotFoundError: no such account.
+        """
+        account = await self._account(user_id)
+        removed = await self._stores.mfa.remove(user_id)
+        if not removed and not account.mfa_enabled:
+            return False
+        await self._events.emit(
+            "mfa_disabled", context=context, user_id=str(user_id), details=f"reset by {by}"
+        )
+        await self._changed.run(MFAChanged(account, "reset", context))
+        return True
+
+    async def recovery_codes_left(self, user_id: uuid.UUID) -> int:
+        return await self._stores.mfa.recovery_codes_left(user_id)
+
+    # -- the second step ---------------------------------------------------------------
+
+    def _challenge(
+        self, account: Account, proof: Proof, context: RequestContext, user_agent: str | None
+    ) -> str:
+        return self._tokens.issue(
+            user_id=str(account.id),
+            token_version=account.token_version,
+            password_hash=account.password_hash,
+            amr=proof.amr,
+            passes_lock=proof.passes_lock,
+            client=MFATokens.client_of(context.ip_address, user_agent),
+        )
+
+    async def verify(
+        self,
+        mfa_token: str,
+        code: str,
+        *,
+        context: RequestContext,
+        user_agent: str | None,
+        device_cookie: str | None = None,
+    ) -> TokenPair:
+        """Complete a sign-in: ``mfa_token`` from its first step, ``code`` the second
+        factor; the session's token pair (with the login defence's device cookie).
+
+        Raises:
+            MFAFailedError: the token is invalid, expired, used, of another client, out
+                of attempts, or the account changed since; the code is wrong or used.
+            RateLimitedError: too many codes tried for this account.
+            InvalidCredentialsError: the account may not sign in (as Sessions.open).
+        """
+        client = MFATokens.client_of(context.ip_address, user_agent)
+        claims = self._tokens.read(mfa_token, client=client)
+        if claims is None:
+            await self._refused(context, None, "mfa_token invalid, expired or of another client")
+        if not await self._an_attempt_left(claims.nonce):
+            await self._refused(context, claims.user_id, "mfa_token out of attempts")
+        try:
+            account = await self._stores.accounts.get(uuid.UUID(claims.user_id))
+        except ValueError:
+            account = None
+        if (
+            account is None
+            or not account.mfa_enabled
+            or account.token_version != claims.token_version
+            or MFATokens.credential_of(account.password_hash) != claims.credential
+        ):
+            await self._refused(context, claims.user_id, "the account changed since its sign-in")
+        await self._take_guess(account, context)
+        try:
+            method = await self.check_code(account, code, context=context)
+        except MFAFailedError:
+            await self._login.second_step_failed(account, context, device_cookie)
+            raise
+        if not await self._claim(f"mfa-used:{claims.nonce}", int(self._tokens.ttl.total_seconds())):
+            await self._refused(context, claims.user_id, "mfa_token used")
+        proof = Proof(
+            amr=(*claims.amr, method),
+            passes_lock=claims.passes_lock,
+            details="signed in with a second factor",
+            second_factor=True,
+        )
+        pair = await self._sessions.open(account, proof, context=context, user_agent=user_agent)
+        device = await self._login.second_step_succeeded(account, context, device_cookie)
+        return dataclasses.replace(pair, device_token=device)
+
+    async def check_code(self, account: Account, code: str, *, context: RequestContext) -> str:
+        """Check a code of ``account``'s active factor: ``"otp"`` for a TOTP code (now
+        used), ``"rec"`` for a recovery code (now spent).
+
+        Raises:
+            MFAFailedError: no active factor, a wrong code, or one used before.
+        """
+        factor = await self._stores.mfa.factor(account.id)
+        if factor is None or factor.confirmed_at is None:
+            await self._failed(account, context, "no second factor is on")
+        if await self._totp_matches(account, factor, code, context):
+            return "otp"
+        if self._recovery.looks_like(code) and await self._stores.mfa.use_recovery_code(
+            account.id,
+            self._recovery.digest(code, user_id=str(account.id)),
+            now=self._clock.now(),
+        ):
+            left = await self._stores.mfa.recovery_codes_left(account.id)
+            await self._events.emit(
+                "recovery_code_used",
+                context=context,
+                user_id=str(account.id),
+                details=f"{left} recovery codes left",
+            )
+            await self._changed.run(MFAChanged(account, "recovery-code-used", context))
+            return "rec"
+        await self._failed(account, context, "wrong code")
+
+    # -- parts -------------------------------------------------------------------------
+
+    async def _totp_matches(
+        self, account: Account, factor: TOTPFactor, code: str, context: RequestContext
+    ) -> bool:
+        """Whether ``code`` is the factor's for now (then its step is claimed: the code
+        is refused for the rest of its life, on every instance)."""
+        try:
+            secret = self._box.open(factor.secret, bound_to=str(account.id))
+        except SealedSecretError:
+            # Tampered with, or sealed under another key: fail closed, and say so.
+            await self._events.emit(
+                "mfa_failed",
+                context=context,
+                user_id=str(account.id),
+                details="the stored TOTP secret does not open",
+                severity="critical",
+            )
+            raise MFAFailedError("sealed secret does not open") from None
+        step = self._totp.matching_step(secret, code, self._clock.now())
+        if step is None:
+            return False
+        if await self._claim(f"totp:{account.id}:{step}", _STEP_CLAIM_SECONDS):
+            return True
+        await self._failed(account, context, "a code used before (replayed)")
+
+    async def _an_attempt_left(self, nonce: str) -> bool:
+        ttl = int(self._tokens.ttl.total_seconds())
+        for attempt in range(_CODES_PER_TOKEN):
+            if await self._claim(f"mfa-try:{nonce}:{attempt}", ttl):
+                return True
+        return False
+
+    async def _take_guess(self, account: Account, context: RequestContext) -> None:
+        """One code guess of the account's limit (``mfa``), refused past it."""
+        policy = self._policies.get("mfa")
+        if self._limiter is None or policy is None:
+            return
+        verdict = await self._limiter.acquire([Check(policy, f"mfa:{account.id}")], offender=None)
+        if not verdict.allowed:
+            await self._events.emit(
+                "rate_limit_exceeded",
+                context=context,
+                user_id=str(account.id),
+                details="rate limit mfa (code guesses per account) exceeded",
+                violated_policies=list(verdict.violated),
+                retry_after=verdict.retry_after,
+            )
+            raise RateLimitedError("mfa limit", verdict=verdict)
+
+    async def _failed(self, account: Account, context: RequestContext, reason: str) -> NoReturn:
+        await self._refused(context, str(account.id), reason)
+
+    async def _refused(self, context: RequestContext, user_id: str | None, reason: str) -> NoReturn:
+        await self._events.emit("mfa_failed", context=context, user_id=user_id, details=reason)
+        raise MFAFailedError(reason)
+
+    async def _account(self, user_id: uuid.UUID) -> Account:
+        account = await self._stores.accounts.get(user_id)
+        if account is None:
+            raise NotFoundError("no such account")
+        return account

@@ -1,0 +1,124 @@
+"""Second factors in SQL (:class:`bastion.stores.base.MFAStore`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from bastion.stores.base import TOTPFactor
+from bastion.stores.sql.stores import _SQLStore
+from bastion.stores.sql.tables import AccountRow, RecoveryCodeRow, TOTPFactorRow
+
+__all__ = ["SQLMFAStore"]
+
+_factors = TOTPFactorRow.__table__  # type: ignore[attr-defined]
+_codes = RecoveryCodeRow.__table__  # type: ignore[attr-defined]
+_accounts = AccountRow.__table__  # type: ignore[attr-defined]
+
+
+def _factor(row: Any) -> TOTPFactor:
+    return TOTPFactor(row.user_id, row.secret, row.created_at, row.confirmed_at)
+
+
+class SQLMFAStore(_SQLStore):
+    async def factor(self, user_id: UUID) -> TOTPFactor | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(_factors.select().where(_factors.c.user_id == user_id))
+            ).first()
+        return _factor(row) if row else None
+
+    async def begin(self, factor: TOTPFactor) -> bool:
+        async with self._engine.begin() as conn:
+            # Replace a pending factor only: a confirmed one stays (and nothing is stored).
+            await conn.execute(
+                _factors.delete().where(
+                    _factors.c.user_id == factor.user_id, _factors.c.confirmed_at.is_(None)
+                )
+            )
+            confirmed = (
+                await conn.execute(
+                    sa.select(_factors.c.user_id).where(_factors.c.user_id == factor.user_id)
+                )
+            ).first()
+            if confirmed is not None:
+                return False
+            await conn.execute(
+                _factors.insert().values(
+                    user_id=factor.user_id,
+                    secret=factor.secret,
+                    created_at=factor.created_at,
+                    confirmed_at=factor.confirmed_at,
+                )
+            )
+        return True
+
+    async def confirm(
+        self, user_id: UUID, *, secret: str, now: datetime, recovery_digests: Sequence[str]
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            confirmed = await conn.execute(
+                _factors.update()
+                .where(
+                    _factors.c.user_id == user_id,
+                    _factors.c.secret == secret,
+                    _factors.c.confirmed_at.is_(None),
+                )
+                .values(confirmed_at=now)
+            )
+            if confirmed.rowcount != 1:
+                return False
+            await conn.execute(_codes.delete().where(_codes.c.user_id == user_id))
+            if recovery_digests:
+                await conn.execute(
+                    _codes.insert(),
+                    [{"user_id": user_id, "digest": d, "used_at": None} for d in recovery_digests],
+                )
+            await conn.execute(
+                _accounts.update()
+                .where(_accounts.c.id == user_id)
+                .values(mfa_enabled=True, updated_at=now)
+            )
+        return True
+
+    async def remove(self, user_id: UUID) -> bool:
+        async with self._engine.begin() as conn:
+            removed = await conn.execute(_factors.delete().where(_factors.c.user_id == user_id))
+            await conn.execute(_codes.delete().where(_codes.c.user_id == user_id))
+            await conn.execute(
+                _accounts.update().where(_accounts.c.id == user_id).values(mfa_enabled=False)
+            )
+        return bool(removed.rowcount)
+
+    async def use_recovery_code(self, user_id: UUID, digest: str, *, now: datetime) -> bool:
+        async with self._engine.begin() as conn:
+            spent = await conn.execute(
+                _codes.update()
+                .where(
+                    _codes.c.user_id == user_id,
+                    _codes.c.digest == digest,
+                    _codes.c.used_at.is_(None),
+                )
+                .values(used_at=now)
+            )
+        return spent.rowcount == 1
+
+    async def replace_recovery_codes(self, user_id: UUID, digests: Sequence[str]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(_codes.delete().where(_codes.c.user_id == user_id))
+            if digests:
+                await conn.execute(
+                    _codes.insert(),
+                    [{"user_id": user_id, "digest": d, "used_at": None} for d in digests],
+                )
+
+    async def recovery_codes_left(self, user_id: UUID) -> int:
+        query = sa.select(sa.func.count()).where(
+            _codes.c.user_id == user_id, _codes.c.used_at.is_(None)
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
