@@ -194,6 +194,9 @@ class BastionSettings(BaseSettings):
 
     # Sign-in with external providers (docs/oidc.md): JSON, one entry per provider name.
     oauth_providers: dict[str, OAuthProvider] = Field(default_factory=dict)
+    # Step-up (docs/mfa.md): how recent a sign-in the sensitive routes need, in seconds.
+    step_up_max_age_seconds: int = Field(default=300, ge=30, le=86400)
+
     # Resource-server mode (docs/oidc.md): the external issuers whose access tokens the
     # guard accepts, as JSON, one entry per issuer.
     external_issuers: list[ExternalIssuer] = Field(default_factory=list)

@@ -116,6 +116,16 @@ def _session_revoked(world: World, actor: str, before: Snapshot, after: Snapshot
     )
 
 
+def _session_revoked_and_opened(
+    world: World, actor: str, before: Snapshot, after: Snapshot
+) -> None:
+    mine_before = _rows(before, "auth_sessions", user_id=world.id(actor))
+    mine_after = _rows(after, "auth_sessions", user_id=world.id(actor))
+    assert len(mine_after) == len(mine_before) + 1  # the new session
+    _session_revoked_live = [r for r in mine_after if r[2] == "None"]
+    assert len(_session_revoked_live) == len([r for r in mine_before if r[2] == "None"])
+
+
 def _task_title_changed(world: World, actor: str, before: Snapshot, after: Snapshot) -> None:
     [row] = _rows(after, "tasks", id=world.task_id)
     assert row[2] == f"changed by {actor}"
@@ -305,6 +315,29 @@ MATRIX: dict[tuple[str, str], Entry] = {
             json={"current_password": STRONG_PASSWORD, "new_password": "a new passphrase 77"},
         ),
         changes("accounts"),
+    ),
+    # The second factor (docs/mfa.md): none is on in this world.
+    ("POST", "/auth/mfa/verify"): Entry(
+        statuses(**dict.fromkeys(ACTORS, 401)),
+        plain("/auth/mfa/verify", json={"mfa_token": "m1.bogus.bogus", "code": "123456"}),
+    ),
+    ("POST", "/auth/mfa/totp/setup"): Entry(SIGNED_IN, plain("/auth/mfa/totp/setup")),
+    ("POST", "/auth/mfa/totp/confirm"): Entry(
+        statuses(**dict.fromkeys(ACTORS, 401)),  # no pending factor: the code is refused
+        plain("/auth/mfa/totp/confirm", json={"code": "123456"}),
+    ),
+    ("POST", "/auth/mfa/totp/disable"): Entry(
+        statuses(**{**dict.fromkeys(ACTORS, 409), "anonymous": 401}),
+        plain("/auth/mfa/totp/disable", json={"password": STRONG_PASSWORD, "code": "123456"}),
+    ),
+    ("POST", "/auth/mfa/recovery-codes"): Entry(
+        statuses(**{**dict.fromkeys(ACTORS, 409), "anonymous": 401}),
+        plain("/auth/mfa/recovery-codes"),
+    ),
+    ("POST", "/auth/reauthenticate"): Entry(
+        SIGNED_IN,
+        plain("/auth/reauthenticate", json={"password": STRONG_PASSWORD}),
+        changes("auth_sessions", "refresh_tokens", check=_session_revoked_and_opened),
     ),
     ("GET", "/healthz"): Entry(PUBLIC_200, plain("/healthz")),
     ("GET", "/readyz"): Entry(PUBLIC_200, plain("/readyz")),

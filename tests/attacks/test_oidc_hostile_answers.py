@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.warnings import InsecureKeyLengthWarning
 
 from bastion.clock import FrozenClock
 from bastion.errors import InvalidTokenError, OAuthFailedError
@@ -277,3 +279,29 @@ async def test_a_provider_that_does_not_answer_delays_no_start(
                 await oauth.authorize("down", None)  # asked again a minute later
         finally:
             await oauth.aclose()
+
+
+async def test_an_rsa_key_under_2048_bits_is_refused(
+    issuer: JSONServer, clock: FrozenClock
+) -> None:
+    """RFC 7518 §3.3: a 1024-bit key an issuer publishes verifies nothing (PyJWT alone
+    would only warn)."""
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(weak.public_key()))
+    issuer.answers["/jwks"] = Answer(
+        {"keys": [PUBLIC_JWK, jwk | {"kid": "weak", "alg": "RS256", "use": "sig"}]}
+    )
+    now = int(clock.now().timestamp())
+    claims = {"iss": issuer.url, "aud": AUDIENCE, "sub": "s", "iat": now, "exp": now + 300}
+    with warnings.catch_warnings():  # the attacker's side: signing with it only warns
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        token = jwt.encode(
+            claims, weak, algorithm="RS256", headers={"kid": "weak", "typ": "at+jwt"}
+        )
+    tokens = verifier(issuer, clock)
+    try:
+        with pytest.raises(InvalidTokenError, match="key too short"):
+            await tokens.verify(token)
+        assert (await tokens.verify(access(issuer, clock))).sub == "s"  # the strong key serves
+    finally:
+        await tokens.aclose()

@@ -76,15 +76,12 @@ async def test_the_jti_is_namespaced_by_issuer_and_each_token_is_its_own_session
     assert one.tv == -1  # no token version: revoked by time
 
 
-@pytest.mark.parametrize("jti", [None, "x" * 65, "x" * 5000])
-async def test_a_missing_or_long_jti_becomes_a_digest_that_fits_the_denials(
-    jti: str | None,
-) -> None:
-    one = await mapped("token-a", jti=jti)
-    other = await mapped("token-b", jti=jti)
+async def test_without_a_jti_each_token_is_named_by_its_digest() -> None:
+    one = await mapped("token-a", jti=None)
+    other = await mapped("token-b", jti=None)
 
     assert len(one.jti) <= 128
-    assert (one.jti != other.jti) is (jti is None)  # without a jti, each token is its own
+    assert one.jti != other.jti
 
 
 async def test_no_mapped_role_is_the_role_none() -> None:

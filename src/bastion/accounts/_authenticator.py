@@ -19,6 +19,7 @@ from bastion.tokens import AccessClaims, AccessTokens, ExternalAccessClaims
 __all__ = ["Authenticator"]
 
 _LONGEST_ACCESS_TTL = timedelta(hours=1)  # the settings' bound on the access-token lifetime
+_EXTERNAL_CLOCK_SKEW = 30  # seconds: the most leeway an external token's times get
 
 
 class Authenticator:
@@ -115,7 +116,9 @@ class Authenticator:
             # No token version: revoked when issued at or before the account's tokens
             # were (logout-all, an admin's revocation, a change of standing). The role is
             # the token's, mapped by the issuer's role_map.
-            if claims.iat <= state.revoked_before:
+            # An issuer's clock may run up to the leeway ahead: a token that says it was
+            # issued that little after the revocation may have been issued before it.
+            if claims.iat <= state.revoked_before + _EXTERNAL_CLOCK_SKEW:
                 raise InvalidTokenError("token issued before the account's tokens were revoked")
             return Principal(uuid.UUID(claims.sub), claims.role, claims.sid, claims)
         if claims.tv != state.token_version:

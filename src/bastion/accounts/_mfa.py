@@ -203,6 +203,75 @@ class SecondFactor:
     async def recovery_codes_left(self, user_id: uuid.UUID) -> int:
         return await self._stores.mfa.recovery_codes_left(user_id)
 
+    async def new_recovery_codes(
+        self, principal: Principal, *, context: RequestContext
+    ) -> list[str]:
+        """Ten new recovery codes, shown this once; the old ones stop working.
+
+        Raises:
+            ConflictError: no second factor is on.
+        """
+        account = await self._account(principal.user_id)
+        if not account.mfa_enabled:
+            raise ConflictError("no second factor is on")
+        codes = self._recovery.new()
+        digests = [self._recovery.digest(c, user_id=str(account.id)) for c in codes]
+        await self._stores.mfa.replace_recovery_codes(account.id, digests)
+        await self._events.emit(
+            "mfa_enabled",
+            context=context,
+            user_id=str(account.id),
+            details="new recovery codes; the old ones no longer work",
+        )
+        return codes
+
+    async def reauthenticate(
+        self,
+        principal: Principal,
+        password: str,
+        code: str | None,
+        *,
+        context: RequestContext,
+        user_agent: str | None,
+    ) -> TokenPair:
+        """A fresh proof of identity for step-up: the password, and a code when the
+        second factor is on. The caller's session is replaced by a new one whose tokens
+        carry a fresh ``auth_time``.
+
+        Raises:
+            WrongPasswordError: the password is wrong.
+            MFAFailedError: the code is missing, wrong or used.
+            RateLimitedError: too many attempts for this account.
+            InvalidCredentialsError: the account may not sign in (locked, disabled).
+        """
+        account = await self._account(principal.user_id)
+        await self._take("password-change", f"user:{account.id}", account, context)
+        if not await self._login.hasher.verify(account.password_hash, password):
+            await self._events.emit(
+                "auth_failure",
+                context=context,
+                user_id=str(account.id),
+                details="wrong password re-authenticating",
+            )
+            raise WrongPasswordError("wrong password")
+        amr = ["pwd"]
+        if account.mfa_enabled:
+            if not code:
+                await self._failed(account, context, "no code re-authenticating")
+            await self._take_guess(account, context)
+            try:
+                amr.append(await self.check_code(account, code or "", context=context))
+            except MFAFailedError:
+                await self._login.second_step_failed(account, context, None)
+                raise
+        proof = Proof(amr=tuple(amr), details="re-authenticated", second_factor=account.mfa_enabled)
+        pair = await self._sessions.open(account, proof, context=context, user_agent=user_agent)
+        await self._sessions.replace(principal, context=context)
+        await self._events.emit(
+            "step_up", context=context, user_id=str(account.id), details=" ".join(amr)
+        )
+        return pair
+
     # -- the second step ---------------------------------------------------------------
 
     def _challenge(
@@ -333,20 +402,25 @@ class SecondFactor:
 
     async def _take_guess(self, account: Account, context: RequestContext) -> None:
         """One code guess of the account's limit (``mfa``), refused past it."""
-        policy = self._policies.get("mfa")
+        await self._take("mfa", f"mfa:{account.id}", account, context)
+
+    async def _take(
+        self, policy_name: str, key: str, account: Account, context: RequestContext
+    ) -> None:
+        policy = self._policies.get(policy_name)
         if self._limiter is None or policy is None:
             return
-        verdict = await self._limiter.acquire([Check(policy, f"mfa:{account.id}")], offender=None)
+        verdict = await self._limiter.acquire([Check(policy, key)], offender=None)
         if not verdict.allowed:
             await self._events.emit(
                 "rate_limit_exceeded",
                 context=context,
                 user_id=str(account.id),
-                details="rate limit mfa (code guesses per account) exceeded",
+                details=f"rate limit {policy_name} (per account) exceeded",
                 violated_policies=list(verdict.violated),
                 retry_after=verdict.retry_after,
             )
-            raise RateLimitedError("mfa limit", verdict=verdict)
+            raise RateLimitedError(f"{policy_name} limit", verdict=verdict)
 
     async def _failed(self, account: Account, context: RequestContext, reason: str) -> NoReturn:
         await self._refused(context, str(account.id), reason)

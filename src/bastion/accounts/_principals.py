@@ -18,13 +18,12 @@ revocation and events work on it as on a local token:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import uuid
 from typing import TYPE_CHECKING
 
 from bastion.clock import Clock
-from bastion.errors import ConflictError, InvalidTokenError
+from bastion.errors import InvalidTokenError
 from bastion.events import EventLog, RequestContext
 from bastion.stores import Account, ExternalLink, Stores
 from bastion.tokens import NO_ROLE, ExternalAccessClaims
@@ -36,7 +35,6 @@ __all__ = ["ExternalPrincipals", "issuer_key", "principal_id"]
 
 _NAMESPACE = uuid.UUID("5b1f8e0c-2f4e-4a8f-9c1e-7d3b6a0e9f42")  # Bastion's, for uuid5
 _MAX_SUBJECT = 255  # the external identities' subject column
-_MAX_JTI = 64  # namespaced, it fits the denials' 128 characters
 _STORED_ROLE = "viewer"  # the row's role: the lowest; each request's role is its token's
 
 
@@ -77,9 +75,8 @@ class ExternalPrincipals:
         if not found.sub or len(found.sub) > _MAX_SUBJECT:
             raise InvalidTokenError("subject empty or too long")
         key = issuer_key(found.issuer)
-        # The issuer's jti, or a digest when it has none or one too long for the denials.
-        token_id = found.jti if found.jti and len(found.jti) <= _MAX_JTI else None
-        token_id = token_id or hashlib.sha256((found.jti or token).encode()).hexdigest()
+        # The issuer's jti (a digest of a long or odd one), or the token's digest.
+        token_id = found.jti or hashlib.sha256(token.encode()).hexdigest()
         jti = f"ext:{key}:{token_id}"
         return ExternalAccessClaims(
             sub=str(principal_id(found.issuer, found.sub)),
@@ -112,14 +109,10 @@ class ExternalPrincipals:
             created_at=now,
             updated_at=now,
         )
-        try:
-            await self._stores.accounts.add(account)
-        except ConflictError:
-            return await self._stores.accounts.get(user_id)
         link = ExternalLink(issuer_key(claims.iss), claims.subject, user_id, claims.email, now)
-        # The identity's record may exist: the account was created, deleted, created again.
-        with contextlib.suppress(ConflictError):
-            await self._stores.links.add(link)
+        # Both or neither: an account always has its identity's record.
+        if not await self._stores.links.add_with_account(account, link):
+            return await self._stores.accounts.get(user_id)  # another request created it
         await self._events.emit(
             "user_registered",
             context=RequestContext(),

@@ -223,6 +223,17 @@ class Sessions:
         await self._authenticator.cache_denial(jti, until)
         await self._events.emit("logout", context=context, user_id=str(principal.user_id))
 
+    async def replace(self, principal: Principal, *, context: RequestContext) -> None:
+        """End the caller's session after a new one replaced it (a re-authentication):
+        its refresh family and its access tokens."""
+        now = self._clock.now()
+        try:
+            session_id = uuid.UUID(principal.session_id)
+        except ValueError:
+            return
+        await self._stores.sessions.revoke(session_id, now=now, reason="re-authenticated")
+        await self.deny_session(session_id)
+
     async def logout_all(self, principal: Principal, *, context: RequestContext) -> None:
         """Every session and every access token of the caller, at once (token version)."""
         await self._admin.apply(

@@ -123,6 +123,9 @@ class Requirement:
     # ``authenticated`` only: a caller whose role is none of ROLE_ORDER (an external
     # token whose role claim maps to no role) passes too.
     without_role: bool = False
+    # Step-up: the caller must have proven who they are recently (the token's
+    # ``auth_time`` within the guard's step-up age; RFC 9470).
+    step_up: bool = False
 
     @classmethod
     def public(cls, note: str) -> Requirement:
@@ -131,27 +134,35 @@ class Requirement:
         return cls("public", note=note)
 
     @classmethod
-    def authenticated(cls, note: str = "", *, without_role: bool = False) -> Requirement:
-        return cls("authenticated", note=note, without_role=without_role)
+    def authenticated(
+        cls, note: str = "", *, without_role: bool = False, step_up: bool = False
+    ) -> Requirement:
+        return cls("authenticated", note=note, without_role=without_role, step_up=step_up)
 
     @classmethod
     def permission(
-        cls, *permissions: Permission, rule: ObjectRule | None = None, resolver: Any = None
+        cls,
+        *permissions: Permission,
+        rule: ObjectRule | None = None,
+        resolver: Any = None,
+        step_up: bool = False,
     ) -> Requirement:
         needed = tuple(dict.fromkeys([*permissions, *([rule.permission] if rule else [])]))
         if not needed:
             raise ValueError("name at least one permission")
-        return cls("permission", needed, rule, resolver=resolver)
+        return cls("permission", needed, rule, resolver=resolver, step_up=step_up)
 
     def describe(self) -> str:
         if self.kind == "public":
             return f"public: {self.note}"
+        fresh = ", signed in recently (step-up)" if self.step_up else ""
         if self.kind == "authenticated":
-            return "any signed-in account" + (", with a role or none" if self.without_role else "")
+            kind = ", with a role or none" if self.without_role else ""
+            return "any signed-in account" + kind + fresh
         text = " and ".join(self.permissions)
         if self.rule is not None:
             text += f" on the object, as {' or '.join(sorted(self.rule.relations))} (or ADMIN)"
-        return text
+        return text + fresh
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,13 @@ from bastion.authz import (
     decide_object,
     decide_route,
 )
-from bastion.errors import CSRFError, InvalidTokenError, NotFoundError, PermissionDeniedError
+from bastion.errors import (
+    CSRFError,
+    InsufficientAuthenticationError,
+    InvalidTokenError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from bastion.events import EventLog, RequestContext
 from bastion.fastapi.auth_result import GuardResult, guard_result, record_decision
 from bastion.fastapi.middleware.csrf import SAFE_METHODS
@@ -150,6 +156,7 @@ class Guard:
         roles: RolePermissions | None = None,
         limits: tuple[Limiter, Mapping[str, Policy]] | None = None,
         cookies: CookieTransport | None = None,
+        step_up_max_age: int = 300,
     ) -> None:
         """``limits`` (the limiter and its policies) lets :meth:`explain` say how many
         requests the user has left; ``cookies`` turns the cookie mode on: a request
@@ -161,6 +168,7 @@ class Guard:
         self.proxies = proxies or TrustedProxies()
         self.roles = roles or RolePermissions()
         self.limits = limits
+        self.step_up_max_age = step_up_max_age
         self.table = RouteTable()
         self._explained = RouteTable()
 
@@ -187,17 +195,22 @@ class Guard:
 
         return _declared(requirement, public_route, rate)
 
-    def authenticated(self, *, without_role: bool = False) -> Any:
+    def authenticated(self, *, without_role: bool = False, step_up: bool = False) -> Any:
         """Any signed-in, active account; the route acts on the caller's own data only.
 
         ``without_role`` lets in a caller whose role is none of the service's too: an
         external issuer's token whose role claim maps to no role (resource-server mode)
-        is signed in, and may call only such routes (``GET /users/me``)."""
-        return self._signed_in(Requirement.authenticated(without_role=without_role))
+        is signed in, and may call only such routes (``GET /users/me``). ``step_up``:
+        the caller must have signed in within the step-up age (a sensitive operation;
+        else 401 ``insufficient-user-authentication``, RFC 9470)."""
+        return self._signed_in(
+            Requirement.authenticated(without_role=without_role, step_up=step_up)
+        )
 
-    def require(self, *permissions: Permission) -> Any:
-        """The caller's current role must hold every permission in ``permissions``."""
-        return self._signed_in(Requirement.permission(*permissions))
+    def require(self, *permissions: Permission, step_up: bool = False) -> Any:
+        """The caller's current role must hold every permission in ``permissions``;
+        ``step_up`` as for :meth:`authenticated`."""
+        return self._signed_in(Requirement.permission(*permissions, step_up=step_up))
 
     def _signed_in(self, requirement: Requirement) -> Any:
         async def signed_in(request: Request) -> Principal:
@@ -287,9 +300,36 @@ class Guard:
         # Every declaration of the route must hold (a router's and the route's own).
         for declared in result.route.requirements or (requirement,):
             decision = decide_route(declared, principal.subject, self.roles)
+            if declared.step_up and decision.allowed:
+                decision = self._step_up(scope, decision, principal)
             self.enforce(scope, decision)
             if not decision.allowed:
                 return
+
+    def _step_up(self, scope: Scope, decision: Decision, principal: Principal) -> Decision:
+        """``decision`` of a step-up route, with how long ago the caller signed in; a
+        sign-in older than the step-up age is refused (401, RFC 9470), and said so."""
+        age = int(self.service.clock.now().timestamp()) - principal.claims.auth_time
+        limit = self.step_up_max_age
+        if 0 <= age <= limit:
+            return dataclasses.replace(
+                decision, reason=f"{decision.reason}; step-up: signed in {age} s ago"
+            )
+        refused = dataclasses.replace(
+            decision,
+            status="deny",
+            reason=f"step-up required: signed in {age} s ago, more than {limit}",
+            http_status=401,
+        )
+        record_decision(scope, refused)
+        self.events.emit_soon(
+            "step_up_required",
+            context=self.context(HTTPConnection(scope)),
+            user_id=str(principal.user_id),
+            details=refused.reason,
+            decision=refused.to_dict(),
+        )
+        raise InsufficientAuthenticationError(refused.reason, max_age=limit)
 
     async def _authenticate(self, scope: Scope, result: GuardResult) -> Principal:
         credential = result.credential

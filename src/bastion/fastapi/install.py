@@ -108,15 +108,17 @@ class Bastion:
         class (a policy such as ``login-ip``) when not the one its method implies."""
         return self.guard.public(note, rate=rate)
 
-    def authenticated(self, *, without_role: bool = False) -> Any:
+    def authenticated(self, *, without_role: bool = False, step_up: bool = False) -> Any:
         """Any signed-in, active account; the route receives its ``Principal``.
         ``without_role``: an external issuer's principal whose role claim maps to no
-        role may call it too (see ``Guard.authenticated``)."""
-        return self.guard.authenticated(without_role=without_role)
+        role may call it too; ``step_up``: only after a recent sign-in (see
+        ``Guard.authenticated``)."""
+        return self.guard.authenticated(without_role=without_role, step_up=step_up)
 
-    def require(self, *permissions: Permission) -> Any:
-        """The caller's role must hold every permission; the route receives its ``Principal``."""
-        return self.guard.require(*permissions)
+    def require(self, *permissions: Permission, step_up: bool = False) -> Any:
+        """The caller's role must hold every permission; the route receives its
+        ``Principal``; ``step_up``: only after a recent sign-in."""
+        return self.guard.require(*permissions, step_up=step_up)
 
     def require_object(self, rule: ObjectRule, resolver: ObjectResolver[Any]) -> Any:
         """The role's permission and the caller's relation to the path's object; the route
@@ -165,6 +167,7 @@ def install(
         roles=settings.roles,
         limits=(security.limiter, security.policies) if settings.rate_limit_enabled else None,
         cookies=cookies,
+        step_up_max_age=settings.step_up_max_age_seconds,
     )
     _remove_fastapi_docs(app)
     # Exact paths only: no redirect from /tasks/ to /tasks (nor any other).

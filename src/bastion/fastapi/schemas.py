@@ -44,6 +44,7 @@ __all__ = [
     "PasswordChangeIn",
     "PasswordResetIn",
     "RFC3339Time",
+    "ReauthenticateIn",
     "RecoveryCodesOut",
     "RefreshIn",
     "RegisterIn",
@@ -205,6 +206,11 @@ class MFAVerifyIn(_In):
 
 class MFACodeIn(_In):
     code: MFACode
+
+
+class ReauthenticateIn(_In):
+    password: Password
+    code: MFACode | None = None
 
 
 class MFADisableIn(_In):

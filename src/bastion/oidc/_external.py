@@ -14,6 +14,7 @@ invalid token.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,14 @@ from bastion.clock import Clock
 from bastion.errors import InvalidTokenError
 from bastion.oidc._config import ExternalIssuer
 from bastion.oidc._http import ProviderUnavailableError
-from bastion.oidc._jwt import header, media_type, number_claim, peek_issuer, text_claim
+from bastion.oidc._jwt import (
+    header,
+    media_type,
+    number_claim,
+    optional_text,
+    peek_issuer,
+    text_claim,
+)
 from bastion.oidc._keys import RemoteKeySet
 from bastion.oidc._metadata import ProviderMetadata, check_url, discover
 
@@ -44,7 +52,13 @@ _OPTIONS: Any = {
     "verify_exp": False,
     "verify_nbf": False,
     "verify_iat": False,
+    "enforce_minimum_key_length": True,
 }
+# The longest an access token may live: a longer exp is refused (a year-10000 exp does
+# not fit a datetime, and no issuer's access token lives for months).
+_MAX_LIFETIME = timedelta(days=31)
+_MAX_JTI = 64  # a longer or unprintable jti is kept as its digest
+_MAX_EMAIL = 320  # the accounts' column
 _RETRY_DISCOVERY = timedelta(minutes=1)
 _REFRESH_DISCOVERY = timedelta(days=1)
 _CACHE_SIZE = 10_000
@@ -181,11 +195,11 @@ class ExternalTokens:
         claims = ExternalClaims(
             issuer=config.issuer,
             sub=text_claim(payload, "sub"),
-            jti=payload["jti"] if isinstance(payload.get("jti"), str) else None,
+            jti=_token_id(payload.get("jti")),
             role=map_role(payload, config),
             exp=number_claim(payload, "exp"),
             iat=number_claim(payload, "iat"),
-            email=payload["email"] if isinstance(payload.get("email"), str) else None,
+            email=optional_text(payload, "email", limit=_MAX_EMAIL),
         )
         nbf = None if payload.get("nbf") is None else number_claim(payload, "nbf")
         self._check_times(claims.exp, nbf, claims.iat)
@@ -195,7 +209,9 @@ class ExternalTokens:
         return claims
 
     async def _keys(self, issuer: _Issuer) -> RemoteKeySet:
-        if self._due(issuer):
+        # Without metadata, wait for a discovery under way; with it, go on unless a
+        # refresh is due (a failing refresh holds up no request).
+        if issuer.keys is None or self._due(issuer):
             async with issuer.lock:
                 if self._due(issuer):  # not done by the request this one waited for
                     await self._discover(issuer)
@@ -264,10 +280,22 @@ class ExternalTokens:
         now = self._clock.now().timestamp()
         if exp <= now - self._leeway:
             raise InvalidTokenError("expired")
+        if exp > now + _MAX_LIFETIME.total_seconds():
+            raise InvalidTokenError("lifetime too long")
         if nbf is not None and nbf > now + self._leeway:
             raise InvalidTokenError("not yet valid")
         if iat > now + self._leeway:
             raise InvalidTokenError("issued in the future")
+
+
+def _token_id(jti: object) -> str | None:
+    """The token's ``jti`` when it is a short printable string, else its digest (a long
+    or odd one still names the token, in a form every store takes); None without one."""
+    if not isinstance(jti, str) or not jti:
+        return None
+    if len(jti) <= _MAX_JTI and jti.isprintable():
+        return jti
+    return hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def map_role(payload: dict[str, Any], config: ExternalIssuer) -> str | None:

@@ -90,6 +90,7 @@ async def validate_id_token(
                 "verify_exp": False,  # checked below against the injected clock
                 "verify_nbf": False,
                 "verify_iat": False,
+                "enforce_minimum_key_length": True,
             },
         )
     except jwt.InvalidSignatureError:

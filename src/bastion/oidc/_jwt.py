@@ -15,6 +15,7 @@ __all__ = [
     "header",
     "media_type",
     "number_claim",
+    "optional_text",
     "peek_issuer",
     "segment",
     "text_claim",
@@ -49,10 +50,21 @@ def peek_issuer(token: str) -> str | None:
 
 
 def text_claim(payload: dict[str, Any], name: str) -> str:
+    """A non-empty string claim of printable characters: no control character, no lone
+    surrogate (valid JSON, no UTF-8), nothing a column, a log line or a hash refuses."""
     value = payload.get(name)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or not value.isprintable():
         raise InvalidTokenError("invalid claim")
     return value
+
+
+def optional_text(payload: dict[str, Any], name: str, *, limit: int) -> str | None:
+    """A string claim kept only when it is printable and at most ``limit`` characters
+    (an informative claim, such as ``email``: a malformed one is dropped, not refused)."""
+    value = payload.get(name)
+    if isinstance(value, str) and value and len(value) <= limit and value.isprintable():
+        return value
+    return None
 
 
 def number_claim(payload: dict[str, Any], name: str) -> int:

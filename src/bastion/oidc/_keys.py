@@ -5,6 +5,8 @@ a flood of tokens with made-up ``kid``s is not a flood of fetches."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +18,8 @@ from bastion.errors import InvalidTokenError
 from bastion.oidc._http import ProviderUnavailableError, fetch_json
 
 __all__ = ["RemoteKeySet"]
+
+_MIN_RSA_BITS = 2048
 
 
 class RemoteKeySet:
@@ -68,6 +72,8 @@ class RemoteKeySet:
         if built is None:
             if jwk.get("alg", alg) != alg:
                 raise InvalidTokenError("algorithm mismatch")
+            if _short_rsa(jwk):
+                raise InvalidTokenError("key too short")  # RFC 7518 §3.3: 2048 bits at least
             try:
                 built = jwt.PyJWK(jwk, algorithm=alg)
             except jwt.PyJWTError:
@@ -111,6 +117,21 @@ class RemoteKeySet:
                 and "d" not in key  # a private key published by mistake is not used
             }
             self._built = {}
+
+
+def _short_rsa(jwk: dict[str, Any]) -> bool:
+    """An RSA key whose modulus is under 2048 bits (refused before PyJWT builds it, which
+    would only warn)."""
+    if jwk.get("kty") != "RSA":
+        return False
+    modulus = jwk.get("n")
+    if not isinstance(modulus, str):
+        return True
+    try:
+        raw = base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4))
+    except (ValueError, binascii.Error):
+        return True
+    return int.from_bytes(raw, "big").bit_length() < _MIN_RSA_BITS
 
 
 def _for_signatures(key_ops: object) -> bool:

@@ -100,6 +100,13 @@ class Stores:
     mfa: MFAStore = None  # type: ignore[assignment]  # set in __post_init__ when not given
 
     def __post_init__(self) -> None:
+        links, accounts = self.links, self.accounts
+        if (
+            isinstance(accounts, MemoryAccountStore)
+            and isinstance(links, MemoryExternalLinkStore)
+            and links.accounts is None
+        ):
+            links.accounts = accounts
         if self.mfa is None:
             if not isinstance(self.accounts, MemoryAccountStore):
                 raise ValueError("the MFA store of SQL accounts must be given")

@@ -381,6 +381,11 @@ class ExternalLinkStore(Protocol):
         any account) or the account has an identity of that provider."""
         ...
 
+    async def add_with_account(self, account: Account, link: ExternalLink) -> bool:
+        """Store a new account and its identity ``link`` in one transaction; False, and
+        nothing stored, when the account (its id or email key) or the identity exists."""
+        ...
+
     async def remove(self, user_id: UUID, provider: str) -> bool:
         """Unlink the account's identity at ``provider``; False when it had none."""
         ...

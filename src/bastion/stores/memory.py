@@ -411,8 +411,9 @@ class MemoryDenialStore:
 
 
 class MemoryExternalLinkStore:
-    def __init__(self) -> None:
+    def __init__(self, accounts: MemoryAccountStore | None = None) -> None:
         self._links: dict[tuple[str, str], ExternalLink] = {}
+        self.accounts = accounts  # for add_with_account (set by the Stores it is in)
 
     async def find(self, provider: str, subject: str) -> ExternalLink | None:
         return self._links.get((provider, subject))
@@ -428,6 +429,19 @@ class MemoryExternalLinkStore:
         ):
             raise ConflictError("identity already linked")
         self._links[(link.provider, link.subject)] = link
+
+    async def add_with_account(self, account: Account, link: ExternalLink) -> bool:
+        accounts = self.accounts
+        if accounts is None:
+            raise RuntimeError("this link store has no account store")
+        taken = account.id in accounts._by_id or any(
+            a.email_key == account.email_key for a in accounts._by_id.values()
+        )
+        if taken or (link.provider, link.subject) in self._links:
+            return False
+        accounts._by_id[account.id] = account  # no await between the checks and here
+        self._links[(link.provider, link.subject)] = link
+        return True
 
     async def remove(self, user_id: UUID, provider: str) -> bool:
         for key, link in list(self._links.items()):

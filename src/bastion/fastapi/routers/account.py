@@ -68,6 +68,7 @@ def account_router(guard: Guard, lifecycle: AccountLifecycle, *, prefix: str = "
     link pages name their own URLs with it)."""
     router = APIRouter(prefix="/auth", tags=["account"])
     Authenticated = Annotated[Principal, guard.authenticated()]
+    SteppedUp = Annotated[Principal, guard.authenticated(step_up=True)]
     sends_mail = [
         guard.public("sends a link to an address, if it has an account", rate="password-reset")
     ]
@@ -115,7 +116,7 @@ def account_router(guard: Guard, lifecycle: AccountLifecycle, *, prefix: str = "
         },
     )
     async def change_password(
-        body: PasswordChangeIn, principal: Authenticated, request: Request
+        body: PasswordChangeIn, principal: SteppedUp, request: Request
     ) -> Response:
         """Every other session ends, and every access token issued before: this session's
         refresh token stays valid, so refresh it for a new access token."""

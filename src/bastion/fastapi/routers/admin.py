@@ -32,6 +32,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def admin_router(guard: Guard) -> APIRouter:
     router = APIRouter(prefix="/admin", tags=["admin"], responses=_ERRORS)
     Admin = Annotated[Principal, guard.require(Permission.ADMIN)]
+    # A change of role or standing is sensitive: the admin signed in recently.
+    SteppedUpAdmin = Annotated[Principal, guard.require(Permission.ADMIN, step_up=True)]
     service = guard.service
 
     @router.get("/users", response_model=AdminUserList, summary="List accounts, oldest first")
@@ -69,7 +71,7 @@ def admin_router(guard: Guard) -> APIRouter:
         },
     )
     async def patch_user(
-        user_id: UUID, body: AdminUserPatch, request: Request, admin: Admin
+        user_id: UUID, body: AdminUserPatch, request: Request, admin: SteppedUpAdmin
     ) -> AdminUserOut:
         account = await service.admin.change_standing(
             admin,

@@ -19,6 +19,7 @@ from bastion.fastapi.schemas import (
     MFACodeIn,
     MFADisableIn,
     MFAVerifyIn,
+    ReauthenticateIn,
     RecoveryCodesOut,
     RefreshIn,
     RegisteredOut,
@@ -345,6 +346,14 @@ def auth_router(
     # -- the second factor (docs/mfa.md) ---------------------------------------------
 
     second = service.mfa
+    # Sensitive changes need a recent sign-in (step-up; POST /auth/reauthenticate).
+    SteppedUp = Annotated[Principal, guard.authenticated(step_up=True)]
+    _step_up_error = {
+        "description": (
+            "Invalid token, or a sign-in older than the step-up age "
+            "(`insufficient-user-authentication`: POST /auth/reauthenticate first)"
+        )
+    }
     if second is not None:
         _mfa_errors: dict[int | str, dict[str, Any]] = {
             401: {"description": "Invalid token, or the code was refused (`mfa-failed`)"},
@@ -389,11 +398,11 @@ def auth_router(
             summary="Start enrolling a TOTP authenticator",
             description="Not active until confirmed with a code from it.",
             responses={
-                401: {"description": "Invalid token"},
+                401: _step_up_error,
                 409: {"description": "A second factor is on already"},
             },
         )
-        async def totp_setup(principal: Authenticated, response: Response) -> TOTPSetupOut:
+        async def totp_setup(principal: SteppedUp, response: Response) -> TOTPSetupOut:
             enrolment = await second.setup(principal)
             response.headers["Cache-Control"] = "no-store"
             return TOTPSetupOut(
@@ -427,12 +436,55 @@ def auth_router(
             },
         )
         async def totp_disable(
-            body: MFADisableIn, principal: Authenticated, request: Request
+            body: MFADisableIn, principal: SteppedUp, request: Request
         ) -> Response:
             await second.disable(
                 principal, body.password, body.code, context=guard.context(request)
             )
             return Response(status_code=204)
+
+        @router.post(
+            "/mfa/recovery-codes",
+            response_model=RecoveryCodesOut,
+            summary="Replace the recovery codes",
+            description="Ten new codes, shown this once; the old ones stop working.",
+            responses={401: _step_up_error, 409: {"description": "No second factor is on"}},
+        )
+        async def new_recovery_codes(
+            principal: SteppedUp, request: Request, response: Response
+        ) -> RecoveryCodesOut:
+            codes = await second.new_recovery_codes(principal, context=guard.context(request))
+            response.headers["Cache-Control"] = "no-store"
+            return RecoveryCodesOut(recovery_codes=codes)
+
+        @router.post(
+            "/reauthenticate",
+            response_model=TokenPairOut,
+            summary="Prove who you are again, for step-up",
+            description=(
+                "The bearer token plus the password (and a code when the second factor "
+                "is on): a new token pair with a fresh `auth_time`, which the step-up "
+                "routes accept for the step-up age. The calling session is replaced."
+            ),
+            responses={
+                401: {"description": "Invalid token, or the code was refused (`mfa-failed`)"},
+                403: {"description": "The password is wrong (`wrong-password`)"},
+                422: {"description": "Validation error"},
+                429: {"description": "Too many attempts"},
+            },
+        )
+        async def reauthenticate(
+            body: ReauthenticateIn, principal: Authenticated, request: Request, response: Response
+        ) -> TokenPairOut:
+            pair = await second.reauthenticate(
+                principal,
+                body.password,
+                body.code,
+                context=guard.context(request),
+                user_agent=request.headers.get("user-agent"),
+            )
+            response.headers["Cache-Control"] = "no-store"
+            return TokenPairOut.model_validate(pair)
 
     return router
 

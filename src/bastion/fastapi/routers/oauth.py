@@ -54,7 +54,8 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
     external = security.accounts.external
     router = APIRouter(prefix="/auth/oauth", tags=["auth"])
     cookie_name = _COOKIE if secure_cookies else _COOKIE_PLAIN
-    Authenticated = Annotated[Principal, guard.authenticated()]
+    # Linking and unlinking change how the account signs in: a recent sign-in first.
+    SteppedUp = Annotated[Principal, guard.authenticated(step_up=True)]
     # The OpenAPI document lists the providers; an unknown one still answers 404.
     names = [name for name, _ in oauth.names()]
     Name = Annotated[
@@ -154,7 +155,7 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
     )
     async def link(
         provider: Name,
-        principal: Authenticated,
+        principal: SteppedUp,
         request: Request,
         next: Annotated[str | None, Query(max_length=512)] = None,
     ) -> Response:
@@ -211,7 +212,7 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
         },
         summary="Unlink the account's identity at a provider",
     )
-    async def unlink(provider: Name, principal: Authenticated, request: Request) -> Response:
+    async def unlink(provider: Name, principal: SteppedUp, request: Request) -> Response:
         try:
             removed = await external.unlink(
                 principal.user_id, provider, context=guard.context(request)

@@ -3,19 +3,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import ConflictError
-from bastion.stores.base import ExternalLink
+from bastion.stores.base import Account, ExternalLink
 from bastion.stores.sql.stores import _SQLStore
-from bastion.stores.sql.tables import ExternalIdentityRow
+from bastion.stores.sql.tables import AccountRow, ExternalIdentityRow
 
 __all__ = ["SQLExternalLinkStore"]
 
 _links = ExternalIdentityRow.__table__  # type: ignore[attr-defined]
+_accounts = AccountRow.__table__  # type: ignore[attr-defined]
 
 
 def _link(row: Any) -> ExternalLink:
@@ -52,6 +54,23 @@ class SQLExternalLinkStore(_SQLStore):
                 )
         except IntegrityError as exc:
             raise ConflictError("identity already linked") from exc
+
+    async def add_with_account(self, account: Account, link: ExternalLink) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(_accounts.insert().values(**dataclasses.asdict(account)))
+                await conn.execute(
+                    _links.insert().values(
+                        provider=link.provider,
+                        subject=link.subject,
+                        user_id=link.user_id,
+                        email=link.email,
+                        created_at=link.created_at,
+                    )
+                )
+        except IntegrityError:
+            return False  # the transaction rolled back: neither is stored
+        return True
 
     async def remove(self, user_id: UUID, provider: str) -> bool:
         query = _links.delete().where(_links.c.user_id == user_id, _links.c.provider == provider)
