@@ -20,7 +20,7 @@ from rich.table import Column, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from bastion import __version__
-from bastion.accounts import ROLES, InvalidEmailError
+from bastion.accounts import ROLES, InvalidEmailError, normalize_email
 from bastion.clock import SystemClock
 from bastion.config import BastionSettings, check_settings
 from bastion.errors import (
@@ -29,7 +29,7 @@ from bastion.errors import (
     DatabaseUnavailableError,
     PasswordPolicyError,
 )
-from bastion.events import EventLog, JSONLinesSink, StoreSink
+from bastion.events import EventLog, JSONLinesSink, RequestContext, StoreSink
 from bastion.events.chain import (
     HEAD_FILE,
     ChainBrokenError,
@@ -225,6 +225,44 @@ def users_create(
     if not created:
         raise _fail("An account with this email already exists.")
     console.print(f"Created {role} account {email}.")
+
+
+@users_app.command("mfa-reset")
+def users_mfa_reset(
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+) -> None:
+    """Turn off the second factor of an account whose owner lost it (after checking who
+    asks): an mfa_disabled event, and a notice to the account's address."""
+    settings = _settings()
+    _migrate_embedded(settings)
+
+    async def reset() -> bool | None:
+        security = open_security(settings)
+        try:
+            _, key = normalize_email(email)
+            account = await security.stores.accounts.get_by_email(key)
+            if account is None or security.accounts.mfa is None:
+                return None
+            done = await security.accounts.mfa.reset(
+                account.id, context=RequestContext(), by="an operator (bastion users mfa-reset)"
+            )
+            await security.drain()
+            return done
+        finally:
+            await security.aclose()
+
+    try:
+        done = asyncio.run(reset())
+    except InvalidEmailError as exc:
+        raise _fail(f"Invalid email: {exc}") from exc
+    except BastionError as exc:
+        raise _fail(str(exc)) from exc
+    if done is None:
+        raise _fail("No account with this email.")
+    if not done:
+        console.print(f"{email} has no second factor; nothing changed.")
+        return
+    console.print(f"The second factor of {email} is off; its owner was told by email.")
 
 
 def _keys_settings() -> BastionSettings:

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.clock import FrozenClock
-from bastion.stores import Account, EventQuery, open_stores
+from bastion.stores import Account, EventQuery, TOTPFactor, open_stores
 from bastion.tokens import KeySet, save_key_file
 from bastion_cli import app
 from tests.helpers import STRONG_PASSWORD
@@ -253,3 +253,42 @@ def test_serve_refuses_several_workers_without_redis(env: Path) -> None:
 
     assert result.exit_code == 2
     assert "BASTION_REDIS_URL" in result.output
+
+
+def _with_second_factor(tmp_path: Path, email: str) -> None:
+    async def turn_on() -> None:
+        stores = open_stores(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+        try:
+            account = await stores.accounts.get_by_email(email)
+            assert account is not None
+            now = datetime.now(UTC)
+            await stores.mfa.begin(TOTPFactor(account.id, "v1.sealed", now))
+            assert await stores.mfa.confirm(
+                account.id, secret="v1.sealed", now=now, recovery_digests=["d" * 64]
+            )
+        finally:
+            await stores.aclose()
+
+    asyncio.run(turn_on())
+
+
+def test_users_mfa_reset_turns_the_second_factor_off_and_tells_the_owner(env: Path) -> None:
+    runner.invoke(
+        app,
+        ["users", "create", "--email", "lost@example.com", "--password-stdin"],
+        input=STRONG_PASSWORD + "\n",
+    )
+    _with_second_factor(env, "lost@example.com")
+    assert _account(env, "lost@example.com").mfa_enabled  # type: ignore[union-attr]
+
+    result = runner.invoke(app, ["users", "mfa-reset", "lost@example.com"])
+    again = runner.invoke(app, ["users", "mfa-reset", "lost@example.com"])
+    unknown = runner.invoke(app, ["users", "mfa-reset", "nobody@example.com"])
+
+    assert result.exit_code == 0, result.output
+    assert _account(env, "lost@example.com").mfa_enabled is False  # type: ignore[union-attr]
+    notices = list((env / "var" / "outbox").glob("*-mfa-reset-*.eml"))
+    assert len(notices) == 1
+    assert again.exit_code == 0
+    assert "nothing changed" in again.output
+    assert unknown.exit_code != 0
