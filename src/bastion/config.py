@@ -196,6 +196,9 @@ class BastionSettings(BaseSettings):
     oauth_providers: dict[str, OAuthProvider] = Field(default_factory=dict)
     # Step-up (docs/mfa.md): how recent a sign-in the sensitive routes need, in seconds.
     step_up_max_age_seconds: int = Field(default=300, ge=30, le=86400)
+    # Who must sign in with a second factor (docs/mfa.md): nobody, admins, everyone. One
+    # who has none may only enrol one (and sign out).
+    mfa_required: Literal["off", "admins", "everyone"] = "off"
 
     # Resource-server mode (docs/oidc.md): the external issuers whose access tokens the
     # guard accepts, as JSON, one entry per issuer.

@@ -344,3 +344,50 @@ async def test_the_secret_is_sealed_in_the_database(make: AppMaker) -> None:
 
     assert account["secret"] not in factor.secret
     assert factor.secret.startswith("v1.")
+
+
+async def test_admins_without_a_second_factor_may_only_enrol_when_it_is_required(
+    make: AppMaker,
+) -> None:
+    app = await make.app(mfa_required="admins")
+    client = await make.client(app)
+    admin = await user(client, app, "root@example.com", "admin")
+    member = await user(client, app, EMAIL)
+
+    refused = await client.get("/admin/users", headers=admin["auth"])
+    me = await client.get("/users/me", headers=admin["auth"])
+    setup = await client.post("/auth/mfa/totp/setup", headers=admin["auth"])
+    secret = setup.json()["secret"]
+    confirm = await client.post(
+        "/auth/mfa/totp/confirm", json={"code": code(secret)}, headers=admin["auth"]
+    )
+    still = await client.get("/admin/users", headers=admin["auth"])  # signed in without it
+    fresh = await client.post(
+        "/auth/reauthenticate",
+        json={"password": STRONG_PASSWORD, "code": code(secret, step=1)},
+        headers=admin["auth"],
+    )
+    allowed = await client.get(
+        "/admin/users", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"}
+    )
+
+    assert refused.status_code == 403
+    assert "second factor" in refused.json()["detail"]
+    assert me.status_code == 200
+    assert (setup.status_code, confirm.status_code) == (200, 200)
+    assert still.status_code == 403
+    assert fresh.status_code == 200, fresh.text
+    assert allowed.status_code == 200
+    assert (await client.get("/tasks", headers=member["auth"])).status_code == 200
+
+
+async def test_everyone_must_enrol_when_it_is_required_of_everyone(make: AppMaker) -> None:
+    app = await make.app(mfa_required="everyone")
+    client = await make.client(app)
+    member = await user(client, app, EMAIL)
+
+    tasks = await client.get("/tasks", headers=member["auth"])
+    out = await client.post("/auth/logout", headers=member["auth"])
+
+    assert tasks.status_code == 403
+    assert out.status_code == 204  # signing out is always allowed

@@ -126,6 +126,9 @@ class Requirement:
     # Step-up: the caller must have proven who they are recently (the token's
     # ``auth_time`` within the guard's step-up age; RFC 9470).
     step_up: bool = False
+    # ``authenticated`` only: a caller who must enrol a second factor first (its role
+    # requires one, its sign-in had none) may call it: enrolment, sign-out, itself.
+    enrolment: bool = False
 
     @classmethod
     def public(cls, note: str) -> Requirement:
@@ -135,9 +138,20 @@ class Requirement:
 
     @classmethod
     def authenticated(
-        cls, note: str = "", *, without_role: bool = False, step_up: bool = False
+        cls,
+        note: str = "",
+        *,
+        without_role: bool = False,
+        step_up: bool = False,
+        enrolment: bool = False,
     ) -> Requirement:
-        return cls("authenticated", note=note, without_role=without_role, step_up=step_up)
+        return cls(
+            "authenticated",
+            note=note,
+            without_role=without_role,
+            step_up=step_up,
+            enrolment=enrolment,
+        )
 
     @classmethod
     def permission(

@@ -54,6 +54,7 @@ from bastion.fastapi.routes import RATE_ATTRIBUTE, REQUIREMENT_ATTRIBUTE, RouteT
 from bastion.fastapi.transports import CookieTransport
 from bastion.net import TrustedProxies
 from bastion.throttle import Check, Limiter, Policy
+from bastion.tokens import ExternalAccessClaims
 
 __all__ = ["Authorized", "Guard", "ObjectResolver", "Resolved"]
 
@@ -107,6 +108,16 @@ class Authorized(Generic[T]):
     decision: Decision
 
 
+_SECOND_FACTORS = frozenset({"otp", "rec"})
+
+
+def _second_factor(principal: Principal) -> bool:
+    """Whether the caller's sign-in included a second factor (an external issuer's
+    principal is the issuer's to check)."""
+    claims = principal.claims
+    return isinstance(claims, ExternalAccessClaims) or bool(_SECOND_FACTORS & set(claims.amr))
+
+
 def _declared(requirement: Requirement, call: Any, rate: str | None = None) -> Any:
     setattr(call, REQUIREMENT_ATTRIBUTE, requirement)
     if rate is not None:
@@ -157,6 +168,7 @@ class Guard:
         limits: tuple[Limiter, Mapping[str, Policy]] | None = None,
         cookies: CookieTransport | None = None,
         step_up_max_age: int = 300,
+        mfa_roles: frozenset[str] = frozenset(),
     ) -> None:
         """``limits`` (the limiter and its policies) lets :meth:`explain` say how many
         requests the user has left; ``cookies`` turns the cookie mode on: a request
@@ -169,6 +181,9 @@ class Guard:
         self.roles = roles or RolePermissions()
         self.limits = limits
         self.step_up_max_age = step_up_max_age
+        # Roles whose callers must have signed in with a second factor; without one,
+        # only the routes of its enrolment (``enrolment=True``) answer them.
+        self.mfa_roles = mfa_roles
         self.table = RouteTable()
         self._explained = RouteTable()
 
@@ -195,16 +210,22 @@ class Guard:
 
         return _declared(requirement, public_route, rate)
 
-    def authenticated(self, *, without_role: bool = False, step_up: bool = False) -> Any:
+    def authenticated(
+        self, *, without_role: bool = False, step_up: bool = False, enrolment: bool = False
+    ) -> Any:
         """Any signed-in, active account; the route acts on the caller's own data only.
 
         ``without_role`` lets in a caller whose role is none of the service's too: an
         external issuer's token whose role claim maps to no role (resource-server mode)
         is signed in, and may call only such routes (``GET /users/me``). ``step_up``:
         the caller must have signed in within the step-up age (a sensitive operation;
-        else 401 ``insufficient-user-authentication``, RFC 9470)."""
+        else 401 ``insufficient-user-authentication``, RFC 9470). ``enrolment``: a caller
+        whose role requires a second factor and who signed in without one may call it
+        (the routes that enrol one, sign out, or show the caller)."""
         return self._signed_in(
-            Requirement.authenticated(without_role=without_role, step_up=step_up)
+            Requirement.authenticated(
+                without_role=without_role, step_up=step_up, enrolment=enrolment
+            )
         )
 
     def require(self, *permissions: Permission, step_up: bool = False) -> Any:
@@ -297,14 +318,32 @@ class Guard:
             return
         principal = await self._authenticate(scope, result)
         scope["auth"] = result._signed_in(principal)
+        declarations = result.route.requirements or (requirement,)
+        if (
+            principal.role in self.mfa_roles
+            and not _second_factor(principal)
+            and not all(d.enrolment for d in declarations)
+        ):
+            self.enforce(scope, self._enrol_first(principal))
         # Every declaration of the route must hold (a router's and the route's own).
-        for declared in result.route.requirements or (requirement,):
+        for declared in declarations:
             decision = decide_route(declared, principal.subject, self.roles)
             if declared.step_up and decision.allowed:
                 decision = self._step_up(scope, decision, principal)
             self.enforce(scope, decision)
             if not decision.allowed:
                 return
+
+    @staticmethod
+    def _enrol_first(principal: Principal) -> Decision:
+        return Decision(
+            "deny",
+            f"role {principal.role!r} needs a second factor: enrol one "
+            "(POST /auth/mfa/totp/setup), then sign in with it",
+            str(principal.user_id),
+            principal.role,
+            http_status=403,
+        )
 
     def _step_up(self, scope: Scope, decision: Decision, principal: Principal) -> Decision:
         """``decision`` of a step-up route, with how long ago the caller signed in; a

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from bastion.authz import ObjectRule, Permission
+from bastion.authz import ROLE_ORDER, ObjectRule, Permission
 from bastion.clock import Clock
 from bastion.config import BastionSettings
 from bastion.fastapi.dependencies import Guard, ObjectResolver
@@ -126,6 +126,13 @@ class Bastion:
         return self.guard.require_object(rule, resolver)
 
 
+_MFA_ROLES = {
+    "off": frozenset[str](),
+    "admins": frozenset({"admin"}),
+    "everyone": frozenset(ROLE_ORDER),
+}
+
+
 def install(
     app: FastAPI,
     settings: BastionSettings | None = None,
@@ -168,6 +175,7 @@ def install(
         limits=(security.limiter, security.policies) if settings.rate_limit_enabled else None,
         cookies=cookies,
         step_up_max_age=settings.step_up_max_age_seconds,
+        mfa_roles=_MFA_ROLES[settings.mfa_required],
     )
     _remove_fastapi_docs(app)
     # Exact paths only: no redirect from /tasks/ to /tasks (nor any other).

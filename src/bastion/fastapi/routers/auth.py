@@ -79,7 +79,8 @@ def auth_router(
     the ``__Host-`` prefix from the device cookie."""
     router = APIRouter(prefix="/auth", tags=["auth"])
     service = guard.service
-    Authenticated = Annotated[Principal, guard.authenticated()]
+    # Callable by one who must enrol a second factor first (BASTION_MFA_REQUIRED).
+    Enrolling = Annotated[Principal, guard.authenticated(enrolment=True)]
     public_signup = [guard.public("signs an anonymous caller up", rate="register")]
     public_login = [guard.public("signs an anonymous caller in", rate="login-ip")]
     cookie_name = DEVICE_COOKIE if secure_cookies else _DEVICE_COOKIE_PLAIN
@@ -315,7 +316,7 @@ def auth_router(
         responses={401: {"description": "Invalid token"}},
     )
     async def logout(
-        principal: Authenticated,
+        principal: Enrolling,
         request: Request,
         body: Annotated[LogoutIn | None, Body()] = None,
     ) -> Response:
@@ -335,7 +336,7 @@ def auth_router(
         summary="End every session of the caller",
         responses={401: {"description": "Invalid token"}},
     )
-    async def logout_all(principal: Authenticated, request: Request) -> Response:
+    async def logout_all(principal: Enrolling, request: Request) -> Response:
         await service.sessions.logout_all(principal, context=guard.context(request))
         answer = Response(status_code=204)
         transport = cookie_mode(request)
@@ -348,6 +349,7 @@ def auth_router(
     second = service.mfa
     # Sensitive changes need a recent sign-in (step-up; POST /auth/reauthenticate).
     SteppedUp = Annotated[Principal, guard.authenticated(step_up=True)]
+    EnrollingSteppedUp = Annotated[Principal, guard.authenticated(step_up=True, enrolment=True)]
     _step_up_error = {
         "description": (
             "Invalid token, or a sign-in older than the step-up age "
@@ -402,7 +404,7 @@ def auth_router(
                 409: {"description": "A second factor is on already"},
             },
         )
-        async def totp_setup(principal: SteppedUp, response: Response) -> TOTPSetupOut:
+        async def totp_setup(principal: EnrollingSteppedUp, response: Response) -> TOTPSetupOut:
             enrolment = await second.setup(principal)
             response.headers["Cache-Control"] = "no-store"
             return TOTPSetupOut(
@@ -419,7 +421,7 @@ def auth_router(
             responses=_mfa_errors,
         )
         async def totp_confirm(
-            body: MFACodeIn, principal: Authenticated, request: Request, response: Response
+            body: MFACodeIn, principal: Enrolling, request: Request, response: Response
         ) -> RecoveryCodesOut:
             codes = await second.confirm(principal, body.code, context=guard.context(request))
             response.headers["Cache-Control"] = "no-store"
@@ -474,7 +476,7 @@ def auth_router(
             },
         )
         async def reauthenticate(
-            body: ReauthenticateIn, principal: Authenticated, request: Request, response: Response
+            body: ReauthenticateIn, principal: Enrolling, request: Request, response: Response
         ) -> TokenPairOut:
             pair = await second.reauthenticate(
                 principal,

@@ -22,7 +22,7 @@ def users_router(guard: Guard) -> APIRouter:
     errors: dict[int | str, dict[str, Any]] = {401: {"description": "Invalid token"}}
 
     # Any signed-in caller, an external token whose role claim maps to no role included.
-    Identified = Annotated[Principal, guard.authenticated(without_role=True)]
+    Identified = Annotated[Principal, guard.authenticated(without_role=True, enrolment=True)]
 
     @router.get("/me", response_model=UserOut, summary="The caller's account", responses=errors)
     async def me(principal: Identified) -> UserOut:
