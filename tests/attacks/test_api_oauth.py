@@ -6,10 +6,13 @@ an existing account's, the last way to sign in unlinked. Every refusal is the sa
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import jwt
+import pyotp
 
 from bastion.testing import capture_events
 from tests.conftest import AppMaker
@@ -264,3 +267,30 @@ async def test_a_link_started_with_a_token_ends_with_its_session(
         "/users/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
     )
     assert me.json()["id"] != str(owner.id)  # the identity was not linked to the owner
+
+
+async def test_a_provider_sign_in_asks_for_the_second_factor_of_an_account_with_one(
+    make: AppMaker, provider: Provider
+) -> None:
+    app = await service(make, provider)
+    client = await make.client(app)
+    first = (await signed_in(client, "alice")).json()
+    auth = {"Authorization": f"Bearer {first['access_token']}"}
+    secret = (await client.post("/auth/mfa/totp/setup", headers=auth)).json()["secret"]
+    totp = pyotp.TOTP(secret)
+    assert (
+        await client.post("/auth/mfa/totp/confirm", json={"code": totp.now()}, headers=auth)
+    ).status_code == 200
+
+    again = await signed_in(client, "alice")
+    done = await client.post(
+        "/auth/mfa/verify",
+        json={"mfa_token": again.json()["mfa_token"], "code": totp.at(time.time() + 30)},
+    )
+
+    assert again.status_code == 200
+    assert again.json()["mfa_required"] is True
+    assert "access_token" not in again.json()
+    assert done.status_code == 200, done.text
+    claims = jwt.decode(done.json()["access_token"], options={"verify_signature": False})
+    assert claims["amr"] == ["ext:corp", "otp"]
