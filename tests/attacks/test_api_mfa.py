@@ -6,6 +6,7 @@ reset that would skip the factor, turning it off without a code."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -17,6 +18,7 @@ import pyotp
 import pytest
 
 from bastion.clock import FrozenClock
+from bastion.stores import AccountChange
 from bastion.testing import capture_events
 from tests.conftest import AppMaker
 from tests.helpers import STRONG_PASSWORD, link_in, mail_to, user
@@ -391,3 +393,195 @@ async def test_everyone_must_enrol_when_it_is_required_of_everyone(make: AppMake
 
     assert tasks.status_code == 403
     assert out.status_code == 204  # signing out is always allowed
+
+
+# -- found by an outside review ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mfa_token", ["m1.eyJ9.\u00e9\u00e9", "m1.\u00e9.x", "\u00e9" * 40, "m1..", "m1.e30.e30"]
+)
+async def test_a_non_ascii_or_odd_mfa_token_is_refused_not_a_500(
+    make: AppMaker, mfa_token: str
+) -> None:
+    app = await make.app()
+    client = await make.client(app)
+
+    refused = await verify(client, mfa_token, "123456")
+
+    assert refused.status_code == 401
+    assert refused.json()["type"] == "/problems/mfa-failed"
+
+
+async def test_a_used_mfa_token_spends_no_more_codes(make: AppMaker) -> None:
+    app = await make.app()
+    client = await make.client(app)
+    account = await enrolled(client, app)
+    mfa = app.state.security.accounts.mfa
+    user_id = uuid.UUID(account["id"])
+
+    mfa_token = await first_step(client)
+    assert (await verify(client, mfa_token, account["recovery_codes"][0])).status_code == 200
+    with capture_events() as events:
+        dead = [await verify(client, mfa_token, c) for c in account["recovery_codes"][1:5]]
+
+    assert [r.status_code for r in dead] == [401] * 4
+    assert await mfa.recovery_codes_left(user_id) == 9  # only the one that signed in
+    assert [e for e in events if e.event_type == "recovery_code_used"] == []
+
+
+async def test_codes_sent_at_once_with_one_mfa_token_open_one_session_and_spend_one(
+    make: AppMaker,
+) -> None:
+    app = await make.app()
+    client = await make.client(app)
+    account = await enrolled(client, app)
+    mfa_token = await first_step(client)
+
+    answers = await asyncio.gather(
+        *(verify(client, mfa_token, c) for c in account["recovery_codes"][:3])
+    )
+
+    assert sorted(a.status_code for a in answers) == [200, 401, 401]
+    left = await app.state.security.accounts.mfa.recovery_codes_left(uuid.UUID(account["id"]))
+    assert left == 9
+
+
+async def test_a_locked_account_answers_a_right_code_as_a_wrong_one_and_spends_nothing(
+    make: AppMaker,
+) -> None:
+    app = await make.app()
+    client = await make.client(app)
+    account = await enrolled(client, app)
+    security = app.state.security
+    user_id = uuid.UUID(account["id"])
+    mfa_token = await first_step(client)
+    await security.stores.accounts.change(
+        user_id,
+        AccountChange(locked=True, bump_token_version=False),
+        now=datetime.now(UTC),
+        events=lambda before, after: [],
+    )
+
+    right = await verify(client, mfa_token, account["recovery_codes"][0])
+    wrong = await verify(client, mfa_token, "zzzz-zzzz-zzzz")
+
+    assert (right.status_code, right.json()["type"]) == (401, "/problems/mfa-failed")
+    assert (wrong.status_code, wrong.json()["type"]) == (401, "/problems/mfa-failed")
+    assert await security.accounts.mfa.recovery_codes_left(user_id) == 10
+
+
+async def test_setups_at_once_answer_and_the_last_one_is_kept(make: AppMaker) -> None:
+    app = await make.app()
+    client = await make.client(app)
+    member = await user(client, app, EMAIL)
+
+    answers = await asyncio.gather(
+        *(client.post("/auth/mfa/totp/setup", headers=member["auth"]) for _ in range(4))
+    )
+
+    assert [a.status_code for a in answers] == [200] * 4  # a double click is no error
+    factor = await app.state.security.stores.mfa.factor(uuid.UUID(member["id"]))
+    assert factor is not None
+    assert factor.confirmed_at is None
+
+
+@pytest.mark.parametrize("route", ["disable", "confirm"])
+async def test_wrong_codes_turning_it_off_or_on_count_toward_the_login_lock(
+    make: AppMaker, route: str
+) -> None:
+    app = await make.app(login_defence_enabled=True, login_lock_after=3, login_delay_after=100)
+    client = await make.client(app)
+    if route == "disable":
+        account = await enrolled(client, app)
+        body = {"password": STRONG_PASSWORD, "code": "000000"}
+    else:
+        account = await user(client, app, EMAIL)
+        await client.post("/auth/mfa/totp/setup", headers=account["auth"])
+        body = {"code": "000000"}
+
+    guesses = [
+        (await client.post(f"/auth/mfa/totp/{route}", json=body, headers=account["auth"]))
+        for _ in range(3)
+    ]
+    after = await client.post("/auth/login", json={"email": EMAIL, "password": STRONG_PASSWORD})
+
+    assert [g.status_code for g in guesses] == [401] * 3
+    assert after.status_code == 401  # locked
+
+
+async def test_reauthenticating_counts_wrong_passwords_and_a_lock_answers_alike(
+    make: AppMaker,
+) -> None:
+    app = await make.app(login_defence_enabled=True, login_lock_after=3, login_delay_after=100)
+    client = await make.client(app)
+    member = await user(client, app, EMAIL)
+
+    wrong = [
+        await client.post(
+            "/auth/reauthenticate",
+            json={"password": "not the password at all"},
+            headers=member["auth"],
+        )
+        for _ in range(3)
+    ]
+    locked_wrong = await client.post(
+        "/auth/reauthenticate", json={"password": "still not the password"}, headers=member["auth"]
+    )
+    locked_right = await client.post(
+        "/auth/reauthenticate", json={"password": STRONG_PASSWORD}, headers=member["auth"]
+    )
+
+    assert [w.status_code for w in wrong] == [403] * 3
+    assert locked_wrong.status_code == locked_right.status_code == 401
+    assert locked_wrong.json()["type"] == locked_right.json()["type"]
+
+
+async def test_new_recovery_codes_are_told_to_the_owner(
+    make: AppMaker, smtp: SMTPTestServer
+) -> None:
+    app = await make.app(**smtp_settings(smtp))
+    client = await make.client(app)
+    account = await enrolled(client, app)
+
+    with capture_events() as events:
+        fresh = await client.post("/auth/mfa/recovery-codes", headers=account["auth"])
+    old = await verify(client, await first_step(client), account["recovery_codes"][0])
+    await app.state.security.drain()
+
+    assert fresh.status_code == 200
+    assert set(fresh.json()["recovery_codes"]).isdisjoint(account["recovery_codes"])
+    assert old.status_code == 401
+    assert [e.event_type for e in events] == ["recovery_codes_replaced"]
+    subjects = [m["subject"].lower() for m in mail_to(smtp.messages, EMAIL)]
+    assert any("new recovery codes" in s for s in subjects)
+
+
+async def test_a_cookie_session_steps_up_into_a_new_cookie_session(make: AppMaker) -> None:
+    app = await make.app()
+    await user(await make.client(app), app, EMAIL)
+    transport = httpx.ASGITransport(
+        app=app, raise_app_exceptions=False, client=("198.51.100.20", 1)
+    )
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as browser:
+        pre = (await browser.get("/auth/csrf")).json()["csrf_token"]
+        login = await browser.post(
+            "/auth/login",
+            json={"email": EMAIL, "password": STRONG_PASSWORD},
+            headers={"X-CSRF-Token": pre},
+        )
+        csrf = login.json()["csrf_token"]
+
+        fresh = await browser.post(
+            "/auth/reauthenticate",
+            json={"password": STRONG_PASSWORD},
+            headers={"X-CSRF-Token": csrf},
+        )
+        new_csrf = fresh.json().get("csrf_token", "")
+        setup = await browser.post("/auth/mfa/totp/setup", headers={"X-CSRF-Token": new_csrf})
+
+    assert fresh.status_code == 200, fresh.text
+    assert "access_token" not in fresh.json()  # never readable by the page's scripts
+    assert "refresh_token" not in fresh.json()
+    assert fresh.json()["token_type"] == "cookie"
+    assert setup.status_code == 200, setup.text

@@ -7,6 +7,7 @@ an existing account's, the last way to sign in unlinked. Every refusal is the sa
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ import httpx
 import jwt
 import pyotp
 
+from bastion.stores import TOTPFactor
 from bastion.testing import capture_events
 from tests.conftest import AppMaker
 from tests.helpers import STRONG_PASSWORD, add_user, link_in, login, mail_to
@@ -294,3 +296,24 @@ async def test_a_provider_sign_in_asks_for_the_second_factor_of_an_account_with_
     assert done.status_code == 200, done.text
     claims = jwt.decode(done.json()["access_token"], options={"verify_signature": False})
     assert claims["amr"] == ["ext:corp", "otp"]
+
+
+async def test_a_provider_identity_is_not_linked_by_address_to_an_account_with_a_factor(
+    make: AppMaker, provider: Provider
+) -> None:
+    app = await service(make, provider)
+    client = await make.client(app)
+    account = await add_user(app, ALICE["email"])  # verified, as the provider's address
+    stores = app.state.security.stores
+    now = datetime.now(UTC)
+    await stores.mfa.begin(TOTPFactor(account.id, "v1.sealed", now))
+    assert await stores.mfa.confirm(account.id, secret="v1.sealed", now=now, recovery_digests=[])
+
+    with capture_events() as events:
+        answer = await signed_in(client, "alice")
+
+    assert answer.status_code == 400
+    assert answer.json()["type"] == "/problems/oauth-failed"
+    assert await stores.links.of_user(account.id) == []
+    assert "account_linked" not in [e.event_type for e in events]
+    assert "max-age=0" in answer.headers["set-cookie"].lower()  # the sign-in's cookie goes

@@ -11,8 +11,9 @@ it):
   two are the same address character for character but for ASCII case (the accounts'
   uniqueness key case-folds and NFKC-normalizes, so ``alice@straße.de``, a Kelvin sign or
   full-width letters would otherwise reach another mailbox's account);
-- otherwise, when the address has an account, nothing is linked and the sign-in is
-  refused: the owner signs in locally and links from their account;
+- otherwise, when the address has an account (or its account has a second factor,
+  whose owner must pass it to link), nothing is linked and the sign-in is refused: the
+  owner signs in locally and links from their account;
 - otherwise a new account is created only for an address the provider verified (an
   unverified one would let whoever claims it first at a provider hold the account the
   owner later recovers by email), with no password (the owner sets one by a reset).
@@ -165,6 +166,10 @@ class ExternalSignIns:
                 )
             if not same_address(identity.email, existing.email):
                 raise OAuthFailedError("the address has an account under another spelling")
+            if existing.mfa_enabled:
+                # Linking is a change that needs the second factor: the owner signs in
+                # with it and links from the account (POST /auth/oauth/{name}/link).
+                raise OAuthFailedError("the address's account has a second factor")
             await self._add(existing.id, identity)
             await self._events.emit(
                 "account_linked",

@@ -117,6 +117,10 @@ class Letters:
                 "A recovery code was used",
                 "was replaced by one of its recovery codes to sign in",
             ),
+            "recovery-codes-replaced": (
+                "New recovery codes were made",
+                "got ten new recovery codes; the old ones no longer work",
+            ),
         }[change]
         return Message(
             to=to,

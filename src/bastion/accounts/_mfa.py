@@ -28,6 +28,7 @@ from bastion.accounts._types import Principal, Proof, TokenPair
 from bastion.clock import Clock
 from bastion.errors import (
     ConflictError,
+    InvalidCredentialsError,
     MFAFailedError,
     NotFoundError,
     RateLimitedError,
@@ -56,11 +57,20 @@ class Enrolment:
 
 
 @dataclass(frozen=True)
+class _Found:
+    """A code matched, before it is spent: a TOTP step, or a recovery code's digest."""
+
+    kind: Literal["otp", "rec"]
+    step: int = 0
+    digest: str = ""
+
+
+@dataclass(frozen=True)
 class MFAChanged:
     """The account's second factor changed: its owner gets a notice."""
 
     account: Account
-    change: Literal["enabled", "disabled", "reset", "recovery-code-used"]
+    change: Literal["enabled", "disabled", "reset", "recovery-code-used", "recovery-codes-replaced"]
     context: RequestContext
 
 
@@ -135,8 +145,12 @@ class SecondFactor:
         if factor is None or factor.confirmed_at is not None:
             raise MFAFailedError("no factor to confirm")
         await self._take_guess(account, context)
-        if not await self._totp_matches(account, factor, code, context):
-            await self._failed(account, context, "wrong code confirming the factor")
+        try:
+            if not await self._totp_matches(account, factor, code, context):
+                await self._failed(account, context, "wrong code confirming the factor")
+        except MFAFailedError:
+            await self._login.second_step_failed(account, context, None)
+            raise
         codes = self._recovery.new()
         digests = [self._recovery.digest(c, user_id=str(account.id)) for c in codes]
         now = self._clock.now()
@@ -173,7 +187,11 @@ class SecondFactor:
                 details="wrong password turning the second factor off",
             )
             raise WrongPasswordError("wrong password")
-        await self.check_code(account, code, context=context)
+        try:
+            await self.check_code(account, code, context=context)
+        except MFAFailedError:
+            await self._login.second_step_failed(account, context, None)  # as at sign-in
+            raise
         await self._stores.mfa.remove(account.id)
         await self._events.emit(
             "mfa_disabled",
@@ -218,11 +236,12 @@ class SecondFactor:
         digests = [self._recovery.digest(c, user_id=str(account.id)) for c in codes]
         await self._stores.mfa.replace_recovery_codes(account.id, digests)
         await self._events.emit(
-            "mfa_enabled",
+            "recovery_codes_replaced",
             context=context,
             user_id=str(account.id),
-            details="new recovery codes; the old ones no longer work",
+            details="ten new recovery codes; the old ones no longer work",
         )
+        await self._changed.run(MFAChanged(account, "recovery-codes-replaced", context))
         return codes
 
     async def reauthenticate(
@@ -246,6 +265,17 @@ class SecondFactor:
         """
         account = await self._account(principal.user_id)
         await self._take("password-change", f"user:{account.id}", account, context)
+        refusal = self._sessions.refusal(account, Proof(("pwd",)))
+        if refusal:
+            # A locked (or disabled) account answers alike whatever the password: the
+            # lock stops guessing, from a session too.
+            await self._events.emit(
+                "auth_failure",
+                context=context,
+                user_id=str(account.id),
+                details=f"re-authentication refused ({refusal})",
+            )
+            raise InvalidCredentialsError(refusal)
         if not await self._login.hasher.verify(account.password_hash, password):
             await self._events.emit(
                 "auth_failure",
@@ -253,6 +283,7 @@ class SecondFactor:
                 user_id=str(account.id),
                 details="wrong password re-authenticating",
             )
+            await self._login.second_step_failed(account, context, None)  # as a login's
             raise WrongPasswordError("wrong password")
         amr = ["pwd"]
         if account.mfa_enabled:
@@ -298,11 +329,17 @@ class SecondFactor:
         """Complete a sign-in: ``mfa_token`` from its first step, ``code`` the second
         factor; the session's token pair (with the login defence's device cookie).
 
+        In this order, so that nothing is spent for a sign-in that cannot happen: the
+        token (valid, this client's, an attempt left), the account (unchanged since, and
+        allowed to sign in: else the same refusal as a wrong code), the code (matched,
+        not yet spent), the token claimed (it works once: of two at once, one goes on),
+        then the code spent and the session opened.
+
         Raises:
             MFAFailedError: the token is invalid, expired, used, of another client, out
-                of attempts, or the account changed since; the code is wrong or used.
+                of attempts, or the account changed or may not sign in; the code is
+                wrong or used.
             RateLimitedError: too many codes tried for this account.
-            InvalidCredentialsError: the account may not sign in (as Sessions.open).
         """
         client = MFATokens.client_of(context.ip_address, user_agent)
         claims = self._tokens.read(mfa_token, client=client)
@@ -321,61 +358,90 @@ class SecondFactor:
             or MFATokens.credential_of(account.password_hash) != claims.credential
         ):
             await self._refused(context, claims.user_id, "the account changed since its sign-in")
-        await self._take_guess(account, context)
-        try:
-            method = await self.check_code(account, code, context=context)
-        except MFAFailedError:
-            await self._login.second_step_failed(account, context, device_cookie)
-            raise
-        if not await self._claim(f"mfa-used:{claims.nonce}", int(self._tokens.ttl.total_seconds())):
-            await self._refused(context, claims.user_id, "mfa_token used")
         proof = Proof(
-            amr=(*claims.amr, method),
+            amr=claims.amr,
             passes_lock=claims.passes_lock,
             details="signed in with a second factor",
             second_factor=True,
         )
+        refusal = self._sessions.refusal(account, proof)
+        if refusal:
+            await self._failed(account, context, f"the account may not sign in ({refusal})")
+        await self._take_guess(account, context)
+        try:
+            found = await self._match(account, code, context)
+        except MFAFailedError:
+            await self._login.second_step_failed(account, context, device_cookie)
+            raise
+        ttl = int(self._tokens.ttl.total_seconds())
+        if not await self._claim(f"mfa-used:{claims.nonce}", ttl):
+            await self._failed(account, context, "mfa_token used")
+        method = await self._spend(account, found, context)
+        proof = dataclasses.replace(proof, amr=(*claims.amr, method))
         pair = await self._sessions.open(account, proof, context=context, user_agent=user_agent)
         device = await self._login.second_step_succeeded(account, context, device_cookie)
         return dataclasses.replace(pair, device_token=device)
 
     async def check_code(self, account: Account, code: str, *, context: RequestContext) -> str:
-        """Check a code of ``account``'s active factor: ``"otp"`` for a TOTP code (now
-        used), ``"rec"`` for a recovery code (now spent).
+        """Check and spend a code of ``account``'s active factor: ``"otp"`` for a TOTP
+        code (its step now used), ``"rec"`` for a recovery code (now spent).
 
         Raises:
             MFAFailedError: no active factor, a wrong code, or one used before.
         """
+        return await self._spend(account, await self._match(account, code, context), context)
+
+    async def _match(self, account: Account, code: str, context: RequestContext) -> _Found:
+        """Which of the factor's codes ``code`` is, nothing spent yet.
+
+        Raises:
+            MFAFailedError: no active factor, or no code of it.
+        """
         factor = await self._stores.mfa.factor(account.id)
         if factor is None or factor.confirmed_at is None:
             await self._failed(account, context, "no second factor is on")
-        if await self._totp_matches(account, factor, code, context):
-            return "otp"
-        if self._recovery.looks_like(code) and await self._stores.mfa.use_recovery_code(
-            account.id,
-            self._recovery.digest(code, user_id=str(account.id)),
-            now=self._clock.now(),
-        ):
-            left = await self._stores.mfa.recovery_codes_left(account.id)
-            await self._events.emit(
-                "recovery_code_used",
-                context=context,
-                user_id=str(account.id),
-                details=f"{left} recovery codes left",
-            )
-            await self._changed.run(MFAChanged(account, "recovery-code-used", context))
-            return "rec"
+        step = self._totp.matching_step(
+            await self._secret(account, factor, context), code, self._clock.now()
+        )
+        if step is not None:
+            return _Found("otp", step=step)
+        if self._recovery.looks_like(code):
+            digest = self._recovery.digest(code, user_id=str(account.id))
+            if await self._stores.mfa.has_recovery_code(account.id, digest):
+                return _Found("rec", digest=digest)
         await self._failed(account, context, "wrong code")
+
+    async def _spend(self, account: Account, found: _Found, context: RequestContext) -> str:
+        """Use the code up: a TOTP step is claimed on every instance, a recovery code
+        marked used; one used meanwhile (a replay, a race) is refused.
+
+        Raises:
+            MFAFailedError: the code was used before.
+        """
+        if found.kind == "otp":
+            if not await self._claim(f"totp:{account.id}:{found.step}", _STEP_CLAIM_SECONDS):
+                await self._failed(account, context, "a code used before (replayed)")
+            return "otp"
+        if not await self._stores.mfa.use_recovery_code(
+            account.id, found.digest, now=self._clock.now()
+        ):
+            await self._failed(account, context, "a recovery code used before")
+        left = await self._stores.mfa.recovery_codes_left(account.id)
+        await self._events.emit(
+            "recovery_code_used",
+            context=context,
+            user_id=str(account.id),
+            details=f"{left} recovery codes left",
+        )
+        await self._changed.run(MFAChanged(account, "recovery-code-used", context))
+        return "rec"
 
     # -- parts -------------------------------------------------------------------------
 
-    async def _totp_matches(
-        self, account: Account, factor: TOTPFactor, code: str, context: RequestContext
-    ) -> bool:
-        """Whether ``code`` is the factor's for now (then its step is claimed: the code
-        is refused for the rest of its life, on every instance)."""
+    async def _secret(self, account: Account, factor: TOTPFactor, context: RequestContext) -> str:
+        """The factor's TOTP secret, unsealed; one that does not open fails closed."""
         try:
-            secret = self._box.open(factor.secret, bound_to=str(account.id))
+            return self._box.open(factor.secret, bound_to=str(account.id))
         except SealedSecretError:
             # Tampered with, or sealed under another key: fail closed, and say so.
             await self._events.emit(
@@ -386,12 +452,19 @@ class SecondFactor:
                 severity="critical",
             )
             raise MFAFailedError("sealed secret does not open") from None
-        step = self._totp.matching_step(secret, code, self._clock.now())
+
+    async def _totp_matches(
+        self, account: Account, factor: TOTPFactor, code: str, context: RequestContext
+    ) -> bool:
+        """Whether ``code`` is the (pending) factor's for now; its step is then claimed,
+        so the code is refused for the rest of its life, on every instance."""
+        step = self._totp.matching_step(
+            await self._secret(account, factor, context), code, self._clock.now()
+        )
         if step is None:
             return False
-        if await self._claim(f"totp:{account.id}:{step}", _STEP_CLAIM_SECONDS):
-            return True
-        await self._failed(account, context, "a code used before (replayed)")
+        await self._spend(account, _Found("otp", step=step), context)
+        return True
 
     async def _an_attempt_left(self, nonce: str) -> bool:
         ttl = int(self._tokens.ttl.total_seconds())

@@ -304,7 +304,8 @@ class PasswordLogin:
     async def second_step_failed(
         self, account: Account, context: RequestContext, device_cookie: str | None
     ) -> None:
-        """A wrong second factor counts as a failed login of ``account``: the same
+        """A failed proof in a second step (a wrong code, a wrong password in a session)
+        counts as a failed login of ``account``: the same
         counters, delays and lock as a wrong password."""
         defence = self._defence
         if defence is None:

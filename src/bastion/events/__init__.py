@@ -98,6 +98,7 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "mfa_disabled": "high",
     "mfa_failed": "medium",
     "recovery_code_used": "high",
+    "recovery_codes_replaced": "medium",
     "step_up_required": "low",
     "step_up": "info",
 }

@@ -74,11 +74,14 @@ class MFATokens:
 
     def read(self, token: str, *, client: str) -> MFAChallengeClaims | None:
         """The claims of a valid, unexpired token of this ``client``; None otherwise."""
-        if not isinstance(token, str) or len(token) > _MAX_LENGTH:
+        # ASCII only: what this class makes is, and compare_digest refuses other text.
+        if not isinstance(token, str) or len(token) > _MAX_LENGTH or not token.isascii():
             return None
         version, _, rest = token.partition(".")
         payload, _, mac = rest.partition(".")
-        if version != _VERSION or not hmac.compare_digest(self._mac(payload), mac):
+        if version != _VERSION or not hmac.compare_digest(
+            self._mac(payload).encode(), mac.encode()
+        ):
             return None
         try:
             body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -96,7 +99,7 @@ class MFATokens:
             return None
         if claims.expires <= self._clock.now().timestamp():
             return None
-        if not hmac.compare_digest(bound_client, client):
+        if not hmac.compare_digest(bound_client.encode(), client.encode()):
             return None
         return claims
 

@@ -531,6 +531,10 @@ class MemoryMFAStore:
         codes[digest] = now
         return True
 
+    async def has_recovery_code(self, user_id: UUID, digest: str) -> bool:
+        codes = self._codes.get(user_id, {})
+        return digest in codes and codes[digest] is None
+
     async def replace_recovery_codes(self, user_id: UUID, digests: Sequence[str]) -> None:
         self._codes[user_id] = dict.fromkeys(digests)
 

@@ -461,12 +461,13 @@ def auth_router(
 
         @router.post(
             "/reauthenticate",
-            response_model=TokenPairOut,
+            response_model=TokenPairOut | CookieSessionOut,
             summary="Prove who you are again, for step-up",
             description=(
                 "The bearer token plus the password (and a code when the second factor "
                 "is on): a new token pair with a fresh `auth_time`, which the step-up "
-                "routes accept for the step-up age. The calling session is replaced."
+                "routes accept for the step-up age. The calling session is replaced; in cookie "
+                "mode by a new cookie session. " + _COOKIE_MODE
             ),
             responses={
                 401: {"description": "Invalid token, or the code was refused (`mfa-failed`)"},
@@ -477,7 +478,8 @@ def auth_router(
         )
         async def reauthenticate(
             body: ReauthenticateIn, principal: Enrolling, request: Request, response: Response
-        ) -> TokenPairOut:
+        ) -> Any:
+            transport = cookie_mode(request)
             pair = await second.reauthenticate(
                 principal,
                 body.password,
@@ -486,7 +488,7 @@ def auth_router(
                 user_agent=request.headers.get("user-agent"),
             )
             response.headers["Cache-Control"] = "no-store"
-            return TokenPairOut.model_validate(pair)
+            return answer(transport, response, pair)
 
     return router
 

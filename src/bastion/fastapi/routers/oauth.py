@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel
 
 from bastion.accounts import LastSignInMethodError, Principal
-from bastion.errors import ConflictError, NotFoundError, OAuthFailedError
+from bastion.errors import ConflictError, MFARequiredError, NotFoundError, OAuthFailedError
 from bastion.fastapi.dependencies import Guard
 from bastion.fastapi.problems import error_response
 from bastion.fastapi.routers.auth import _single_cookie
@@ -193,6 +193,11 @@ def oauth_router(guard: Guard, security: Security, *, secure_cookies: bool = Tru
             )
         except OAuthFailedError as exc:
             return forget(await failed(request, provider, exc))
+        except MFARequiredError as exc:
+            # The account has a second factor: the sign-in goes on at POST
+            # /auth/mfa/verify (API clients and browsers alike get the mfa_token).
+            body = {"mfa_required": True, "mfa_token": exc.mfa_token}
+            return forget(JSONResponse(body, headers={"Cache-Control": "no-store"}))
         if started.cookie_mode and guard.cookies is not None:
             response: Response = RedirectResponse(
                 started.next, status_code=status.HTTP_303_SEE_OTHER

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bastion.stores.base import TOTPFactor
 from bastion.stores.sql.stores import _SQLStore
@@ -33,29 +34,27 @@ class SQLMFAStore(_SQLStore):
         return _factor(row) if row else None
 
     async def begin(self, factor: TOTPFactor) -> bool:
+        # One statement: a new factor, or the pending one replaced; a confirmed one stays
+        # (no row changes). Concurrent setups cannot collide on the key.
+        insert = (
+            postgresql.insert(_factors)
+            if self._engine.dialect.name == "postgresql"
+            else sqlite.insert(_factors)
+        )
+        statement = insert.values(
+            user_id=factor.user_id,
+            secret=factor.secret,
+            created_at=factor.created_at,
+            confirmed_at=factor.confirmed_at,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[_factors.c.user_id],
+            set_={"secret": statement.excluded.secret, "created_at": statement.excluded.created_at},
+            where=_factors.c.confirmed_at.is_(None),
+        )
         async with self._engine.begin() as conn:
-            # Replace a pending factor only: a confirmed one stays (and nothing is stored).
-            await conn.execute(
-                _factors.delete().where(
-                    _factors.c.user_id == factor.user_id, _factors.c.confirmed_at.is_(None)
-                )
-            )
-            confirmed = (
-                await conn.execute(
-                    sa.select(_factors.c.user_id).where(_factors.c.user_id == factor.user_id)
-                )
-            ).first()
-            if confirmed is not None:
-                return False
-            await conn.execute(
-                _factors.insert().values(
-                    user_id=factor.user_id,
-                    secret=factor.secret,
-                    created_at=factor.created_at,
-                    confirmed_at=factor.confirmed_at,
-                )
-            )
-        return True
+            changed = await conn.execute(statement)
+        return changed.rowcount == 1
 
     async def confirm(
         self, user_id: UUID, *, secret: str, now: datetime, recovery_digests: Sequence[str]
@@ -106,6 +105,13 @@ class SQLMFAStore(_SQLStore):
                 .values(used_at=now)
             )
         return spent.rowcount == 1
+
+    async def has_recovery_code(self, user_id: UUID, digest: str) -> bool:
+        query = sa.select(_codes.c.digest).where(
+            _codes.c.user_id == user_id, _codes.c.digest == digest, _codes.c.used_at.is_(None)
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
 
     async def replace_recovery_codes(self, user_id: UUID, digests: Sequence[str]) -> None:
         async with self._engine.begin() as conn:
