@@ -305,3 +305,63 @@ async def test_an_rsa_key_under_2048_bits_is_refused(
         assert (await tokens.verify(access(issuer, clock))).sub == "s"  # the strong key serves
     finally:
         await tokens.aclose()
+
+
+@pytest.mark.parametrize(
+    ("vouched", "amr", "second_factor"),
+    [([], ["mfa"], False), (["mfa"], ["pwd", "mfa"], True), (["mfa"], ["pwd"], False)],
+)
+async def test_a_provider_stands_for_a_second_factor_only_when_configured_and_said(
+    issuer: JSONServer,
+    clock: FrozenClock,
+    vouched: list[str],
+    amr: list[str],
+    second_factor: bool,
+) -> None:
+    """A provider whose ``amr`` names a method of ``second_factor_amr`` vouches for the
+    second factor (the real provider of the suite sends no ``amr``: a stand-in does)."""
+    discovery = issuer.answers["/.well-known/openid-configuration"]
+    discovery.body |= {
+        "authorization_endpoint": f"{issuer.url}/authorize",
+        "token_endpoint": f"{issuer.url}/token",
+    }
+    config = OAuthProvider(
+        preset="oidc",
+        issuer=issuer.url,
+        client_id="app",
+        client_secret="s" * 32,
+        second_factor_amr=vouched,
+    )
+    binding = SignInBinding(b"s" * 32, clock=clock, claim=MemoryAttemptStore().claim)
+    oauth = OAuthSignIn(
+        {"corp": config},
+        redirect_base="http://testserver",
+        binding=binding,
+        clock=clock,
+        leeway=LEEWAY,
+        allow_http=True,
+    )
+    try:
+        url, cookie = await oauth.authorize("corp", None)
+        params = dict(httpx.URL(url).params)
+        now = int(clock.now().timestamp())
+        id_token = signed(
+            {
+                "iss": issuer.url,
+                "aud": "app",
+                "sub": "s",
+                "iat": now,
+                "exp": now + 300,
+                "nonce": params["nonce"],
+                "amr": amr,
+            }
+        )
+        issuer.answers["/token"] = Answer(
+            {"access_token": "at", "token_type": "Bearer", "id_token": id_token}
+        )
+        identity, _ = await oauth.callback("corp", {"code": "c", "state": params["state"]}, cookie)
+    finally:
+        await oauth.aclose()
+
+    assert identity.provider_amr == tuple(amr)
+    assert identity.second_factor is second_factor

@@ -17,11 +17,12 @@ import pytest
 
 from bastion.accounts import AccountService, LastSignInMethodError, Proof, normalize_email
 from bastion.clock import FrozenClock
-from bastion.errors import OAuthFailedError
+from bastion.errors import MFARequiredError, OAuthFailedError
 from bastion.events import RequestContext
 from bastion.oidc import ExternalIdentity
-from bastion.stores import Account, ExternalLink, Stores
+from bastion.stores import Account, ExternalLink, Stores, TOTPFactor
 from bastion.testing import capture_events
+from bastion.throttle import MemoryAttemptStore
 from tests.contract.support import account_service, make_account
 
 CONTEXT = RequestContext(ip_address="203.0.113.7", endpoint="/auth/oauth/corp/callback")
@@ -246,3 +247,28 @@ async def stored_account(stores: Stores, email: str) -> Account:
     account = make_account(email, email_key=key, email_verified=True)
     await stores.accounts.add(account)
     return account
+
+
+async def test_a_provider_vouching_for_a_second_factor_stands_for_one(
+    service: AccountService, stores: Stores
+) -> None:
+    service.use_second_factor(
+        secrets=b"s" * 32,
+        mfa_tokens=b"t" * 32,
+        recovery_codes=b"r" * 32,
+        claim=MemoryAttemptStore().claim,
+    )
+    account = await stored(stores)
+    now = datetime.now(UTC)
+    await stores.mfa.begin(TOTPFactor(account.id, "v1.sealed", now))
+    assert await stores.mfa.confirm(account.id, secret="v1.sealed", now=now, recovery_digests=[])
+    await stores.links.add(ExternalLink("corp", "alice-at-corp", account.id, None, now))
+
+    with pytest.raises(MFARequiredError):
+        await service.external.sign_in(identity(), context=CONTEXT, user_agent=None)
+    pair = await service.external.sign_in(
+        identity(second_factor=True), context=CONTEXT, user_agent=None
+    )
+
+    principal = await service.authenticator.authenticate(pair.access_token)
+    assert principal.claims.amr == ("ext:corp", "mfa")

@@ -76,7 +76,12 @@ class ExternalSignIns:
             OAuthFailedError: no account may be signed in to (its reason says why).
         """
         account = await self._account_for(identity, context)
-        proof = Proof(amr=identity.amr, details=f"signed in with {identity.provider}")
+        # A provider configured to vouch for a second factor (its amr) stands for one.
+        proof = Proof(
+            amr=(*identity.amr, "mfa") if identity.second_factor else identity.amr,
+            details=f"signed in with {identity.provider}",
+            second_factor=identity.second_factor,
+        )
         try:
             return await self._sessions.open(account, proof, context=context, user_agent=user_agent)
         except InvalidCredentialsError as exc:

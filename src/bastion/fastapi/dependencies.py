@@ -108,7 +108,7 @@ class Authorized(Generic[T]):
     decision: Decision
 
 
-_SECOND_FACTORS = frozenset({"otp", "rec"})
+_SECOND_FACTORS = frozenset({"otp", "rec", "mfa"})
 
 
 def _second_factor(principal: Principal) -> bool:

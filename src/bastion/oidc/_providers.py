@@ -52,6 +52,11 @@ class OAuthProvider(BaseModel):
     token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = (
         "client_secret_basic"  # noqa: S105 (a method's name, not a secret)
     )
+    # The provider's ``amr`` values (RFC 8176: "mfa", "otp", "hwk"...) that count as this
+    # service's second factor: a sign-in whose ID token names one needs no TOTP code here.
+    second_factor_amr: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        default_factory=list, max_length=16
+    )
 
     @model_validator(mode="after")
     def _issuer(self) -> OAuthProvider:

@@ -59,6 +59,9 @@ class ExternalIdentity:
     amr: tuple[str, ...]  # what Bastion's tokens and events say: ``("ext:<provider>",)``
     # The methods the provider says it used (its ID token's ``amr``), for step-up rules.
     provider_amr: tuple[str, ...] = ()
+    # The provider's amr names a method its settings count as this service's second
+    # factor (``second_factor_amr``): the sign-in needs no code of Bastion's own.
+    second_factor: bool = False
 
 
 @dataclass
@@ -357,6 +360,7 @@ class OAuthSignIn:
             name=name,
             amr=(f"ext:{provider.name}",),
             provider_amr=claims.amr,
+            second_factor=bool(set(claims.amr) & set(provider.config.second_factor_amr)),
         )
 
     async def _github_identity(
