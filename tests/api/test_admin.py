@@ -314,6 +314,15 @@ async def test_decision_explains_an_allow(
     }
 
 
+async def test_decision_says_a_route_needs_step_up(
+    client: httpx.AsyncClient, admin: dict[str, Any], member: dict[str, Any]
+) -> None:
+    response = await _decision(client, admin, member["id"], "POST", "/auth/password/change")
+
+    assert response.json()["status"] == "allow"
+    assert response.json()["reason"] == "signed-in account; step-up: a sign-in within 300 s"
+
+
 async def test_decision_explains_a_deny(
     client: httpx.AsyncClient, admin: dict[str, Any], member: dict[str, Any]
 ) -> None:

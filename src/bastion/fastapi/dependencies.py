@@ -494,6 +494,11 @@ class Guard:
         resolver = objects[0].resolver if objects else None
         if decision.allowed and rule is not None and resolver is not None:
             decision, _ = await self._decide_object(rule, resolver, subject, params)
+        if decision.allowed and any(r.step_up for r in entry.requirements):
+            age = self.step_up_max_age
+            decision = dataclasses.replace(
+                decision, reason=f"{decision.reason}; step-up: a sign-in within {age} s"
+            )
         remaining = await self._remaining(user_id, entry.rate or method_class(method))
         return _counted(decision, remaining)
 
