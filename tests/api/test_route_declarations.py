@@ -32,6 +32,7 @@ PUBLIC = {
     "/auth/email/verify/request",
     "/auth/unlock",
     "/auth/login/confirm",  # the sign-in link of a locked account
+    "/auth/mfa/verify",  # the second step of a sign-in: the mfa_token is the credential
     "/auth/link.js",
     "/.well-known/jwks.json",
     "/healthz",
