@@ -251,17 +251,35 @@ def _rows(password_hash: str) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-# The core's tables added after the former history's last revision, and a row for each.
-ADDED_SINCE_FORMER = {"external_identities"}
+# The core's tables and columns added after the former history's last revision, and a
+# row for each new table.
+ADDED_SINCE_FORMER = {"external_identities", "mfa_totp", "mfa_recovery_codes"}
+COLUMNS_ADDED_SINCE_FORMER = {"accounts": {"tokens_revoked_at"}, "auth_sessions": {"amr"}}
 NEWER_ROWS: dict[str, list[dict[str, Any]]] = {
     "external_identities": [
         {"provider": "google", "subject": "1", "user_id": OWNER, "email": None, "created_at": NOW}
     ],
+    "mfa_totp": [
+        {"user_id": OWNER, "secret": "v1.sealed", "created_at": NOW, "confirmed_at": NOW}
+    ],
+    "mfa_recovery_codes": [{"user_id": OWNER, "digest": "d" * 64, "used_at": None}],
 }
 
 
-def _without_newer(schema: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in schema.items() if name not in ADDED_SINCE_FORMER}
+def _without_newer(found: dict[str, Any]) -> dict[str, Any]:
+    """A schema (from _schema) or the rows (from _read) without what was added since the
+    former history: its tables, and the columns added to its tables."""
+    kept: dict[str, Any] = {}
+    for name, value in found.items():
+        if name in ADDED_SINCE_FORMER:
+            continue
+        added = COLUMNS_ADDED_SINCE_FORMER.get(name, set())
+        if isinstance(value, dict) and "columns" in value:  # a table's schema
+            value = value | {"columns": [c for c in value["columns"] if c[0] not in added]}
+        elif added and isinstance(value, list):  # a table's rows
+            value = [{k: v for k, v in row.items() if k not in added} for row in value]
+        kept[name] = value
+    return kept
 
 
 async def _password_hash() -> str:

@@ -11,15 +11,17 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bastion.errors import BastionError
+
 __all__ = ["SealedSecretError", "SecretBox"]
 
 _VERSION = "v1"
 _NONCE = 12  # bytes: 96-bit random nonces (NIST SP 800-38D §8.2.2)
 
 
-class SealedSecretError(Exception):
+class SealedSecretError(BastionError):
     """A sealed value that does not open: tampered with, of another account, or sealed
-    under another key. Never answered with the value's details."""
+    under another key. Never answered with the value's details (internal-error)."""
 
 
 class SecretBox:
