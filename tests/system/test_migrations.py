@@ -259,9 +259,7 @@ NEWER_ROWS: dict[str, list[dict[str, Any]]] = {
     "external_identities": [
         {"provider": "google", "subject": "1", "user_id": OWNER, "email": None, "created_at": NOW}
     ],
-    "mfa_totp": [
-        {"user_id": OWNER, "secret": "v1.sealed", "created_at": NOW, "confirmed_at": NOW}
-    ],
+    "mfa_totp": [{"user_id": OWNER, "secret": "v1.sealed", "created_at": NOW, "confirmed_at": NOW}],
     "mfa_recovery_codes": [{"user_id": OWNER, "digest": "d" * 64, "used_at": None}],
 }
 
