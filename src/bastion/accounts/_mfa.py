@@ -19,7 +19,7 @@ import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, TypeVar
 
 from bastion.accounts._hooks import Hook, Hooks
 from bastion.accounts._password import PasswordLogin
@@ -42,6 +42,7 @@ from bastion.throttle import Check, Limiter, Policy
 
 __all__ = ["Enrolment", "MFAChanged", "SecondFactor"]
 
+T = TypeVar("T")
 _CODES_PER_TOKEN = 5  # API.md: an mfa_token takes at most five codes
 # A step's code is good from the step before it to the step after: claimed that long.
 _STEP_CLAIM_SECONDS = 3 * PERIOD + 30
@@ -145,14 +146,13 @@ class SecondFactor:
         if factor is None or factor.confirmed_at is not None:
             raise MFAFailedError("no factor to confirm")
         await self._take_guess(account, context)
-        try:
+
+        async def confirming() -> None:
             if not await self._totp_matches(account, factor, code, context):
                 await self._failed(account, context, "wrong code confirming the factor")
-        except MFAFailedError:
-            await self._login.second_step_failed(account, context, None)
-            raise
-        codes = self._recovery.new()
-        digests = [self._recovery.digest(c, user_id=str(account.id)) for c in codes]
+
+        await self._counted(account, context, confirming())
+        codes, digests = self._new_codes(account)
         now = self._clock.now()
         if not await self._stores.mfa.confirm(
             account.id, secret=factor.secret, now=now, recovery_digests=digests
@@ -187,11 +187,7 @@ class SecondFactor:
                 details="wrong password turning the second factor off",
             )
             raise WrongPasswordError("wrong password")
-        try:
-            await self.check_code(account, code, context=context)
-        except MFAFailedError:
-            await self._login.second_step_failed(account, context, None)  # as at sign-in
-            raise
+        await self._counted(account, context, self.check_code(account, code, context=context))
         await self._stores.mfa.remove(account.id)
         await self._events.emit(
             "mfa_disabled",
@@ -232,8 +228,7 @@ class SecondFactor:
         account = await self._account(principal.user_id)
         if not account.mfa_enabled:
             raise ConflictError("no second factor is on")
-        codes = self._recovery.new()
-        digests = [self._recovery.digest(c, user_id=str(account.id)) for c in codes]
+        codes, digests = self._new_codes(account)
         await self._stores.mfa.replace_recovery_codes(account.id, digests)
         await self._events.emit(
             "recovery_codes_replaced",
@@ -290,11 +285,8 @@ class SecondFactor:
             if not code:
                 await self._failed(account, context, "no code re-authenticating")
             await self._take_guess(account, context)
-            try:
-                amr.append(await self.check_code(account, code or "", context=context))
-            except MFAFailedError:
-                await self._login.second_step_failed(account, context, None)
-                raise
+            checked = self.check_code(account, code or "", context=context)
+            amr.append(await self._counted(account, context, checked))
         proof = Proof(amr=tuple(amr), details="re-authenticated", second_factor=account.mfa_enabled)
         pair = await self._sessions.open(account, proof, context=context, user_agent=user_agent)
         await self._sessions.replace(principal, context=context)
@@ -368,11 +360,9 @@ class SecondFactor:
         if refusal:
             await self._failed(account, context, f"the account may not sign in ({refusal})")
         await self._take_guess(account, context)
-        try:
-            found = await self._match(account, code, context)
-        except MFAFailedError:
-            await self._login.second_step_failed(account, context, device_cookie)
-            raise
+        found = await self._counted(
+            account, context, self._match(account, code, context), device_cookie
+        )
         ttl = int(self._tokens.ttl.total_seconds())
         if not await self._claim(f"mfa-used:{claims.nonce}", ttl):
             await self._failed(account, context, "mfa_token used")
@@ -465,6 +455,25 @@ class SecondFactor:
             return False
         await self._spend(account, _Found("otp", step=step), context)
         return True
+
+    def _new_codes(self, account: Account) -> tuple[list[str], list[str]]:
+        """Ten recovery codes, and their digests to store."""
+        codes = self._recovery.new()
+        return codes, [self._recovery.digest(c, user_id=str(account.id)) for c in codes]
+
+    async def _counted(
+        self,
+        account: Account,
+        context: RequestContext,
+        check: Awaitable[T],
+        device_cookie: str | None = None,
+    ) -> T:
+        """``check``'s result; a refused code counts as a failed login, as at sign-in."""
+        try:
+            return await check
+        except MFAFailedError:
+            await self._login.second_step_failed(account, context, device_cookie)
+            raise
 
     async def _an_attempt_left(self, nonce: str) -> bool:
         ttl = int(self._tokens.ttl.total_seconds())

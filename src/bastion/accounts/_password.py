@@ -310,11 +310,7 @@ class PasswordLogin:
         defence = self._defence
         if defence is None:
             return
-        account_key = defence.account_key(account.email_key)
-        generation = defence.credential_generation(account.password_hash)
-        device = defence.device_of(device_cookie, account_key, generation)
-        gate = LoginGate("", device is not None, device)
-        ip = rate_partition(context.ip_address)
+        account_key, ip, gate = _second_step(defence, account, context, device_cookie)
         await self._login_failed(defence, account_key, ip, gate, account, context)
 
     async def second_step_succeeded(
@@ -325,13 +321,11 @@ class PasswordLogin:
         defence = self._defence
         if defence is None:
             return None
-        account_key = defence.account_key(account.email_key)
-        generation = defence.credential_generation(account.password_hash)
-        device = defence.device_of(device_cookie, account_key, generation)
-        gate = LoginGate("", device is not None, device)
-        ip = rate_partition(context.ip_address)
+        account_key, ip, gate = _second_step(defence, account, context, device_cookie)
         await self._unavailable_is_closed(defence.succeeded(account_key, ip, gate), context)
-        return defence.issue_device(account_key, generation)
+        return defence.issue_device(
+            account_key, defence.credential_generation(account.password_hash)
+        )
 
     async def sign_in_confirmed(
         self, account: Account, *, context: RequestContext, user_agent: str | None
@@ -519,3 +513,18 @@ class PasswordLogin:
             )
         except InvalidTokenError:
             await changed_during_sign_in(self._events, account, context)
+
+
+def _second_step(
+    defence: LoginDefence, account: Account, context: RequestContext, device_cookie: str | None
+) -> tuple[str, str, LoginGate]:
+    """The defence's keys of a second step of ``account``'s sign-in: its account key, the
+    client's address partition, and a gate that trusts the device cookie as a login's."""
+    account_key = defence.account_key(account.email_key)
+    generation = defence.credential_generation(account.password_hash)
+    device = defence.device_of(device_cookie, account_key, generation)
+    return (
+        account_key,
+        rate_partition(context.ip_address),
+        LoginGate("", device is not None, device),
+    )

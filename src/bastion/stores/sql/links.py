@@ -20,6 +20,10 @@ _links = ExternalIdentityRow.__table__  # type: ignore[attr-defined]
 _accounts = AccountRow.__table__  # type: ignore[attr-defined]
 
 
+def _insert(link: ExternalLink) -> Any:
+    return _links.insert().values(**dataclasses.asdict(link))  # the fields are the columns
+
+
 def _link(row: Any) -> ExternalLink:
     return ExternalLink(row.provider, row.subject, row.user_id, row.email, row.created_at)
 
@@ -43,15 +47,7 @@ class SQLExternalLinkStore(_SQLStore):
     async def add(self, link: ExternalLink) -> None:
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    _links.insert().values(
-                        provider=link.provider,
-                        subject=link.subject,
-                        user_id=link.user_id,
-                        email=link.email,
-                        created_at=link.created_at,
-                    )
-                )
+                await conn.execute(_insert(link))
         except IntegrityError as exc:
             raise ConflictError("identity already linked") from exc
 
@@ -59,15 +55,7 @@ class SQLExternalLinkStore(_SQLStore):
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(_accounts.insert().values(**dataclasses.asdict(account)))
-                await conn.execute(
-                    _links.insert().values(
-                        provider=link.provider,
-                        subject=link.subject,
-                        user_id=link.user_id,
-                        email=link.email,
-                        created_at=link.created_at,
-                    )
-                )
+                await conn.execute(_insert(link))
         except IntegrityError:
             return False  # the transaction rolled back: neither is stored
         return True

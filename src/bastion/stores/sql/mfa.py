@@ -9,6 +9,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.stores.base import TOTPFactor
 from bastion.stores.sql.stores import _SQLStore
@@ -23,6 +24,13 @@ _accounts = AccountRow.__table__  # type: ignore[attr-defined]
 
 def _factor(row: Any) -> TOTPFactor:
     return TOTPFactor(row.user_id, row.secret, row.created_at, row.confirmed_at)
+
+
+async def _replace_codes(conn: AsyncConnection, user_id: UUID, digests: Sequence[str]) -> None:
+    await conn.execute(_codes.delete().where(_codes.c.user_id == user_id))
+    if digests:
+        rows = [{"user_id": user_id, "digest": d, "used_at": None} for d in digests]
+        await conn.execute(_codes.insert(), rows)
 
 
 class SQLMFAStore(_SQLStore):
@@ -71,12 +79,7 @@ class SQLMFAStore(_SQLStore):
             )
             if confirmed.rowcount != 1:
                 return False
-            await conn.execute(_codes.delete().where(_codes.c.user_id == user_id))
-            if recovery_digests:
-                await conn.execute(
-                    _codes.insert(),
-                    [{"user_id": user_id, "digest": d, "used_at": None} for d in recovery_digests],
-                )
+            await _replace_codes(conn, user_id, recovery_digests)
             await conn.execute(
                 _accounts.update()
                 .where(_accounts.c.id == user_id)
@@ -115,12 +118,7 @@ class SQLMFAStore(_SQLStore):
 
     async def replace_recovery_codes(self, user_id: UUID, digests: Sequence[str]) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(_codes.delete().where(_codes.c.user_id == user_id))
-            if digests:
-                await conn.execute(
-                    _codes.insert(),
-                    [{"user_id": user_id, "digest": d, "used_at": None} for d in digests],
-                )
+            await _replace_codes(conn, user_id, digests)
 
     async def recovery_codes_left(self, user_id: UUID) -> int:
         query = sa.select(sa.func.count()).where(
